@@ -1,0 +1,6 @@
+//! Image operations with OpenCV's exact numerics, because FaceFusion's pixels depend on them.
+
+pub mod blur;
+pub mod color;
+pub mod resize;
+pub mod warp;

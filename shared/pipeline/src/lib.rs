@@ -1,0 +1,19 @@
+//! FaceFusion 3.5.3's processing pipeline, on CPU through ONNX Runtime.
+//!
+//! No transport, storage or Lambda types live here: callers hand in bytes or frames and options,
+//! and get frames or bytes back.
+
+pub mod engine;
+pub mod error;
+pub mod geometry;
+pub mod image_io;
+pub mod imgproc;
+pub mod mask;
+pub mod models;
+pub mod options;
+pub mod raster;
+pub mod runtime;
+
+pub use engine::{Engine, EngineConfig, ImageOutput, ImageRequest};
+pub use error::{PipelineError, Result};
+pub use raster::{Frame, Mask, Raster};

@@ -1,0 +1,148 @@
+//! ONNX Runtime loading and shared, concurrency-safe model sessions.
+//!
+//! `Session::run` needs `&mut Session`, so each model gets a small pool of sessions: concurrent
+//! requests for the same model use different sessions, and different models never wait on each other.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, OnceLock};
+
+use ort::session::Session;
+
+use crate::error::{PipelineError, Result};
+
+pub const ORT_VERSION: &str = "1.31.1";
+const ORT_LIBRARY: &str = "libonnxruntime.so.1.31.1";
+
+static RUNTIME: OnceLock<std::result::Result<ort::environment::Environment, String>> = OnceLock::new();
+
+/// Where `ff` looks for the ONNX Runtime library: `ORT_DYLIB_PATH`, then `.ort/lib` beside the
+/// executable's workspace (what `scripts/setup` writes), then beside the executable itself.
+pub fn default_library_path() -> PathBuf {
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
+        return PathBuf::from(path);
+    }
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(4) {
+            candidates.push(dir.join(".ort/lib").join(ORT_LIBRARY));
+            candidates.push(dir.join("lib").join(ORT_LIBRARY));
+        }
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    candidates.push(workspace.join(".ort/lib").join(ORT_LIBRARY));
+    let fallback = candidates.last().cloned().unwrap_or_else(|| PathBuf::from(ORT_LIBRARY));
+    candidates.into_iter().find(|path| path.is_file()).unwrap_or(fallback)
+}
+
+/// Loads ONNX Runtime once per process. Later calls return the same environment.
+pub fn environment() -> Result<ort::environment::Environment> {
+    let loaded = RUNTIME.get_or_init(|| {
+        let path = default_library_path();
+        if !path.is_file() {
+            return Err(format!("missing:{}", path.display()));
+        }
+        let builder = ort::init_from(&path).map_err(|e| e.to_string())?;
+        builder.with_name("ff").build().map_err(|e| e.to_string())
+    });
+    match loaded {
+        Ok(env) => Ok(env.clone()),
+        Err(message) => match message.strip_prefix("missing:") {
+            Some(path) => Err(PipelineError::RuntimeMissing { path: PathBuf::from(path) }),
+            None => Err(PipelineError::Runtime(message.clone())),
+        },
+    }
+}
+
+/// The shape and name of one model input or output, as the graph declares it.
+#[derive(Clone, Debug)]
+pub struct Port {
+    pub name: String,
+    /// -1 for dynamic dimensions.
+    pub shape: Vec<i64>,
+}
+
+/// A model loaded once and shared: a pool of up to `max_sessions` sessions over the same file.
+pub struct ModelSession {
+    name: String,
+    path: PathBuf,
+    intra_threads: usize,
+    max_sessions: usize,
+    pool: Mutex<PoolState>,
+    returned: Condvar,
+    pub inputs: Vec<Port>,
+    pub outputs: Vec<Port>,
+}
+
+struct PoolState {
+    idle: Vec<Session>,
+    created: usize,
+}
+
+impl ModelSession {
+    pub fn load(name: &str, path: &Path, intra_threads: usize, max_sessions: usize) -> Result<Self> {
+        let first = build_session(path, intra_threads)?;
+        let ports = |outlets: &[ort::value::Outlet]| {
+            outlets
+                .iter()
+                .map(|outlet| Port {
+                    name: outlet.name().to_string(),
+                    shape: outlet.dtype().tensor_shape().map(|s| s.to_vec()).unwrap_or_default(),
+                })
+                .collect::<Vec<_>>()
+        };
+        let inputs = ports(first.inputs());
+        let outputs = ports(first.outputs());
+        Ok(Self {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            intra_threads,
+            max_sessions: max_sessions.max(1),
+            pool: Mutex::new(PoolState { idle: vec![first], created: 1 }),
+            returned: Condvar::new(),
+            inputs,
+            outputs,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn has_input(&self, name: &str) -> bool {
+        self.inputs.iter().any(|port| port.name == name)
+    }
+
+    /// Runs `work` with exclusive use of one session of the pool, creating one if all are busy
+    /// and the pool is not full, otherwise waiting for one to come back.
+    pub fn with_session<R>(&self, work: impl FnOnce(&mut Session) -> Result<R>) -> Result<R> {
+        let mut session = self.checkout()?;
+        let result = work(&mut session);
+        self.pool.lock().unwrap_or_else(|p| p.into_inner()).idle.push(session);
+        self.returned.notify_one();
+        result
+    }
+
+    fn checkout(&self) -> Result<Session> {
+        let mut state = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(session) = state.idle.pop() {
+                return Ok(session);
+            }
+            if state.created < self.max_sessions {
+                state.created += 1;
+                drop(state);
+                return build_session(&self.path, self.intra_threads).inspect_err(|_| {
+                    self.pool.lock().unwrap_or_else(|p| p.into_inner()).created -= 1;
+                });
+            }
+            state = self.returned.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+fn build_session(path: &Path, intra_threads: usize) -> Result<Session> {
+    let env = environment()?;
+    let builder = Session::builder(&env)?;
+    let mut builder = builder.with_intra_threads(intra_threads).map_err(|e| PipelineError::Runtime(e.to_string()))?;
+    builder.commit_from_file(path).map_err(|e| PipelineError::Runtime(format!("{}: {e}", path.display())))
+}
