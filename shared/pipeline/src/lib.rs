@@ -13,6 +13,8 @@ pub mod models;
 pub mod options;
 pub mod raster;
 pub mod runtime;
+#[doc(hidden)]
+pub mod testing;
 
 pub use engine::{Engine, EngineConfig, ImageOutput, ImageRequest};
 pub use error::{PipelineError, Result};

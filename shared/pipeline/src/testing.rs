@@ -1,0 +1,101 @@
+//! Fixtures for tests and benchmarks: where the shared assets are, and readers for FaceFusion's dumps.
+//! Not used by the product.
+
+use std::path::{Path, PathBuf};
+
+use crate::raster::{Frame, Mask, Raster};
+
+/// `FF_TEST_ASSETS`, default `../shared/assets` beside the repository.
+pub fn assets_dir() -> PathBuf {
+    match std::env::var_os("FF_TEST_ASSETS") {
+        Some(dir) => PathBuf::from(dir),
+        None => workspace_root().join("../shared/assets"),
+    }
+}
+
+/// The FaceFusion goldens: `parity/` beside the assets folder.
+pub fn parity_dir() -> PathBuf {
+    assets_dir().join("../parity")
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Reads a PNG/JPEG written by OpenCV into a BGR frame (alpha dropped).
+pub fn read_bgr(path: &Path) -> Frame {
+    let rgb = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgb8();
+    let (width, height) = rgb.dimensions();
+    let mut data = rgb.into_raw();
+    data.chunks_exact_mut(3).for_each(|px| px.swap(0, 2));
+    Raster::from_vec(width as usize, height as usize, 3, data)
+}
+
+/// Reads a `png16` float mask from the dumps (`float = uint16 / 65535`).
+pub fn read_png16_mask(path: &Path) -> Mask {
+    let gray = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_luma16();
+    let (width, height) = gray.dimensions();
+    let data = gray.into_raw().into_iter().map(|v| v as f32 / 65535.0).collect();
+    Raster::from_vec(width as usize, height as usize, 1, data)
+}
+
+/// A numpy `.npy` array (little-endian f4, f8, i8 or u1), as f64 values plus its shape.
+pub fn read_npy(path: &Path) -> (Vec<f64>, Vec<usize>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&bytes[..6], b"\x93NUMPY", "not an npy file");
+    let (header_len, header_start) = if bytes[6] == 1 {
+        (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)
+    } else {
+        (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+    };
+    let header = std::str::from_utf8(&bytes[header_start..header_start + header_len]).unwrap();
+    let body = &bytes[header_start + header_len..];
+    let descr = header.split("'descr':").nth(1).unwrap().split('\'').nth(1).unwrap();
+    let shape_text = header.split("'shape':").nth(1).unwrap();
+    let shape_text = &shape_text[shape_text.find('(').unwrap() + 1..shape_text.find(')').unwrap()];
+    let shape: Vec<usize> = shape_text.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    assert!(header.contains("'fortran_order': False"), "fortran order not supported");
+    let values = match descr {
+        "<f4" => body.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+        "<f8" => body.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
+        "<i8" => body.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+        "|u1" => body.iter().map(|&v| v as f64).collect(),
+        other => panic!("npy dtype {other} not supported"),
+    };
+    (values, shape)
+}
+
+/// PSNR in dB between two same-sized 8-bit rasters, over the pixels where `region` is true
+/// (all pixels when `None`).
+pub fn psnr(a: &Frame, b: &Frame, region: Option<(usize, usize, usize, usize)>) -> f64 {
+    assert_eq!((a.width, a.height, a.channels), (b.width, b.height, b.channels));
+    let (x0, y0, x1, y1) = region.unwrap_or((0, 0, a.width, a.height));
+    let mut sum = 0.0;
+    let mut count = 0usize;
+    for y in y0..y1 {
+        let (ra, rb) = (a.row(y), b.row(y));
+        for i in x0 * a.channels..x1 * a.channels {
+            let d = ra[i] as f64 - rb[i] as f64;
+            sum += d * d;
+            count += 1;
+        }
+    }
+    if sum == 0.0 {
+        return f64::INFINITY;
+    }
+    10.0 * (255.0f64 * 255.0 * count as f64 / sum).log10()
+}
+
+/// The bounding box (x0, y0, x1, y1), exclusive, of pixels where `a` and `b` differ.
+pub fn diff_box(a: &Frame, b: &Frame) -> Option<(usize, usize, usize, usize)> {
+    let mut bounds: Option<(usize, usize, usize, usize)> = None;
+    for y in 0..a.height {
+        for x in 0..a.width {
+            if a.pixel(x, y) != b.pixel(x, y) {
+                let (x0, y0, x1, y1) = bounds.unwrap_or((x, y, x + 1, y + 1));
+                bounds = Some((x0.min(x), y0.min(y), x1.max(x + 1), y1.max(y + 1)));
+            }
+        }
+    }
+    bounds
+}
