@@ -1,1 +1,31 @@
-//! The /api/v1 HTTP API.
+//! The /api/v1 HTTP API over the FaceFusion pipeline.
+//!
+//! `router(state)` builds the whole API in one place; `serve` runs it on a listener. The domain work
+//! lives in `ff_pipeline`: this crate only moves bytes in and out, limits how much runs at once and
+//! turns failures into stable JSON errors.
+
+pub mod config;
+pub mod error;
+pub mod form;
+pub mod limiter;
+mod routes;
+mod state;
+
+use std::future::Future;
+
+pub use config::{ConfigError, ServiceConfig};
+pub use error::ApiError;
+pub use limiter::ConcurrencyLimiter;
+pub use routes::{router, X_FACES_PROCESSED};
+pub use state::AppState;
+
+/// Serves the API on `listener` until `shutdown` completes, then lets in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,273 @@
+//! Service settings from FF_* environment variables, validated once at start-up.
+//!
+//! Parsing goes through a lookup closure rather than `std::env` so the rules can be tested without
+//! touching the process environment. A bad value stops start-up with an error naming the variable
+//! and what it accepts: a server that silently falls back to a default is harder to debug than one
+//! that refuses to start.
+
+use std::fmt::Display;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use ff_pipeline::EngineConfig;
+
+const MIB: usize = 1024 * 1024;
+
+/// Everything the HTTP service needs to know about its host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// FF_MODELS_DIR: models under their FaceFusion file names.
+    pub models_dir: PathBuf,
+    /// FF_MAX_UPLOAD_SIZE_MB, in bytes: the largest request body accepted.
+    pub max_upload_bytes: usize,
+    /// FF_EXECUTION_THREAD_COUNT: ONNX Runtime intra-op threads per session.
+    pub execution_thread_count: usize,
+    /// FF_MAX_CONCURRENT_REQUESTS: requests processed at once (processing slots).
+    pub max_concurrent_requests: usize,
+    /// FF_MAX_QUEUED_REQUESTS: requests allowed to wait for a slot before new ones get 429.
+    pub max_queued_requests: usize,
+    /// FF_REQUEST_TIMEOUT_SECS: whole-request budget, upload included.
+    pub request_timeout: Duration,
+    /// FF_MAX_IMAGE_PIXELS: the largest decoded image accepted.
+    pub max_image_pixels: u64,
+    /// FF_ALLOW_MODEL_DOWNLOAD: whether a missing model may be fetched from FaceFusion's URLs.
+    pub allow_model_download: bool,
+}
+
+/// A variable whose value is outside what it accepts.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{variable}=`{value}` is invalid: expected {expected}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub value: String,
+    pub expected: String,
+}
+
+impl ServiceConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`; an unset or empty variable takes its default.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let value = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let upload_mb: usize = parse_in_range(
+            value("FF_MAX_UPLOAD_SIZE_MB"),
+            "FF_MAX_UPLOAD_SIZE_MB",
+            500,
+            1..=10_240,
+        )?;
+        let timeout_secs: u64 = parse_in_range(
+            value("FF_REQUEST_TIMEOUT_SECS"),
+            "FF_REQUEST_TIMEOUT_SECS",
+            300,
+            1..=3_600,
+        )?;
+        Ok(Self {
+            models_dir: value("FF_MODELS_DIR")
+                .map_or_else(|| PathBuf::from(".models"), PathBuf::from),
+            max_upload_bytes: upload_mb * MIB,
+            execution_thread_count: parse_in_range(
+                value("FF_EXECUTION_THREAD_COUNT"),
+                "FF_EXECUTION_THREAD_COUNT",
+                4,
+                1..=32,
+            )?,
+            max_concurrent_requests: parse_in_range(
+                value("FF_MAX_CONCURRENT_REQUESTS"),
+                "FF_MAX_CONCURRENT_REQUESTS",
+                available_cpus(),
+                1..=1_024,
+            )?,
+            max_queued_requests: parse_in_range(
+                value("FF_MAX_QUEUED_REQUESTS"),
+                "FF_MAX_QUEUED_REQUESTS",
+                16,
+                0..=10_000,
+            )?,
+            request_timeout: Duration::from_secs(timeout_secs),
+            max_image_pixels: parse_in_range(
+                value("FF_MAX_IMAGE_PIXELS"),
+                "FF_MAX_IMAGE_PIXELS",
+                50_000_000,
+                1..=1_000_000_000,
+            )?,
+            allow_model_download: parse_bool(
+                value("FF_ALLOW_MODEL_DOWNLOAD"),
+                "FF_ALLOW_MODEL_DOWNLOAD",
+                true,
+            )?,
+        })
+    }
+
+    /// The engine settings these service settings imply.
+    pub fn to_engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            models_dir: self.models_dir.clone(),
+            allow_download: self.allow_model_download,
+            intra_threads: self.execution_thread_count,
+            // One session per processing slot, so concurrent requests never queue on one model.
+            sessions_per_model: self.max_concurrent_requests,
+            max_image_pixels: self.max_image_pixels,
+        }
+    }
+}
+
+fn available_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn parse_in_range<T>(
+    value: Option<String>,
+    variable: &'static str,
+    default: T,
+    range: RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: FromStr + PartialOrd + Display,
+{
+    let Some(text) = value else {
+        return Ok(default);
+    };
+    match text.parse::<T>() {
+        Ok(parsed) if range.contains(&parsed) => Ok(parsed),
+        _ => Err(ConfigError {
+            variable,
+            value: text,
+            expected: format!("an integer in {}..={}", range.start(), range.end()),
+        }),
+    }
+}
+
+fn parse_bool(
+    value: Option<String>,
+    variable: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    let Some(text) = value else {
+        return Ok(default);
+    };
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError {
+            variable,
+            value: text,
+            expected: "true or false (also 1/0, yes/no, on/off)".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(vars: &[(&str, &str)]) -> Result<ServiceConfig, ConfigError> {
+        ServiceConfig::from_lookup(|name| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.to_string())
+        })
+    }
+
+    #[test]
+    fn unset_variables_take_the_documented_defaults() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.models_dir, PathBuf::from(".models"));
+        assert_eq!(config.max_upload_bytes, 500 * MIB);
+        assert_eq!(config.execution_thread_count, 4);
+        assert_eq!(config.max_concurrent_requests, available_cpus());
+        assert_eq!(config.max_queued_requests, 16);
+        assert_eq!(config.request_timeout, Duration::from_secs(300));
+        assert_eq!(config.max_image_pixels, 50_000_000);
+        assert!(config.allow_model_download);
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        assert_eq!(
+            parse(&[("FF_EXECUTION_THREAD_COUNT", " "), ("FF_MODELS_DIR", "")]).unwrap(),
+            parse(&[]).unwrap()
+        );
+    }
+
+    #[test]
+    fn set_variables_override_the_defaults() {
+        let config = parse(&[
+            ("FF_MODELS_DIR", "/opt/models"),
+            ("FF_MAX_UPLOAD_SIZE_MB", "6"),
+            ("FF_EXECUTION_THREAD_COUNT", "32"),
+            ("FF_MAX_CONCURRENT_REQUESTS", "2"),
+            ("FF_MAX_QUEUED_REQUESTS", "0"),
+            ("FF_REQUEST_TIMEOUT_SECS", "30"),
+            ("FF_MAX_IMAGE_PIXELS", "1000"),
+            ("FF_ALLOW_MODEL_DOWNLOAD", "off"),
+        ])
+        .unwrap();
+        assert_eq!(config.models_dir, PathBuf::from("/opt/models"));
+        assert_eq!(config.max_upload_bytes, 6 * MIB);
+        assert_eq!(config.execution_thread_count, 32);
+        assert_eq!(config.max_concurrent_requests, 2);
+        assert_eq!(config.max_queued_requests, 0);
+        assert_eq!(config.request_timeout, Duration::from_secs(30));
+        assert_eq!(config.max_image_pixels, 1000);
+        assert!(!config.allow_model_download);
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_variable_and_the_range() {
+        let error = parse(&[("FF_EXECUTION_THREAD_COUNT", "33")]).unwrap_err();
+        assert_eq!(error.variable, "FF_EXECUTION_THREAD_COUNT");
+        assert_eq!(
+            error.to_string(),
+            "FF_EXECUTION_THREAD_COUNT=`33` is invalid: expected an integer in 1..=32"
+        );
+        assert_eq!(
+            parse(&[("FF_MAX_CONCURRENT_REQUESTS", "0")])
+                .unwrap_err()
+                .variable,
+            "FF_MAX_CONCURRENT_REQUESTS"
+        );
+    }
+
+    #[test]
+    fn unparsable_values_are_rejected() {
+        assert_eq!(
+            parse(&[("FF_MAX_UPLOAD_SIZE_MB", "big")])
+                .unwrap_err()
+                .variable,
+            "FF_MAX_UPLOAD_SIZE_MB"
+        );
+        assert_eq!(
+            parse(&[("FF_REQUEST_TIMEOUT_SECS", "-1")])
+                .unwrap_err()
+                .variable,
+            "FF_REQUEST_TIMEOUT_SECS"
+        );
+        let error = parse(&[("FF_ALLOW_MODEL_DOWNLOAD", "maybe")]).unwrap_err();
+        assert_eq!(error.variable, "FF_ALLOW_MODEL_DOWNLOAD");
+        assert!(error.expected.contains("true or false"));
+    }
+
+    #[test]
+    fn engine_config_carries_the_matching_settings() {
+        let config = parse(&[
+            ("FF_MAX_CONCURRENT_REQUESTS", "3"),
+            ("FF_EXECUTION_THREAD_COUNT", "2"),
+        ])
+        .unwrap();
+        let engine = config.to_engine_config();
+        assert_eq!(engine.models_dir, config.models_dir);
+        assert_eq!(engine.intra_threads, 2);
+        assert_eq!(engine.sessions_per_model, 3);
+        assert_eq!(engine.max_image_pixels, 50_000_000);
+        assert!(engine.allow_download);
+    }
+}

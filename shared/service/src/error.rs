@@ -1,0 +1,308 @@
+//! The one place where failures become HTTP answers.
+//!
+//! Every error leaves as `{"error": {"code": "...", "message": "..."}}` with a stable `code` clients
+//! can branch on. Messages of server-side failures stay generic: the detail (paths, runtime errors,
+//! panics) goes to the log, never to the client.
+
+use std::time::Duration;
+
+use axum::extract::multipart::{MultipartError, MultipartRejection};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use ff_pipeline::PipelineError;
+
+use crate::limiter::Busy;
+
+/// How long a client told `busy` should wait; about one image's processing time on a CPU.
+pub const BUSY_RETRY_AFTER: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("invalid option `{option}`: {reason}")]
+    InvalidOption { option: String, reason: String },
+    #[error("{0}")]
+    UnsupportedMedia(String),
+    #[error("{0}")]
+    ImageTooLarge(String),
+    #[error("request body exceeds the upload limit of {limit_bytes} bytes")]
+    PayloadTooLarge { limit_bytes: usize },
+    #[error("{0}")]
+    NoSourceFace(String),
+    #[error("model `{model}` is not available on this server")]
+    ModelUnavailable { model: String, detail: String },
+    #[error("the ONNX Runtime library is not available on this server")]
+    RuntimeUnavailable { detail: String },
+    #[error("all processing slots are busy and the queue is full; retry later")]
+    Busy,
+    #[error("the request did not complete within {} seconds", .limit.as_secs())]
+    Timeout { limit: Duration },
+    #[error("no route for {method} {path}")]
+    NotFound { method: String, path: String },
+    #[error("method {method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("internal error")]
+    Internal { detail: String },
+}
+
+impl ApiError {
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Self::Internal {
+            detail: detail.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) | Self::InvalidOption { .. } => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::ImageTooLarge(_) | Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NoSourceFace(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::ModelUnavailable { .. }
+            | Self::RuntimeUnavailable { .. }
+            | Self::Timeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Busy => StatusCode::TOO_MANY_REQUESTS,
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable, machine-readable name of the failure.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::InvalidOption { .. } => "invalid_option",
+            Self::UnsupportedMedia(_) => "unsupported_media",
+            Self::ImageTooLarge(_) => "image_too_large",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::NoSourceFace(_) => "no_source_face",
+            Self::ModelUnavailable { .. } => "model_unavailable",
+            Self::RuntimeUnavailable { .. } => "runtime_unavailable",
+            Self::Busy => "busy",
+            Self::Timeout { .. } => "timeout",
+            Self::NotFound { .. } => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::Internal { .. } => "internal",
+        }
+    }
+
+    /// A multipart failure: the body limit surfaces here, as a read error part-way through the upload.
+    pub fn from_multipart(error: MultipartError, limit_bytes: usize) -> Self {
+        if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::PayloadTooLarge { limit_bytes }
+        } else {
+            Self::BadRequest(format!(
+                "the multipart body could not be read: {}",
+                error.body_text()
+            ))
+        }
+    }
+
+    /// Server-side failures are logged with their detail; client mistakes only at debug level.
+    fn log(&self) {
+        match self {
+            Self::Internal { detail } => {
+                tracing::error!(code = self.code(), %detail, "request failed")
+            }
+            Self::ModelUnavailable { detail, .. } | Self::RuntimeUnavailable { detail } => {
+                tracing::error!(code = self.code(), %detail, "request failed")
+            }
+            Self::Timeout { .. } | Self::Busy => tracing::warn!(code = self.code(), "{self}"),
+            _ => tracing::debug!(code = self.code(), "{self}"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.log();
+        let body =
+            serde_json::json!({ "error": { "code": self.code(), "message": self.to_string() } });
+        let mut response = (self.status(), Json(body)).into_response();
+        if matches!(self, Self::Busy) {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(BUSY_RETRY_AFTER.as_secs()),
+            );
+        }
+        response
+    }
+}
+
+impl From<PipelineError> for ApiError {
+    fn from(error: PipelineError) -> Self {
+        // Exhaustive on purpose: a new pipeline failure must get a deliberate status here.
+        match error {
+            PipelineError::InvalidOption { option, reason } => {
+                Self::InvalidOption { option, reason }
+            }
+            PipelineError::MissingInput(message) => Self::BadRequest(message),
+            PipelineError::UnsupportedMedia(_) => Self::UnsupportedMedia(error.to_string()),
+            PipelineError::ImageTooLarge { .. } => Self::ImageTooLarge(error.to_string()),
+            PipelineError::NoSourceFace { .. } => Self::NoSourceFace(error.to_string()),
+            PipelineError::ModelMissing { ref name, .. }
+            | PipelineError::Download { ref name, .. }
+            | PipelineError::ModelCorrupt { ref name, .. } => Self::ModelUnavailable {
+                model: name.clone(),
+                detail: error.to_string(),
+            },
+            PipelineError::RuntimeMissing { .. } => Self::RuntimeUnavailable {
+                detail: error.to_string(),
+            },
+            PipelineError::Runtime(_)
+            | PipelineError::UnknownModel { .. }
+            | PipelineError::ModelContract { .. }
+            | PipelineError::Io { .. } => Self::internal(error.to_string()),
+        }
+    }
+}
+
+impl From<Busy> for ApiError {
+    fn from(_: Busy) -> Self {
+        Self::Busy
+    }
+}
+
+impl From<MultipartRejection> for ApiError {
+    fn from(rejection: MultipartRejection) -> Self {
+        Self::BadRequest(rejection.body_text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn mapped(error: PipelineError) -> (StatusCode, &'static str) {
+        let api = ApiError::from(error);
+        (api.status(), api.code())
+    }
+
+    #[test]
+    fn pipeline_errors_map_to_their_documented_status_and_code() {
+        let cases = [
+            (
+                PipelineError::NoSourceFace { index: 0 },
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "no_source_face",
+            ),
+            (
+                PipelineError::UnsupportedMedia("gif".into()),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media",
+            ),
+            (
+                PipelineError::ImageTooLarge {
+                    width: 10,
+                    height: 10,
+                    limit: 1,
+                },
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "image_too_large",
+            ),
+            (
+                PipelineError::invalid_option("face_swapper_model", "no"),
+                StatusCode::BAD_REQUEST,
+                "invalid_option",
+            ),
+            (
+                PipelineError::MissingInput("no source".into()),
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+            ),
+            (
+                PipelineError::ModelMissing {
+                    name: "inswapper_128".into(),
+                    dir: PathBuf::from("/m"),
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+                "model_unavailable",
+            ),
+            (
+                PipelineError::Download {
+                    name: "x".into(),
+                    reason: "dns".into(),
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+                "model_unavailable",
+            ),
+            (
+                PipelineError::ModelCorrupt {
+                    name: "x".into(),
+                    reason: "crc".into(),
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+                "model_unavailable",
+            ),
+            (
+                PipelineError::RuntimeMissing {
+                    path: PathBuf::from("/lib"),
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+                "runtime_unavailable",
+            ),
+            (
+                PipelineError::Runtime("boom".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            ),
+            (
+                PipelineError::UnknownModel { name: "x".into() },
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            ),
+        ];
+        for (error, status, code) in cases {
+            let label = error.to_string();
+            assert_eq!(mapped(error), (status, code), "{label}");
+        }
+    }
+
+    #[test]
+    fn server_side_messages_do_not_leak_paths_or_internals() {
+        let missing = ApiError::from(PipelineError::ModelMissing {
+            name: "inswapper_128".into(),
+            dir: PathBuf::from("/secret/models"),
+        });
+        assert!(!missing.to_string().contains("/secret"), "{missing}");
+        assert!(missing.to_string().contains("inswapper_128"));
+        let io = ApiError::from(PipelineError::io(
+            "/secret/file",
+            std::io::Error::other("denied"),
+        ));
+        assert_eq!(io.to_string(), "internal error");
+    }
+
+    #[test]
+    fn invalid_option_names_the_option() {
+        let error = ApiError::from(PipelineError::invalid_option(
+            "face_mask_blur",
+            "must be in 0.0..1.0",
+        ));
+        assert_eq!(
+            error.to_string(),
+            "invalid option `face_mask_blur`: must be in 0.0..1.0"
+        );
+    }
+
+    #[test]
+    fn busy_carries_retry_after() {
+        let response = ApiError::Busy.into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            response.headers()[header::RETRY_AFTER],
+            BUSY_RETRY_AFTER.as_secs().to_string().as_str()
+        );
+    }
+
+    #[test]
+    fn responses_are_json() {
+        let response = ApiError::internal("secret detail").into_response();
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+    }
+}

@@ -1,0 +1,349 @@
+//! The `/api/v1/process` multipart form: its fields, read once and turned into a pipeline request.
+//!
+//! Field names: `source` (repeatable file), `target` (file), `output_format`, and either FaceFusion
+//! options as individual fields (`face_swapper_model=inswapper_128`; list options repeated or
+//! space-separated, as on FaceFusion's command line and in its ini file) or a single `options`
+//! field holding a JSON object. Option names and values are validated by the pipeline's
+//! `ProcessOptions`, the one place that knows them.
+
+use axum::extract::Multipart;
+use ff_pipeline::image_io::ImageFormat;
+use ff_pipeline::options::ProcessOptions;
+use ff_pipeline::ImageRequest;
+
+use crate::error::ApiError;
+
+/// The longest download name we derive from the target's file name.
+const MAX_STEM_CHARS: usize = 64;
+
+/// One uploaded file part.
+#[derive(Debug)]
+pub struct Upload {
+    pub file_name: Option<String>,
+    pub bytes: Vec<u8>,
+}
+
+/// The form's fields as sent, before validation.
+#[derive(Debug, Default)]
+pub struct ProcessForm {
+    sources: Vec<Vec<u8>>,
+    target: Option<Upload>,
+    output_format: Option<String>,
+    options_json: Option<String>,
+    /// Option fields in arrival order, one entry per field.
+    option_fields: Vec<(String, String)>,
+}
+
+/// A validated request plus the name the result is offered under.
+pub struct ProcessJob {
+    pub request: ImageRequest,
+    pub download_stem: String,
+}
+
+impl ProcessForm {
+    /// Reads every part. The body limit surfaces here as `payload_too_large`.
+    pub async fn read(mut multipart: Multipart, limit_bytes: usize) -> Result<Self, ApiError> {
+        let mut form = Self::default();
+        while let Some(field) = multipart
+            .next_field()
+            .await
+            .map_err(|e| ApiError::from_multipart(e, limit_bytes))?
+        {
+            let name = field.name().map(str::to_owned);
+            let file_name = field.file_name().map(str::to_owned);
+            let bytes = field
+                .bytes()
+                .await
+                .map_err(|e| ApiError::from_multipart(e, limit_bytes))?;
+            form.accept(name, file_name, Vec::from(bytes))?;
+        }
+        Ok(form)
+    }
+
+    /// Files one part under its field name.
+    pub fn accept(
+        &mut self,
+        name: Option<String>,
+        file_name: Option<String>,
+        bytes: Vec<u8>,
+    ) -> Result<(), ApiError> {
+        let Some(name) = name else {
+            return Err(ApiError::BadRequest("a multipart field has no name".into()));
+        };
+        match name.as_str() {
+            "source" => self.sources.push(bytes),
+            "target" => set_once(&mut self.target, Upload { file_name, bytes }, &name)?,
+            "output_format" => set_once(&mut self.output_format, into_text(&name, bytes)?, &name)?,
+            "options" => set_once(&mut self.options_json, into_text(&name, bytes)?, &name)?,
+            _ if file_name.is_some() => {
+                return Err(ApiError::InvalidOption {
+                    option: name,
+                    reason: "unknown file field; images go in `source` or `target`".into(),
+                })
+            }
+            _ => {
+                let value = into_text(&name, bytes)?;
+                self.option_fields.push((name, value));
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates everything the form says and builds the pipeline request.
+    pub fn into_job(self) -> Result<ProcessJob, ApiError> {
+        let Some(target) = self.target else {
+            return Err(ApiError::BadRequest("missing `target` file".into()));
+        };
+        let output_format = self
+            .output_format
+            .as_deref()
+            .map(parse_output_format)
+            .transpose()?;
+        let options = parse_options(self.options_json.as_deref(), self.option_fields)?;
+        Ok(ProcessJob {
+            download_stem: download_stem(target.file_name.as_deref()),
+            request: ImageRequest {
+                sources: self.sources,
+                target: target.bytes,
+                options,
+                output_format,
+            },
+        })
+    }
+}
+
+fn set_once<T>(slot: &mut Option<T>, value: T, name: &str) -> Result<(), ApiError> {
+    if slot.is_some() {
+        return Err(ApiError::BadRequest(format!(
+            "field `{name}` was given more than once"
+        )));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+fn into_text(name: &str, bytes: Vec<u8>) -> Result<String, ApiError> {
+    String::from_utf8(bytes)
+        .map_err(|_| ApiError::BadRequest(format!("field `{name}` must be UTF-8 text")))
+}
+
+fn parse_output_format(text: &str) -> Result<ImageFormat, ApiError> {
+    ImageFormat::from_name(text.trim()).ok_or_else(|| ApiError::InvalidOption {
+        option: "output_format".into(),
+        reason: format!("`{text}` is not one of jpg, jpeg, png, webp, bmp"),
+    })
+}
+
+/// Options come either as one JSON object or as fields, never both: merging the two would
+/// make it unclear which one wins.
+fn parse_options(
+    json: Option<&str>,
+    fields: Vec<(String, String)>,
+) -> Result<ProcessOptions, ApiError> {
+    match json {
+        Some(_) if !fields.is_empty() => Err(ApiError::BadRequest(format!(
+            "give options either as form fields or as one `options` JSON field, not both (got `options` and `{}`)",
+            fields[0].0
+        ))),
+        Some(text) => {
+            let value: serde_json::Value = serde_json::from_str(text)
+                .map_err(|e| ApiError::BadRequest(format!("field `options` is not valid JSON: {e}")))?;
+            Ok(ProcessOptions::from_json(&value)?)
+        }
+        None => Ok(ProcessOptions::from_pairs(&group_option_fields(fields))?),
+    }
+}
+
+/// One (name, values) pair per option, in first-seen order. Repeated fields append, and each
+/// value is split on whitespace, so `processors=face_swapper face_enhancer` and two `processors`
+/// fields mean the same.
+pub fn group_option_fields(fields: Vec<(String, String)>) -> Vec<(String, Vec<String>)> {
+    let mut pairs: Vec<(String, Vec<String>)> = Vec::new();
+    for (name, value) in fields {
+        let values = value.split_whitespace().map(str::to_owned);
+        match pairs.iter_mut().find(|(known, _)| *known == name) {
+            Some((_, existing)) => existing.extend(values),
+            None => pairs.push((name, values.collect())),
+        }
+    }
+    pairs
+}
+
+/// The target's file name without directory or extension, reduced to characters that are safe
+/// in a quoted `Content-Disposition` filename.
+pub fn download_stem(file_name: Option<&str>) -> String {
+    let base = file_name
+        .unwrap_or_default()
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or_default();
+    let stem = base.rsplit_once('.').map_or(base, |(stem, _)| stem);
+    let safe: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(MAX_STEM_CHARS)
+        .collect();
+    if safe.trim_matches(['.', '_']).is_empty() {
+        "output".into()
+    } else {
+        safe
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::*;
+
+    fn text(name: &str, value: &str) -> (Option<String>, Option<String>, Vec<u8>) {
+        (Some(name.into()), None, value.as_bytes().to_vec())
+    }
+
+    fn form(
+        parts: Vec<(Option<String>, Option<String>, Vec<u8>)>,
+    ) -> Result<ProcessForm, ApiError> {
+        let mut form = ProcessForm::default();
+        for (name, file_name, bytes) in parts {
+            form.accept(name, file_name, bytes)?;
+        }
+        Ok(form)
+    }
+
+    fn target() -> (Option<String>, Option<String>, Vec<u8>) {
+        (
+            Some("target".into()),
+            Some("photo.jpg".into()),
+            vec![1, 2, 3],
+        )
+    }
+
+    #[test]
+    fn repeated_and_space_separated_values_group_under_one_name() {
+        let grouped = group_option_fields(vec![
+            ("processors".into(), "face_swapper face_enhancer".into()),
+            ("face_swapper_model".into(), "inswapper_128".into()),
+            ("processors".into(), "frame_enhancer".into()),
+        ]);
+        assert_eq!(
+            grouped,
+            vec![
+                (
+                    "processors".to_string(),
+                    vec![
+                        "face_swapper".into(),
+                        "face_enhancer".into(),
+                        "frame_enhancer".into()
+                    ]
+                ),
+                (
+                    "face_swapper_model".to_string(),
+                    vec!["inswapper_128".into()]
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn sources_accumulate_and_the_target_keeps_its_name() {
+        let source = (Some("source".into()), Some("a.png".into()), vec![9]);
+        let form = form(vec![source.clone(), source, target()]).unwrap();
+        assert_eq!(form.sources.len(), 2);
+        assert_eq!(form.target.unwrap().file_name.as_deref(), Some("photo.jpg"));
+    }
+
+    #[test]
+    fn a_second_target_is_rejected() {
+        let error = form(vec![target(), target()]).unwrap_err();
+        assert_eq!(error.code(), "bad_request");
+        assert!(error.to_string().contains("`target`"));
+    }
+
+    #[test]
+    fn an_unknown_file_field_names_the_field() {
+        let error = form(vec![(Some("picture".into()), Some("x.png".into()), vec![])]).unwrap_err();
+        assert_eq!(
+            (error.status(), error.code()),
+            (StatusCode::BAD_REQUEST, "invalid_option")
+        );
+        assert!(error.to_string().contains("`picture`"));
+    }
+
+    #[test]
+    fn non_utf8_text_fields_are_rejected() {
+        let error = form(vec![(
+            Some("face_swapper_model".into()),
+            None,
+            vec![0xff, 0xfe],
+        )])
+        .unwrap_err();
+        assert_eq!(error.code(), "bad_request");
+    }
+
+    #[test]
+    fn a_nameless_part_is_rejected() {
+        assert_eq!(
+            form(vec![(None, None, vec![])]).unwrap_err().code(),
+            "bad_request"
+        );
+    }
+
+    #[test]
+    fn a_missing_target_is_reported_before_options_are_parsed() {
+        let error = form(vec![text("face_swapper_model", "inswapper_128")])
+            .unwrap()
+            .into_job()
+            .err()
+            .unwrap();
+        assert_eq!(error.to_string(), "missing `target` file");
+    }
+
+    #[test]
+    fn output_format_accepts_the_documented_names_only() {
+        for name in ["jpg", "jpeg", "PNG", "webp", "bmp"] {
+            assert!(parse_output_format(name).is_ok(), "{name}");
+        }
+        let error = parse_output_format("gif").unwrap_err();
+        assert_eq!(error.code(), "invalid_option");
+        assert!(error.to_string().contains("output_format"));
+    }
+
+    #[test]
+    fn options_json_and_option_fields_together_are_rejected() {
+        let fields = vec![(
+            "face_swapper_model".to_string(),
+            "inswapper_128".to_string(),
+        )];
+        let error = parse_options(Some("{}"), fields).unwrap_err();
+        assert_eq!(error.code(), "bad_request");
+    }
+
+    #[test]
+    fn malformed_options_json_is_a_bad_request() {
+        let error = parse_options(Some("{not json"), Vec::new()).unwrap_err();
+        assert!(error
+            .to_string()
+            .starts_with("field `options` is not valid JSON"));
+    }
+
+    #[test]
+    fn download_stem_is_safe_for_a_header() {
+        assert_eq!(download_stem(Some("holiday.photo.JPG")), "holiday.photo");
+        assert_eq!(download_stem(Some("C:\\Users\\me\\pic.png")), "pic");
+        assert_eq!(download_stem(Some("../../etc/passwd")), "passwd");
+        assert_eq!(
+            download_stem(Some("a \"quoted\";name.png")),
+            "a__quoted__name"
+        );
+        assert_eq!(download_stem(Some("été.png")), "_t_");
+        assert_eq!(download_stem(Some("...")), "output");
+        assert_eq!(download_stem(None), "output");
+        assert_eq!(download_stem(Some(&"x".repeat(500))).len(), MAX_STEM_CHARS);
+    }
+}

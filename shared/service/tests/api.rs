@@ -1,0 +1,465 @@
+//! The /api/v1 API driven through its router with `oneshot`: every documented status and code,
+//! and a real face swap on the stand-in FaceFusion models.
+
+use std::io::Cursor;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderMap, Request, StatusCode};
+use axum::Router;
+use ff_pipeline::testing::assets_dir;
+use ff_service::{router, AppState, ServiceConfig, X_FACES_PROCESSED};
+use tower::ServiceExt;
+
+const BOUNDARY: &str = "ff-test-boundary-7MA4YWxkTrZu0gW";
+
+/// Stand-in models, never a download, one ORT thread so parallel tests do not fight over cores.
+fn test_config(overrides: &[(&str, &str)]) -> ServiceConfig {
+    let models = assets_dir()
+        .join("standins/light")
+        .to_string_lossy()
+        .into_owned();
+    let defaults = [
+        ("FF_MODELS_DIR", models.as_str()),
+        ("FF_ALLOW_MODEL_DOWNLOAD", "false"),
+        ("FF_EXECUTION_THREAD_COUNT", "1"),
+        ("FF_MAX_CONCURRENT_REQUESTS", "2"),
+    ];
+    ServiceConfig::from_lookup(|name| {
+        let set = overrides
+            .iter()
+            .chain(defaults.iter())
+            .find(|(key, _)| *key == name);
+        set.map(|(_, value)| value.to_string())
+    })
+    .expect("test configuration is valid")
+}
+
+fn app(config: ServiceConfig) -> (AppState, Router) {
+    let state = AppState::new(config).expect("engine builds");
+    (state.clone(), router(state))
+}
+
+fn asset(name: &str) -> Vec<u8> {
+    let path = assets_dir().join("images").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A featureless sky-blue picture: nothing a face detector could find.
+fn blank_png(width: u32, height: u32) -> Vec<u8> {
+    let sky = image::RgbImage::from_pixel(width, height, image::Rgb([135, 190, 235]));
+    let mut bytes = Vec::new();
+    sky.write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .unwrap();
+    bytes
+}
+
+/// A hand-built multipart/form-data body, so the tests control every byte the server sees.
+#[derive(Default)]
+struct Form {
+    body: Vec<u8>,
+}
+
+impl Form {
+    fn file(mut self, name: &str, file_name: &str, bytes: &[u8]) -> Self {
+        let head = format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file_name}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        );
+        self.body.extend_from_slice(head.as_bytes());
+        self.body.extend_from_slice(bytes);
+        self.body.extend_from_slice(b"\r\n");
+        self
+    }
+
+    fn text(mut self, name: &str, value: &str) -> Self {
+        let part = format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        );
+        self.body.extend_from_slice(part.as_bytes());
+        self
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.body
+            .extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+        self.body
+    }
+
+    fn request(self) -> Request<Body> {
+        let body = self.finish();
+        Request::post("/api/v1/process")
+            .header(
+                CONTENT_TYPE,
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
+            .header(CONTENT_LENGTH, body.len())
+            .body(Body::from(body))
+            .unwrap()
+    }
+}
+
+fn swap_form(source: &[u8], target: &[u8]) -> Form {
+    Form::default()
+        .file("source", "source.jpg", source)
+        .file("target", "target.jpg", target)
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Answer {
+    /// The `code` and `message` of a JSON error body, checking its shape on the way.
+    fn error(&self) -> (String, String) {
+        assert_eq!(
+            self.headers[CONTENT_TYPE], "application/json",
+            "body: {:?}",
+            self.body
+        );
+        let json: serde_json::Value =
+            serde_json::from_slice(&self.body).expect("error body is JSON");
+        let code = json["error"]["code"]
+            .as_str()
+            .expect("error.code")
+            .to_string();
+        let message = json["error"]["message"]
+            .as_str()
+            .expect("error.message")
+            .to_string();
+        (code, message)
+    }
+
+    fn assert_error(&self, status: StatusCode, code: &str) -> String {
+        let (actual_code, message) = self.error();
+        assert_eq!(
+            (self.status, actual_code.as_str()),
+            (status, code),
+            "message: {message}"
+        );
+        message
+    }
+}
+
+async fn send(router: Router, request: Request<Body>) -> Answer {
+    let response = router
+        .oneshot(request)
+        .await
+        .expect("the router is infallible");
+    let (parts, body) = response.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .expect("body reads");
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+#[tokio::test]
+async fn health_reports_ok_and_the_version() {
+    let (_, router) = app(test_config(&[]));
+    let answer = send(
+        router,
+        Request::get("/api/v1/health").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let json: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(json["status"], "ok");
+    assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+}
+
+#[tokio::test]
+async fn unknown_route_is_a_json_404() {
+    let (_, router) = app(test_config(&[]));
+    let answer = send(
+        router,
+        Request::get("/api/v2/nothing").body(Body::empty()).unwrap(),
+    )
+    .await;
+    let message = answer.assert_error(StatusCode::NOT_FOUND, "not_found");
+    assert!(message.contains("/api/v2/nothing"), "{message}");
+}
+
+#[tokio::test]
+async fn wrong_method_is_a_json_405() {
+    let (_, router) = app(test_config(&[]));
+    let answer = send(
+        router,
+        Request::get("/api/v1/process").body(Body::empty()).unwrap(),
+    )
+    .await;
+    answer.assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_multipart_is_a_bad_request() {
+    let (_, router) = app(test_config(&[]));
+    let request = Request::post("/api/v1/process")
+        .header(CONTENT_TYPE, "application/json")
+        .body(Body::from("{}"))
+        .unwrap();
+    send(router, request)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "bad_request");
+}
+
+#[tokio::test]
+async fn missing_target_is_a_bad_request() {
+    let (_, router) = app(test_config(&[]));
+    let request = Form::default()
+        .file("source", "obama.jpg", &asset("obama.jpg"))
+        .request();
+    let message = send(router, request)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "bad_request");
+    assert!(message.contains("target"), "{message}");
+}
+
+#[tokio::test]
+async fn an_unknown_file_field_is_named() {
+    let (_, router) = app(test_config(&[]));
+    let request = swap_form(&asset("obama.jpg"), &asset("biden.jpg"))
+        .file("mask", "mask.png", b"x")
+        .request();
+    let message = send(router, request)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_option");
+    assert!(message.contains("`mask`"), "{message}");
+}
+
+#[tokio::test]
+async fn an_unsupported_output_format_is_an_invalid_option() {
+    let (_, router) = app(test_config(&[]));
+    let request = swap_form(&asset("obama.jpg"), &asset("biden.jpg"))
+        .text("output_format", "gif")
+        .request();
+    let message = send(router, request)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_option");
+    assert!(message.contains("output_format"), "{message}");
+}
+
+#[tokio::test]
+async fn options_as_fields_and_as_json_together_are_rejected() {
+    let (_, router) = app(test_config(&[]));
+    let request = swap_form(&asset("obama.jpg"), &asset("biden.jpg"))
+        .text("options", r#"{"face_swapper_model": "inswapper_128"}"#)
+        .text("face_swapper_model", "inswapper_128")
+        .request();
+    send(router, request)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "bad_request");
+}
+
+#[tokio::test]
+async fn an_unknown_option_field_is_named() {
+    let (_, router) = app(test_config(&[]));
+    let request = swap_form(&asset("obama.jpg"), &asset("biden.jpg"))
+        .text("face_swapper_modle", "x")
+        .request();
+    let message = send(router, request)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_option");
+    assert!(message.contains("face_swapper_modle"), "{message}");
+}
+
+#[tokio::test]
+async fn an_out_of_range_option_value_is_rejected() {
+    let (_, router) = app(test_config(&[]));
+    let request = swap_form(&asset("obama.jpg"), &asset("biden.jpg"))
+        .text("face_mask_blur", "1.5")
+        .request();
+    let message = send(router, request)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_option");
+    assert!(message.contains("face_mask_blur"), "{message}");
+}
+
+#[tokio::test]
+async fn an_unknown_model_name_is_rejected() {
+    let (_, router) = app(test_config(&[]));
+    let request = swap_form(&asset("obama.jpg"), &asset("biden.jpg"))
+        .text("face_swapper_model", "no_such")
+        .request();
+    let message = send(router, request)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_option");
+    assert!(message.contains("face_swapper_model"), "{message}");
+}
+
+#[tokio::test]
+async fn a_target_that_is_not_an_image_is_unsupported_media() {
+    let (_, router) = app(test_config(&[]));
+    let request = swap_form(&asset("obama.jpg"), b"this is plain text, not a picture").request();
+    send(router, request)
+        .await
+        .assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media");
+}
+
+#[tokio::test]
+async fn a_declared_oversized_body_is_a_json_413() {
+    let mut config = test_config(&[]);
+    config.max_upload_bytes = 1024;
+    let (_, router) = app(config);
+    let request = swap_form(&asset("obama.jpg"), &asset("biden.jpg")).request();
+    send(router, request)
+        .await
+        .assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+}
+
+#[tokio::test]
+async fn a_streamed_oversized_body_is_a_json_413() {
+    let mut config = test_config(&[]);
+    config.max_upload_bytes = 1024;
+    let (_, router) = app(config);
+    // No Content-Length: the limit can only bite while the body streams in.
+    let body = swap_form(&asset("obama.jpg"), &asset("biden.jpg")).finish();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        body.chunks(512).map(|c| Ok(c.to_vec())).collect();
+    let request = Request::post("/api/v1/process")
+        .header(
+            CONTENT_TYPE,
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(Body::from_stream(futures_util::stream::iter(chunks)))
+        .unwrap();
+    send(router, request)
+        .await
+        .assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+}
+
+#[tokio::test]
+async fn busy_when_every_slot_and_queue_place_is_taken() {
+    let (state, router) = app(test_config(&[
+        ("FF_MAX_CONCURRENT_REQUESTS", "1"),
+        ("FF_MAX_QUEUED_REQUESTS", "0"),
+    ]));
+    let _held = state.limiter().try_admit().expect("the only place is free");
+    let answer = send(
+        router,
+        swap_form(&asset("obama.jpg"), &asset("biden.jpg")).request(),
+    )
+    .await;
+    answer.assert_error(StatusCode::TOO_MANY_REQUESTS, "busy");
+    assert!(
+        answer.headers[RETRY_AFTER]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+}
+
+#[tokio::test]
+async fn a_request_over_its_time_budget_is_a_json_503() {
+    let mut config = test_config(&[]);
+    config.request_timeout = Duration::from_millis(100);
+    let (_, router) = app(config);
+    // A body that never arrives: the handler waits on the upload until the timeout fires.
+    let stalled = futures_util::stream::pending::<Result<Vec<u8>, std::io::Error>>();
+    let request = Request::post("/api/v1/process")
+        .header(
+            CONTENT_TYPE,
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(Body::from_stream(stalled))
+        .unwrap();
+    send(router, request)
+        .await
+        .assert_error(StatusCode::SERVICE_UNAVAILABLE, "timeout");
+}
+
+#[tokio::test]
+async fn a_source_without_a_face_is_unprocessable() {
+    let (_, router) = app(test_config(&[]));
+    let request = Form::default()
+        .file("source", "sky.png", &blank_png(320, 240))
+        .file("target", "biden.jpg", &asset("biden.jpg"))
+        .text("face_swapper_model", "inswapper_128")
+        .request();
+    send(router, request)
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "no_source_face");
+}
+
+fn assert_image_of_size(answer: &Answer, mime: &str, size: (u32, u32)) {
+    assert_eq!(
+        answer.status,
+        StatusCode::OK,
+        "body: {}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert_eq!(answer.headers[CONTENT_TYPE], mime);
+    let disposition = answer.headers[CONTENT_DISPOSITION].to_str().unwrap();
+    assert!(disposition.contains("filename=\""), "{disposition}");
+    let decoded = image::load_from_memory(&answer.body).expect("the result decodes");
+    assert_eq!((decoded.width(), decoded.height()), size);
+}
+
+fn faces_processed(answer: &Answer) -> usize {
+    answer.headers[X_FACES_PROCESSED]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn swaps_the_face_with_options_as_fields() {
+    let (_, router) = app(test_config(&[]));
+    let target = asset("biden.jpg");
+    let size = image::load_from_memory(&target).unwrap();
+    let request = swap_form(&asset("obama.jpg"), &target)
+        .text("face_swapper_model", "inswapper_128")
+        .request();
+    let answer = send(router, request).await;
+    assert_image_of_size(&answer, "image/jpeg", (size.width(), size.height()));
+    assert_eq!(faces_processed(&answer), 1);
+    assert!(answer.headers[CONTENT_DISPOSITION]
+        .to_str()
+        .unwrap()
+        .contains("target.jpg"));
+}
+
+#[tokio::test]
+async fn swaps_the_face_with_options_as_json_and_a_chosen_format() {
+    let (_, router) = app(test_config(&[]));
+    let target = asset("biden.jpg");
+    let size = image::load_from_memory(&target).unwrap();
+    let request = swap_form(&asset("obama.jpg"), &target)
+        .text(
+            "options",
+            r#"{"processors": ["face_swapper"], "face_swapper_model": "inswapper_128"}"#,
+        )
+        .text("output_format", "png")
+        .request();
+    let answer = send(router, request).await;
+    assert_image_of_size(&answer, "image/png", (size.width(), size.height()));
+    assert_eq!(faces_processed(&answer), 1);
+}
+
+#[tokio::test]
+async fn a_target_without_a_face_comes_back_unchanged() {
+    let (_, router) = app(test_config(&[]));
+    let target = blank_png(200, 150);
+    let request = Form::default()
+        .file("source", "obama.jpg", &asset("obama.jpg"))
+        .file("target", "sky.png", &target)
+        .text("face_swapper_model", "inswapper_128")
+        .request();
+    let answer = send(router, request).await;
+    assert_image_of_size(&answer, "image/png", (200, 150));
+    assert_eq!(faces_processed(&answer), 0);
+    let returned = image::load_from_memory(&answer.body).unwrap().to_rgb8();
+    assert_eq!(
+        returned,
+        image::load_from_memory(&target).unwrap().to_rgb8()
+    );
+}
