@@ -1,1 +1,53 @@
-fn main() {}
+//! `ff`: FaceFusion 3.5.3's processing as a CLI (`ff process`, same flags as `facefusion.py
+//! headless-run`), an HTTP server (`ff serve`) and model management (`ff models`).
+
+mod models_cmd;
+mod process_cmd;
+mod serve;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "ff", version, about = "FaceFusion 3.5.3-compatible face processing on CPU")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Process one target with the given sources, like `facefusion.py headless-run`.
+    #[command(disable_help_flag = false)]
+    Process(process_cmd::ProcessArgs),
+    /// Serve the HTTP API (/api/v1).
+    Serve(serve::ServeArgs),
+    /// List or download models.
+    Models {
+        #[command(subcommand)]
+        command: models_cmd::ModelsCommand,
+    },
+}
+
+fn main() -> Result<()> {
+    init_tracing();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Process(args) => process_cmd::run(args),
+        Command::Serve(args) => tokio::runtime::Runtime::new()?.block_on(serve::run(args)),
+        Command::Models { command } => models_cmd::run(command, &ff_pipeline::models::default_models_dir()),
+    }
+}
+
+/// Human-readable logs on a terminal, JSON lines elsewhere (Lambda, containers). `RUST_LOG` filters.
+fn init_tracing() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::io::stderr().is_terminal() {
+        builder.init();
+    } else {
+        builder.json().init();
+    }
+}

@@ -10,9 +10,13 @@ pub mod image_io;
 pub mod imgproc;
 pub mod mask;
 pub mod models;
+pub mod onnx_initializer;
 pub mod options;
+pub mod processors;
+pub mod face;
 pub mod raster;
 pub mod runtime;
+pub mod sessions;
 #[doc(hidden)]
 pub mod testing;
 

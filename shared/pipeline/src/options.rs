@@ -1,19 +1,733 @@
-//! FaceFusion 3.5.3's options (being written).
+//! FaceFusion 3.5.3's options: one table of names, defaults and ranges that the CLI, the HTTP API
+//! and `/processors` all read, and the typed, validated `ProcessOptions` built from it.
 
-use crate::error::Result;
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::error::{PipelineError, Result};
+
+/// How an option's value is written and checked.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OptionKind {
+    /// One value out of `choices`.
+    Choice { choices: &'static [&'static str] },
+    /// Any number of values out of `choices`.
+    Choices { choices: &'static [&'static str] },
+    Float { min: f64, max: f64, step: f64 },
+    Int { min: i64, max: i64 },
+    /// 1 to 4 integers in 0..=100, expanded CSS-style (top, right, bottom, left).
+    Sides,
+    /// A switch without a value.
+    Flag,
+    /// Free text (paths and the like).
+    Text,
+}
+
+/// Where an option stands in this engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Support {
+    /// Implemented with FaceFusion's semantics.
+    Supported,
+    /// Accepted for command-line compatibility but has no effect here (the reason says why).
+    Ignored(&'static str),
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct OptionSpec {
+    /// FaceFusion's name in snake_case; the CLI flag is the kebab-case form.
+    pub name: &'static str,
+    /// The processor the option belongs to, or `None` for options shared by all.
+    pub processor: Option<&'static str>,
+    pub kind: OptionKind,
+    /// FaceFusion's default as it would be typed on the command line; empty for none.
+    pub default: &'static str,
+    pub support: Support,
+    pub help: &'static str,
+}
+
+pub const PROCESSORS: &[&str] = &["face_swapper"];
+
+/// Processors FaceFusion 3.5.3 has that this engine does not run yet: named so the error can say so.
+pub const PLANNED_PROCESSORS: &[&str] = &[
+    "age_modifier",
+    "background_remover",
+    "deep_swapper",
+    "expression_restorer",
+    "face_debugger",
+    "face_editor",
+    "face_enhancer",
+    "frame_colorizer",
+    "frame_enhancer",
+    "lip_syncer",
+];
+
+pub const FACE_SWAPPER_MODELS: &[&str] = &[
+    "blendswap_256",
+    "ghost_1_256",
+    "ghost_2_256",
+    "ghost_3_256",
+    "hififace_unofficial_256",
+    "hyperswap_1a_256",
+    "hyperswap_1b_256",
+    "hyperswap_1c_256",
+    "inswapper_128",
+    "inswapper_128_fp16",
+    "simswap_256",
+    "simswap_unofficial_512",
+    "uniface_256",
+];
+
+const DETECTOR_SIZES: &[&str] = &["160x160", "320x320", "480x480", "512x512", "640x640"];
+const PIXEL_BOOSTS: &[&str] = &["128x128", "256x256", "384x384", "512x512", "768x768", "1024x1024"];
+const ORDERS: &[&str] =
+    &["left-right", "right-left", "top-bottom", "bottom-top", "small-large", "large-small", "best-worst", "worst-best"];
+const MASK_REGIONS: &[&str] = &[
+    "skin",
+    "left-eyebrow",
+    "right-eyebrow",
+    "left-eye",
+    "right-eye",
+    "glasses",
+    "nose",
+    "mouth",
+    "upper-lip",
+    "lower-lip",
+];
+const MASK_AREAS: &[&str] = &["upper-face", "lower-face", "mouth"];
+const RACES: &[&str] = &["white", "black", "latino", "asian", "indian", "arabic"];
+
+const fn opt(name: &'static str, kind: OptionKind, default: &'static str, help: &'static str) -> OptionSpec {
+    OptionSpec { name, processor: None, kind, default, support: Support::Supported, help }
+}
+
+const fn ignored(name: &'static str, kind: OptionKind, default: &'static str, why: &'static str) -> OptionSpec {
+    OptionSpec { name, processor: None, kind, default, support: Support::Ignored(why), help: why }
+}
+
+const fn swapper(name: &'static str, kind: OptionKind, default: &'static str, help: &'static str) -> OptionSpec {
+    OptionSpec { name, processor: Some("face_swapper"), kind, default, support: Support::Supported, help }
+}
+
+const fn float(min: f64, max: f64, step: f64) -> OptionKind {
+    OptionKind::Float { min, max, step }
+}
+
+/// Every option `ff process` and `POST /api/v1/process` accept, in FaceFusion's order.
+pub static OPTIONS: &[OptionSpec] = &[
+    opt("processors", OptionKind::Choices { choices: PROCESSORS }, "face_swapper", "processors to run, in order"),
+    opt("face_detector_model", OptionKind::Choice { choices: &["many", "retinaface", "scrfd", "yolo_face", "yunet"] }, "yolo_face", "face detector"),
+    opt("face_detector_size", OptionKind::Choice { choices: DETECTOR_SIZES }, "640x640", "detector input size (retinaface/scrfd accept all, the others 640x640)"),
+    opt("face_detector_margin", OptionKind::Sides, "0 0 0 0", "zero padding around the frame before detection, percent of 0.5·side (top right bottom left)"),
+    opt("face_detector_angles", OptionKind::Choices { choices: &["0", "90", "180", "270"] }, "0", "rotations the detector also tries"),
+    opt("face_detector_score", float(0.0, 1.0, 0.05), "0.5", "minimum detector score"),
+    opt("face_landmarker_model", OptionKind::Choice { choices: &["many", "2dfan4", "peppa_wutz"] }, "2dfan4", "68-point landmarker"),
+    opt("face_landmarker_score", float(0.0, 1.0, 0.05), "0.5", "minimum landmarker score to trust its points (0 disables it)"),
+    opt("face_selector_mode", OptionKind::Choice { choices: &["many", "one", "reference"] }, "reference", "which target faces to process"),
+    opt("face_selector_order", OptionKind::Choice { choices: ORDERS }, "large-small", "face order"),
+    opt("face_selector_age_start", OptionKind::Int { min: 0, max: 100 }, "", "keep faces whose age range reaches this age"),
+    opt("face_selector_age_end", OptionKind::Int { min: 0, max: 100 }, "", "keep faces whose age range starts before this age"),
+    opt("face_selector_gender", OptionKind::Choice { choices: &["female", "male"] }, "", "keep faces of this gender"),
+    opt("face_selector_race", OptionKind::Choice { choices: RACES }, "", "keep faces of this race"),
+    opt("reference_face_position", OptionKind::Int { min: 0, max: i64::MAX }, "0", "position of the reference face in the reference frame"),
+    opt("reference_face_distance", float(0.0, 1.0, 0.05), "0.3", "maximum distance to the reference face"),
+    opt("reference_frame_number", OptionKind::Int { min: 0, max: i64::MAX }, "0", "frame of a video target to take the reference face from"),
+    opt("face_occluder_model", OptionKind::Choice { choices: &["many", "xseg_1", "xseg_2", "xseg_3"] }, "xseg_1", "occlusion mask model"),
+    opt("face_parser_model", OptionKind::Choice { choices: &["bisenet_resnet_18", "bisenet_resnet_34"] }, "bisenet_resnet_34", "region mask model"),
+    opt("face_mask_types", OptionKind::Choices { choices: &["box", "occlusion", "area", "region"] }, "box", "masks combined by minimum"),
+    opt("face_mask_areas", OptionKind::Choices { choices: MASK_AREAS }, "upper-face lower-face mouth", "areas of the area mask"),
+    opt("face_mask_regions", OptionKind::Choices { choices: MASK_REGIONS }, "skin left-eyebrow right-eyebrow left-eye right-eye glasses nose mouth upper-lip lower-lip", "regions of the region mask"),
+    opt("face_mask_blur", float(0.0, 1.0, 0.05), "0.3", "box mask blur"),
+    opt("face_mask_padding", OptionKind::Sides, "0 0 0 0", "box mask padding in percent (top right bottom left)"),
+    opt("output_image_quality", OptionKind::Int { min: 0, max: 100 }, "80", "JPEG/WebP output quality"),
+    opt("output_image_scale", float(0.25, 8.0, 0.25), "1.0", "output size relative to the target"),
+    swapper("face_swapper_model", OptionKind::Choice { choices: FACE_SWAPPER_MODELS }, "hyperswap_1a_256", "face swapper model"),
+    swapper("face_swapper_pixel_boost", OptionKind::Choice { choices: PIXEL_BOOSTS }, "", "swap at this crop size (default: the model's native size)"),
+    swapper("face_swapper_weight", float(0.0, 1.0, 0.05), "0.5", "0 pulls the identity towards the target, 1 away from it"),
+    ignored("execution_providers", OptionKind::Choices { choices: &["cpu"] }, "cpu", "this engine runs on the CPU execution provider only"),
+    ignored("execution_device_ids", OptionKind::Text, "0", "no GPU devices on CPU"),
+    ignored("execution_thread_count", OptionKind::Int { min: 1, max: 32 }, "8", "set by the host (FF_EXECUTION_THREAD_COUNT), not per request"),
+    ignored("video_memory_strategy", OptionKind::Choice { choices: &["strict", "moderate", "tolerant"] }, "strict", "set by the host (FF_VIDEO_MEMORY_STRATEGY)"),
+    ignored("system_memory_limit", OptionKind::Int { min: 0, max: 128 }, "0", "set by the host"),
+    ignored("log_level", OptionKind::Choice { choices: &["error", "warn", "info", "debug"] }, "info", "logging is configured with RUST_LOG"),
+    ignored("temp_path", OptionKind::Text, "", "frames are streamed in memory; nothing is written to a temp dir"),
+    ignored("temp_frame_format", OptionKind::Choice { choices: &["bmp", "jpeg", "png", "tiff"] }, "png", "frames are streamed in memory; there are no temp frames"),
+    ignored("keep_temp", OptionKind::Flag, "", "there is no temp dir to keep"),
+    ignored("halt_on_error", OptionKind::Flag, "", "a single run always stops at the first error"),
+    ignored("config_path", OptionKind::Text, "", "facefusion.ini is not read; pass options directly"),
+    ignored("download_providers", OptionKind::Choices { choices: &["github", "huggingface"] }, "github huggingface", "both providers are tried in order"),
+    ignored("download_scope", OptionKind::Choice { choices: &["lite", "full"] }, "lite", "models are downloaded on demand"),
+];
+
+/// FaceFusion option names of processors and features not built yet; rejected with a clear message.
+const PLANNED_OPTION_PREFIXES: &[&str] = &[
+    "face_enhancer_",
+    "frame_enhancer_",
+    "lip_syncer_",
+    "age_modifier_",
+    "expression_restorer_",
+    "face_editor_",
+    "frame_colorizer_",
+    "deep_swapper_",
+    "background_remover_",
+    "face_debugger_",
+    "voice_extractor_",
+    "trim_frame_",
+    "output_video_",
+    "output_audio_",
+];
+
+pub fn spec(name: &str) -> Option<&'static OptionSpec> {
+    OPTIONS.iter().find(|spec| spec.name == name)
+}
+
+/// The option's canonical name: kebab-case and leading dashes are accepted.
+pub fn canonical_name(name: &str) -> String {
+    name.trim_start_matches('-').replace('-', "_")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DetectorModel {
+    Many,
+    Retinaface,
+    Scrfd,
+    YoloFace,
+    Yunet,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LandmarkerModel {
+    Many,
+    Fan2d4,
+    PeppaWutz,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SelectorMode {
+    Many,
+    One,
+    Reference,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaceOrder {
+    LeftRight,
+    RightLeft,
+    TopBottom,
+    BottomTop,
+    SmallLarge,
+    LargeSmall,
+    BestWorst,
+    WorstBest,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gender {
+    Female,
+    Male,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Race {
+    White,
+    Black,
+    Latino,
+    Asian,
+    Indian,
+    Arabic,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaskType {
+    Box,
+    Occlusion,
+    Area,
+    Region,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DetectorOptions {
+    pub model: DetectorModel,
+    pub size: usize,
+    /// top, right, bottom, left, percent.
+    pub margin: [u32; 4],
+    pub angles: Vec<u32>,
+    pub score: f32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LandmarkerOptions {
+    pub model: LandmarkerModel,
+    pub score: f32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SelectorOptions {
+    pub mode: SelectorMode,
+    pub order: FaceOrder,
+    pub age_start: Option<u32>,
+    pub age_end: Option<u32>,
+    pub gender: Option<Gender>,
+    pub race: Option<Race>,
+    pub reference_face_position: usize,
+    pub reference_face_distance: f32,
+    pub reference_frame_number: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MaskOptions {
+    pub types: Vec<MaskType>,
+    pub occluder_model: String,
+    pub parser_model: String,
+    pub areas: Vec<String>,
+    pub regions: Vec<String>,
+    pub blur: f32,
+    /// top, right, bottom, left, percent.
+    pub padding: [u32; 4],
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SwapperOptions {
+    pub model: String,
+    /// Crop size the swap runs at; a multiple of the model's native size.
+    pub pixel_boost: usize,
+    pub weight: f32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutputOptions {
+    pub image_quality: u8,
+    pub image_scale: f32,
+}
 
 /// Validated, typed options for one run.
-#[derive(Clone, Debug, Default)]
-pub struct ProcessOptions {}
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProcessOptions {
+    pub processors: Vec<String>,
+    pub detector: DetectorOptions,
+    pub landmarker: LandmarkerOptions,
+    pub selector: SelectorOptions,
+    pub masks: MaskOptions,
+    pub swapper: SwapperOptions,
+    pub output: OutputOptions,
+}
+
+impl Default for ProcessOptions {
+    fn default() -> Self {
+        Self::from_pairs(&[]).expect("FaceFusion's defaults are valid")
+    }
+}
 
 impl ProcessOptions {
-    /// From (name, values) pairs; names in FaceFusion's snake_case or kebab-case form.
-    pub fn from_pairs(_pairs: &[(String, Vec<String>)]) -> Result<Self> {
-        todo!("being written")
+    /// From (name, values) pairs; names in FaceFusion's snake_case or kebab-case form. An option given
+    /// twice keeps its last value, as argparse does.
+    pub fn from_pairs(pairs: &[(String, Vec<String>)]) -> Result<Self> {
+        let mut values = RawValues::defaults();
+        for (name, given) in pairs {
+            values.set(&canonical_name(name), given.clone())?;
+        }
+        values.into_options()
     }
 
-    /// From a JSON object of FaceFusion option names to values (strings, numbers or arrays).
-    pub fn from_json(_value: &serde_json::Value) -> Result<Self> {
-        todo!("being written")
+    /// From a JSON object of FaceFusion option names to values (strings, numbers, booleans or arrays).
+    pub fn from_json(value: &serde_json::Value) -> Result<Self> {
+        let object = value
+            .as_object()
+            .ok_or_else(|| PipelineError::invalid_option("options", "must be a JSON object of option names to values"))?;
+        let pairs = object
+            .iter()
+            .map(|(name, value)| Ok((name.clone(), json_values(name, value)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Self::from_pairs(&pairs)
+    }
+}
+
+fn json_values(name: &str, value: &serde_json::Value) -> Result<Vec<String>> {
+    use serde_json::Value;
+    let scalar = |value: &Value| match value {
+        Value::String(text) => Ok(text.clone()),
+        Value::Number(number) => Ok(number.to_string()),
+        Value::Bool(flag) => Ok(flag.to_string()),
+        _ => Err(PipelineError::invalid_option(name, "expected a string, number, boolean or array of them")),
+    };
+    match value {
+        Value::Array(items) => items.iter().map(scalar).collect(),
+        Value::String(text) => Ok(text.split_whitespace().map(str::to_string).collect()),
+        Value::Null => Ok(Vec::new()),
+        other => Ok(vec![scalar(other)?]),
+    }
+}
+
+/// Option values as text, defaults first, each checked against its spec when set.
+struct RawValues(BTreeMap<&'static str, Vec<String>>);
+
+impl RawValues {
+    fn defaults() -> Self {
+        let map = OPTIONS
+            .iter()
+            .map(|spec| (spec.name, spec.default.split_whitespace().map(str::to_string).collect()))
+            .collect();
+        Self(map)
+    }
+
+    fn set(&mut self, name: &str, given: Vec<String>) -> Result<()> {
+        let Some(spec) = spec(name) else {
+            return Err(unknown_option(name));
+        };
+        // A single form field may carry a space-separated list.
+        let given: Vec<String> = given.iter().flat_map(|v| v.split_whitespace()).map(str::to_string).collect();
+        check_value(spec, &given)?;
+        self.0.insert(spec.name, given);
+        Ok(())
+    }
+
+    fn one(&self, name: &str) -> Option<&str> {
+        self.0.get(name).and_then(|values| values.first()).map(String::as_str)
+    }
+
+    fn list(&self, name: &str) -> Vec<String> {
+        self.0.get(name).cloned().unwrap_or_default()
+    }
+
+    fn float(&self, name: &str) -> f32 {
+        self.one(name).and_then(|v| v.parse().ok()).unwrap_or_default()
+    }
+
+    fn int(&self, name: &str) -> Option<i64> {
+        self.one(name).and_then(|v| v.parse().ok())
+    }
+
+    fn sides(&self, name: &str) -> [u32; 4] {
+        let numbers: Vec<u32> = self.list(name).iter().filter_map(|v| v.parse().ok()).collect();
+        expand_sides(&numbers)
+    }
+
+    fn into_options(self) -> Result<ProcessOptions> {
+        let processors = self.list("processors");
+        if processors.is_empty() {
+            return Err(PipelineError::invalid_option("processors", "at least one processor is required"));
+        }
+        let swapper_model = self.one("face_swapper_model").unwrap_or("hyperswap_1a_256").to_string();
+        let pixel_boost = pixel_boost(&swapper_model, self.one("face_swapper_pixel_boost"))?;
+        let detector = DetectorOptions {
+            model: detector_model(self.one("face_detector_model").unwrap_or("yolo_face")),
+            size: detector_size(self.one("face_detector_model"), self.one("face_detector_size"))?,
+            margin: self.sides("face_detector_margin"),
+            angles: self.list("face_detector_angles").iter().filter_map(|v| v.parse().ok()).collect(),
+            score: self.float("face_detector_score"),
+        };
+        let (age_start, age_end) = (self.int("face_selector_age_start"), self.int("face_selector_age_end"));
+        let selector = SelectorOptions {
+            mode: match self.one("face_selector_mode") {
+                Some("many") => SelectorMode::Many,
+                Some("one") => SelectorMode::One,
+                _ => SelectorMode::Reference,
+            },
+            order: face_order(self.one("face_selector_order").unwrap_or("large-small")),
+            age_start: age_start.map(|v| v as u32),
+            age_end: age_end.map(|v| v as u32),
+            gender: self.one("face_selector_gender").map(|g| if g == "female" { Gender::Female } else { Gender::Male }),
+            race: self.one("face_selector_race").map(race),
+            reference_face_position: self.int("reference_face_position").unwrap_or(0) as usize,
+            reference_face_distance: self.float("reference_face_distance"),
+            reference_frame_number: self.int("reference_frame_number").unwrap_or(0) as usize,
+        };
+        let mask_types = self.list("face_mask_types");
+        if let Some(planned) = mask_types.iter().find(|t| t.as_str() != "box") {
+            return Err(PipelineError::invalid_option(
+                "face_mask_types",
+                format!("the `{planned}` mask is not available in this engine yet (available: box)"),
+            ));
+        }
+        let masks = MaskOptions {
+            types: mask_types.iter().map(|t| mask_type(t)).collect(),
+            occluder_model: self.one("face_occluder_model").unwrap_or("xseg_1").to_string(),
+            parser_model: self.one("face_parser_model").unwrap_or("bisenet_resnet_34").to_string(),
+            areas: self.list("face_mask_areas"),
+            regions: self.list("face_mask_regions"),
+            blur: self.float("face_mask_blur"),
+            padding: self.sides("face_mask_padding"),
+        };
+        Ok(ProcessOptions {
+            processors,
+            detector,
+            landmarker: LandmarkerOptions {
+                model: match self.one("face_landmarker_model") {
+                    Some("many") => LandmarkerModel::Many,
+                    Some("peppa_wutz") => LandmarkerModel::PeppaWutz,
+                    _ => LandmarkerModel::Fan2d4,
+                },
+                score: self.float("face_landmarker_score"),
+            },
+            selector,
+            masks,
+            swapper: SwapperOptions { model: swapper_model, pixel_boost, weight: self.float("face_swapper_weight") },
+            output: OutputOptions {
+                image_quality: self.int("output_image_quality").unwrap_or(80) as u8,
+                image_scale: self.float("output_image_scale"),
+            },
+        })
+    }
+}
+
+fn unknown_option(name: &str) -> PipelineError {
+    if PLANNED_OPTION_PREFIXES.iter().any(|prefix| name.starts_with(prefix)) {
+        return PipelineError::invalid_option(name, "belongs to a processor or feature this engine does not run yet");
+    }
+    PipelineError::invalid_option(name, "not a FaceFusion 3.5.3 option")
+}
+
+fn check_value(spec: &OptionSpec, given: &[String]) -> Result<()> {
+    let fail = |reason: String| Err(PipelineError::invalid_option(spec.name, reason));
+    match &spec.kind {
+        OptionKind::Flag => match given {
+            [] => Ok(()),
+            [value] if matches!(value.as_str(), "true" | "false") => Ok(()),
+            _ => fail("is a switch and takes no value".into()),
+        },
+        OptionKind::Text => Ok(()),
+        _ if given.is_empty() => fail("needs a value".into()),
+        OptionKind::Choice { choices } => match given {
+            [value] if choices.contains(&value.as_str()) => Ok(()),
+            [value] => fail(format!("`{value}` is not one of: {}", choices.join(", "))),
+            _ => fail("takes a single value".into()),
+        },
+        OptionKind::Choices { choices } => {
+            if spec.name == "processors" {
+                return check_processors(given);
+            }
+            match given.iter().find(|value| !choices.contains(&value.as_str())) {
+                Some(value) => fail(format!("`{value}` is not one of: {}", choices.join(", "))),
+                None => Ok(()),
+            }
+        }
+        OptionKind::Float { min, max, .. } => match given {
+            [value] => match value.parse::<f64>() {
+                Ok(number) if number.is_finite() && number >= *min && number <= *max => Ok(()),
+                _ => fail(format!("`{value}` is not a number in {min}..{max}")),
+            },
+            _ => fail("takes a single number".into()),
+        },
+        OptionKind::Int { min, max } => match given {
+            [value] => match value.parse::<i64>() {
+                Ok(number) if number >= *min && number <= *max => Ok(()),
+                _ if *max == i64::MAX => fail(format!("`{value}` is not an integer ≥ {min}")),
+                _ => fail(format!("`{value}` is not an integer in {min}..{max}")),
+            },
+            _ => fail("takes a single integer".into()),
+        },
+        OptionKind::Sides => {
+            if given.len() > 4 {
+                return fail("takes 1 to 4 integers (top right bottom left)".into());
+            }
+            match given.iter().find(|value| value.parse::<u32>().is_err()) {
+                Some(value) => fail(format!("`{value}` is not a non-negative integer")),
+                None => Ok(()),
+            }
+        }
+    }
+}
+
+fn check_processors(given: &[String]) -> Result<()> {
+    for name in given {
+        if PROCESSORS.contains(&name.as_str()) {
+            continue;
+        }
+        let reason = if PLANNED_PROCESSORS.contains(&name.as_str()) {
+            format!("processor `{name}` is not available in this engine yet (available: {})", PROCESSORS.join(", "))
+        } else {
+            format!("`{name}` is not a FaceFusion processor")
+        };
+        return Err(PipelineError::invalid_option("processors", reason));
+    }
+    Ok(())
+}
+
+/// FaceFusion expands 1-4 values CSS-style; values outside 0..=100 become 0.
+pub fn expand_sides(values: &[u32]) -> [u32; 4] {
+    let clean: Vec<u32> = values.iter().map(|&v| if v <= 100 { v } else { 0 }).collect();
+    match clean.as_slice() {
+        [] => [0; 4],
+        [a] => [*a; 4],
+        [a, b] => [*a, *b, *a, *b],
+        [a, b, c] => [*a, *b, *c, *b],
+        [a, b, c, d, ..] => [*a, *b, *c, *d],
+    }
+}
+
+fn detector_model(name: &str) -> DetectorModel {
+    match name {
+        "many" => DetectorModel::Many,
+        "retinaface" => DetectorModel::Retinaface,
+        "scrfd" => DetectorModel::Scrfd,
+        "yunet" => DetectorModel::Yunet,
+        _ => DetectorModel::YoloFace,
+    }
+}
+
+fn detector_size(model: Option<&str>, size: Option<&str>) -> Result<usize> {
+    let size = size.unwrap_or("640x640");
+    let flexible = matches!(model, Some("retinaface") | Some("scrfd"));
+    if !flexible && size != "640x640" {
+        return Err(PipelineError::invalid_option(
+            "face_detector_size",
+            format!("{} only runs at 640x640", model.unwrap_or("yolo_face")),
+        ));
+    }
+    Ok(parse_square(size).unwrap_or(640))
+}
+
+fn parse_square(size: &str) -> Option<usize> {
+    let (w, h) = size.split_once('x')?;
+    let (w, h): (usize, usize) = (w.parse().ok()?, h.parse().ok()?);
+    (w == h).then_some(w)
+}
+
+/// The pixel-boost sizes FaceFusion lists for each swapper; the first is the model's native size.
+pub fn swapper_pixel_boosts(model: &str) -> &'static [usize] {
+    match model {
+        "blendswap_256" => &[256, 384, 512, 768, 1024],
+        "inswapper_128" | "inswapper_128_fp16" => &[128, 256, 384, 512, 768, 1024],
+        "simswap_unofficial_512" => &[512, 768, 1024],
+        _ => &[256, 512, 768, 1024],
+    }
+}
+
+fn pixel_boost(model: &str, given: Option<&str>) -> Result<usize> {
+    let sizes = swapper_pixel_boosts(model);
+    let Some(given) = given else { return Ok(sizes[0]) };
+    match parse_square(given) {
+        Some(size) if sizes.contains(&size) => Ok(size),
+        _ => {
+            let listed: Vec<String> = sizes.iter().map(|s| format!("{s}x{s}")).collect();
+            Err(PipelineError::invalid_option(
+                "face_swapper_pixel_boost",
+                format!("{model} supports {}", listed.join(", ")),
+            ))
+        }
+    }
+}
+
+fn face_order(name: &str) -> FaceOrder {
+    match name {
+        "left-right" => FaceOrder::LeftRight,
+        "right-left" => FaceOrder::RightLeft,
+        "top-bottom" => FaceOrder::TopBottom,
+        "bottom-top" => FaceOrder::BottomTop,
+        "small-large" => FaceOrder::SmallLarge,
+        "best-worst" => FaceOrder::BestWorst,
+        "worst-best" => FaceOrder::WorstBest,
+        _ => FaceOrder::LargeSmall,
+    }
+}
+
+fn race(name: &str) -> Race {
+    match name {
+        "black" => Race::Black,
+        "latino" => Race::Latino,
+        "asian" => Race::Asian,
+        "indian" => Race::Indian,
+        "arabic" => Race::Arabic,
+        _ => Race::White,
+    }
+}
+
+fn mask_type(name: &str) -> MaskType {
+    match name {
+        "occlusion" => MaskType::Occlusion,
+        "area" => MaskType::Area,
+        "region" => MaskType::Region,
+        _ => MaskType::Box,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(items: &[(&str, &str)]) -> Vec<(String, Vec<String>)> {
+        items.iter().map(|(n, v)| (n.to_string(), v.split_whitespace().map(str::to_string).collect())).collect()
+    }
+
+    #[test]
+    fn defaults_match_facefusion() {
+        let options = ProcessOptions::default();
+        assert_eq!(options.processors, ["face_swapper"]);
+        assert_eq!(options.detector.model, DetectorModel::YoloFace);
+        assert_eq!(options.detector.size, 640);
+        assert_eq!(options.detector.score, 0.5);
+        assert_eq!(options.detector.angles, [0]);
+        assert_eq!(options.landmarker.model, LandmarkerModel::Fan2d4);
+        assert_eq!(options.selector.mode, SelectorMode::Reference);
+        assert_eq!(options.selector.order, FaceOrder::LargeSmall);
+        assert_eq!(options.selector.reference_face_distance, 0.3);
+        assert_eq!(options.masks.types, [MaskType::Box]);
+        assert_eq!(options.masks.blur, 0.3);
+        assert_eq!(options.masks.regions.len(), 10);
+        assert_eq!(options.swapper.model, "hyperswap_1a_256");
+        assert_eq!(options.swapper.pixel_boost, 256);
+        assert_eq!(options.swapper.weight, 0.5);
+        assert_eq!(options.output.image_quality, 80);
+    }
+
+    #[test]
+    fn kebab_and_snake_names_are_the_same_option() {
+        let options = ProcessOptions::from_pairs(&pairs(&[
+            ("--face-swapper-model", "inswapper_128"),
+            ("face_selector_mode", "many"),
+        ]))
+        .unwrap();
+        assert_eq!(options.swapper.model, "inswapper_128");
+        assert_eq!(options.swapper.pixel_boost, 128);
+        assert_eq!(options.selector.mode, SelectorMode::Many);
+    }
+
+    #[test]
+    fn out_of_range_and_unknown_values_are_rejected() {
+        let cases = [
+            ("face_detector_score", "1.5"),
+            ("face_swapper_model", "nope"),
+            ("face_swapper_pixel_boost", "100x100"),
+            ("face_detector_size", "320x320"),
+            ("no_such_option", "1"),
+            ("face_enhancer_model", "gfpgan_1.4"),
+            ("processors", "face_enhancer"),
+            ("face_mask_padding", "1 2 3 4 5"),
+            ("face_mask_types", "box occlusion"),
+        ];
+        for (name, value) in cases {
+            let error = ProcessOptions::from_pairs(&pairs(&[(name, value)])).unwrap_err();
+            assert!(matches!(error, PipelineError::InvalidOption { .. }), "{name}={value}: {error}");
+        }
+    }
+
+    #[test]
+    fn planned_processor_is_named_as_not_available() {
+        let error = ProcessOptions::from_pairs(&pairs(&[("processors", "lip_syncer")])).unwrap_err();
+        assert!(error.to_string().contains("not available in this engine yet"), "{error}");
+    }
+
+    #[test]
+    fn sides_expand_css_style() {
+        assert_eq!(expand_sides(&[5]), [5, 5, 5, 5]);
+        assert_eq!(expand_sides(&[1, 2]), [1, 2, 1, 2]);
+        assert_eq!(expand_sides(&[1, 2, 3]), [1, 2, 3, 2]);
+        assert_eq!(expand_sides(&[1, 200, 3, 4]), [1, 0, 3, 4]);
+    }
+
+    #[test]
+    fn json_options_accept_lists_numbers_and_strings() {
+        let value = serde_json::json!({
+            "face_swapper_model": "inswapper_128",
+            "face_mask_types": ["box"],
+            "face_detector_score": 0.6,
+            "face_swapper_pixel_boost": "256x256"
+        });
+        let options = ProcessOptions::from_json(&value).unwrap();
+        assert_eq!(options.masks.types, [MaskType::Box]);
+        assert_eq!(options.detector.score, 0.6);
+        assert_eq!(options.swapper.pixel_boost, 256);
     }
 }

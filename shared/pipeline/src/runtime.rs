@@ -108,6 +108,10 @@ impl ModelSession {
         &self.name
     }
 
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn has_input(&self, name: &str) -> bool {
         self.inputs.iter().any(|port| port.name == name)
     }
@@ -145,4 +149,83 @@ fn build_session(path: &Path, intra_threads: usize) -> Result<Session> {
     let builder = Session::builder(&env)?;
     let mut builder = builder.with_intra_threads(intra_threads).map_err(|e| PipelineError::Runtime(e.to_string()))?;
     builder.commit_from_file(path).map_err(|e| PipelineError::Runtime(format!("{}: {e}", path.display())))
+}
+
+/// A model input: a name and a dense tensor.
+pub struct Input {
+    pub name: &'static str,
+    pub value: InputData,
+}
+
+pub enum InputData {
+    F32 { shape: Vec<usize>, data: Vec<f32> },
+    /// CodeFormer's `weight` is the one double input FaceFusion feeds.
+    F64 { shape: Vec<usize>, data: Vec<f64> },
+}
+
+impl Input {
+    pub fn f32(name: &'static str, shape: &[usize], data: Vec<f32>) -> Self {
+        Self { name, value: InputData::F32 { shape: shape.to_vec(), data } }
+    }
+
+    pub fn f64(name: &'static str, shape: &[usize], data: Vec<f64>) -> Self {
+        Self { name, value: InputData::F64 { shape: shape.to_vec(), data } }
+    }
+}
+
+/// A model output copied out of the session: its shape and values (integers widened to f32,
+/// which is exact for the class ids FaceFusion's models return).
+#[derive(Clone, Debug)]
+pub struct Output {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl ModelSession {
+    /// Runs the model once and returns every output in graph order.
+    pub fn run(&self, inputs: Vec<Input>) -> Result<Vec<Output>> {
+        let values = inputs
+            .into_iter()
+            .map(|input| {
+                let value: ort::value::DynValue = match input.value {
+                    InputData::F32 { shape, data } => {
+                        ort::value::Tensor::from_array((shape, data.into_boxed_slice()))?.into_dyn()
+                    }
+                    InputData::F64 { shape, data } => {
+                        ort::value::Tensor::from_array((shape, data.into_boxed_slice()))?.into_dyn()
+                    }
+                };
+                Ok((input.name, value))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.with_session(|session| {
+            let outputs = session.run(values)?;
+            outputs.values().map(copy_output).collect()
+        })
+        .map_err(|error| match error {
+            PipelineError::Runtime(reason) => PipelineError::Runtime(format!("{}: {reason}", self.name)),
+            other => other,
+        })
+    }
+}
+
+fn copy_output(value: ort::value::DynValueRef<'_>) -> Result<Output> {
+    use ort::value::TensorElementType as T;
+    let element = value.dtype().tensor_type();
+    let (shape, data) = match element {
+        Some(T::Float32) => {
+            let (shape, data) = value.try_extract_tensor::<f32>()?;
+            (shape.to_vec(), data.to_vec())
+        }
+        Some(T::Int64) => {
+            let (shape, data) = value.try_extract_tensor::<i64>()?;
+            (shape.to_vec(), data.iter().map(|&v| v as f32).collect())
+        }
+        Some(T::Float64) => {
+            let (shape, data) = value.try_extract_tensor::<f64>()?;
+            (shape.to_vec(), data.iter().map(|&v| v as f32).collect())
+        }
+        other => return Err(PipelineError::Runtime(format!("unsupported output type {other:?}"))),
+    };
+    Ok(Output { shape: shape.iter().map(|&d| d.max(0) as usize).collect(), data })
 }
