@@ -4,7 +4,9 @@
 //! requests for the same model use different sessions, and different models never wait on each other.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use ort::session::Session;
 
@@ -71,6 +73,14 @@ pub struct ModelSession {
     returned: Condvar,
     pub inputs: Vec<Port>,
     pub outputs: Vec<Port>,
+    stats: RunStats,
+}
+
+/// Time spent inside ONNX Runtime for one model, to tell inference from our own pre/post-processing.
+#[derive(Default)]
+struct RunStats {
+    runs: AtomicU64,
+    nanos: AtomicU64,
 }
 
 struct PoolState {
@@ -101,6 +111,7 @@ impl ModelSession {
             returned: Condvar::new(),
             inputs,
             outputs,
+            stats: RunStats::default(),
         })
     }
 
@@ -110,6 +121,11 @@ impl ModelSession {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// (calls, total time inside `Session::run`) since the model was loaded.
+    pub fn run_stats(&self) -> (u64, Duration) {
+        (self.stats.runs.load(Ordering::Relaxed), Duration::from_nanos(self.stats.nanos.load(Ordering::Relaxed)))
     }
 
     pub fn has_input(&self, name: &str) -> bool {
@@ -199,7 +215,10 @@ impl ModelSession {
             })
             .collect::<Result<Vec<_>>>()?;
         self.with_session(|session| {
+            let started = Instant::now();
             let outputs = session.run(values)?;
+            self.stats.runs.fetch_add(1, Ordering::Relaxed);
+            self.stats.nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
             outputs.values().map(copy_output).collect()
         })
         .map_err(|error| match error {

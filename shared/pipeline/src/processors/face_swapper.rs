@@ -110,6 +110,14 @@ impl SourceFace {
     }
 }
 
+/// A swapped face crop ready to paste back.
+pub struct SwappedCrop {
+    /// BGR float 0..255.
+    pub crop: Raster<f32>,
+    pub mask: Mask,
+    pub affine: crate::geometry::Affine,
+}
+
 /// A loaded swapper with its identity input prepared once per source.
 pub struct FaceSwapper {
     model: SwapperModel,
@@ -134,6 +142,12 @@ impl FaceSwapper {
 
     /// Swaps one target face in `frame` (the running frame; the face already scaled to it).
     pub fn swap(&self, frame: &Frame, target: &Face, masks: &MaskOptions) -> Result<Frame> {
+        let swapped = self.swap_crop(frame, target, masks)?;
+        Ok(paste_back(frame, &swapped.crop, &swapped.mask, &swapped.affine))
+    }
+
+    /// The swapped crop at pixel-boost size, its mask and the frame→crop affine, before paste-back.
+    pub fn swap_crop(&self, frame: &Frame, target: &Face, masks: &MaskOptions) -> Result<SwappedCrop> {
         let size = self.pixel_boost.max(self.model.size);
         let (crop, affine) = warp_face_by_landmark_5(frame, &target.landmark_5_68, self.model.template, (size, size));
         let mut crop_masks: Vec<Mask> = Vec::new();
@@ -144,12 +158,12 @@ impl FaceSwapper {
         let source = self.balanced_source(target);
         let tiles = implode(&crop, size / self.model.size);
         let swapped = tiles.iter().map(|tile| self.forward(tile, &source)).collect::<Result<Vec<_>>>()?;
-        let swapped_crop = explode(&swapped, size / self.model.size);
+        let crop = explode(&swapped, size / self.model.size);
         let mask = match crop_masks.len() {
             0 => Raster::filled(size, size, 1, 1.0),
             _ => combine_masks_min(&crop_masks.iter().collect::<Vec<_>>()),
         };
-        Ok(paste_back(frame, &swapped_crop, &mask, &affine))
+        Ok(SwappedCrop { crop, mask, affine })
     }
 
     /// The source identity pulled towards or pushed away from the target's by the weight option.
