@@ -100,7 +100,7 @@ pub fn run(args: ProcessArgs) -> Result<()> {
         options,
         output_format: Some(format),
     };
-    let engine = Engine::new(engine_config())?;
+    let engine = Engine::new(engine_config()?)?;
     let output = engine.process_image(request)?;
     std::fs::write(&args.output, &output.bytes).with_context(|| format!("writing {}", args.output.display()))?;
     tracing::info!(
@@ -116,17 +116,7 @@ pub fn run(args: ProcessArgs) -> Result<()> {
 }
 
 /// The CLI reads the same FF_* variables as the server.
-fn engine_config() -> EngineConfig {
-    let threads = std::env::var("FF_EXECUTION_THREAD_COUNT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(4));
-    let allow_download = std::env::var("FF_ALLOW_MODEL_DOWNLOAD").map(|v| v != "false" && v != "0").unwrap_or(true);
-    EngineConfig {
-        models_dir: ff_pipeline::models::default_models_dir(),
-        allow_download,
-        intra_threads: threads,
-        sessions_per_model: 1,
-        max_image_pixels: 100_000_000,
-    }
+fn engine_config() -> Result<EngineConfig> {
+    let config = ff_service::config::ServiceConfig::from_env()?;
+    Ok(EngineConfig { sessions_per_model: 1, ..config.to_engine_config() })
 }
