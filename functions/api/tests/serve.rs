@@ -49,10 +49,7 @@ fn start_server() -> Server {
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn ff serve");
-    let mut server = Server {
-        child,
-        base_url: format!("http://127.0.0.1:{port}"),
-    };
+    let mut server = Server { child, base_url: format!("http://127.0.0.1:{port}") };
     wait_until_healthy(&mut server);
     server
 }
@@ -64,9 +61,7 @@ fn wait_until_healthy(server: &mut Server) {
         if let Some(status) = server.child.try_wait().expect("poll the child") {
             panic!("ff serve exited during start-up with {status}");
         }
-        let health = agent
-            .get(format!("{}/api/v1/health", server.base_url))
-            .call();
+        let health = agent.get(format!("{}/api/v1/health", server.base_url)).call();
         if health.is_ok_and(|response| response.status() == 200) {
             return;
         }
@@ -116,42 +111,22 @@ fn serves_health_and_swaps_a_face_over_http() {
     let server = start_server();
     let agent = agent();
 
-    let mut health = agent
-        .get(format!("{}/api/v1/health", server.base_url))
-        .call()
-        .expect("health answers");
-    let json: serde_json::Value =
-        serde_json::from_slice(&health.body_mut().read_to_vec().unwrap()).unwrap();
+    let mut health = agent.get(format!("{}/api/v1/health", server.base_url)).call().expect("health answers");
+    let json: serde_json::Value = serde_json::from_slice(&health.body_mut().read_to_vec().unwrap()).unwrap();
     assert_eq!(json["status"], "ok");
 
     let (source, target) = (image("obama.jpg"), image("biden.jpg"));
     let body = multipart_body(
-        &[
-            ("source", "obama.jpg", &source),
-            ("target", "biden.jpg", &target),
-        ],
+        &[("source", "obama.jpg", &source), ("target", "biden.jpg", &target)],
         &[("face_swapper_model", "inswapper_128")],
     );
     let mut response = agent
         .post(format!("{}/api/v1/process", server.base_url))
-        .header(
-            "Content-Type",
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        )
+        .header("Content-Type", format!("multipart/form-data; boundary={BOUNDARY}"))
         .send(&body[..])
         .expect("process answers");
-    let bytes = response
-        .body_mut()
-        .with_config()
-        .limit(100 * 1024 * 1024)
-        .read_to_vec()
-        .unwrap();
-    assert_eq!(
-        response.status(),
-        200,
-        "body: {}",
-        String::from_utf8_lossy(&bytes)
-    );
+    let bytes = response.body_mut().with_config().limit(100 * 1024 * 1024).read_to_vec().unwrap();
+    assert_eq!(response.status(), 200, "body: {}", String::from_utf8_lossy(&bytes));
     assert_eq!(response.headers()["content-type"], "image/jpeg");
     assert_eq!(response.headers()["x-faces-processed"], "1");
     assert!(bytes.starts_with(&[0xff, 0xd8]), "the body is a JPEG");
@@ -160,13 +135,9 @@ fn serves_health_and_swaps_a_face_over_http() {
 #[test]
 fn unknown_routes_answer_json_over_http() {
     let server = start_server();
-    let mut response = agent()
-        .get(format!("{}/nope", server.base_url))
-        .call()
-        .expect("server answers");
+    let mut response = agent().get(format!("{}/nope", server.base_url)).call().expect("server answers");
     assert_eq!(response.status(), 404);
-    let json: serde_json::Value =
-        serde_json::from_slice(&response.body_mut().read_to_vec().unwrap()).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&response.body_mut().read_to_vec().unwrap()).unwrap();
     assert_eq!(json["error"]["code"], "not_found");
 }
 
@@ -175,12 +146,8 @@ fn unknown_routes_answer_json_over_http() {
 fn stops_cleanly_on_sigterm() {
     let mut server = start_server();
     let pid = server.child.id().to_string();
-    let sent = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("run kill");
+    let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
     assert!(sent.success());
-    let status = wait_for_exit(&mut server.child, Duration::from_secs(10))
-        .expect("ff serve exits after SIGTERM");
+    let status = wait_for_exit(&mut server.child, Duration::from_secs(10)).expect("ff serve exits after SIGTERM");
     assert!(status.success(), "exit status {status}");
 }

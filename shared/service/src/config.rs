@@ -53,26 +53,13 @@ impl ServiceConfig {
 
     /// Reads settings through `lookup`; an unset or empty variable takes its default.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let value = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let upload_mb: usize = parse_in_range(
-            value("FF_MAX_UPLOAD_SIZE_MB"),
-            "FF_MAX_UPLOAD_SIZE_MB",
-            500,
-            1..=10_240,
-        )?;
-        let timeout_secs: u64 = parse_in_range(
-            value("FF_REQUEST_TIMEOUT_SECS"),
-            "FF_REQUEST_TIMEOUT_SECS",
-            300,
-            1..=3_600,
-        )?;
+        let value = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let upload_mb: usize =
+            parse_in_range(value("FF_MAX_UPLOAD_SIZE_MB"), "FF_MAX_UPLOAD_SIZE_MB", 500, 1..=10_240)?;
+        let timeout_secs: u64 =
+            parse_in_range(value("FF_REQUEST_TIMEOUT_SECS"), "FF_REQUEST_TIMEOUT_SECS", 300, 1..=3_600)?;
         Ok(Self {
-            models_dir: value("FF_MODELS_DIR")
-                .map_or_else(|| PathBuf::from(".models"), PathBuf::from),
+            models_dir: value("FF_MODELS_DIR").map_or_else(|| PathBuf::from(".models"), PathBuf::from),
             max_upload_bytes: upload_mb * MIB,
             execution_thread_count: parse_in_range(
                 value("FF_EXECUTION_THREAD_COUNT"),
@@ -99,11 +86,7 @@ impl ServiceConfig {
                 50_000_000,
                 1..=1_000_000_000,
             )?,
-            allow_model_download: parse_bool(
-                value("FF_ALLOW_MODEL_DOWNLOAD"),
-                "FF_ALLOW_MODEL_DOWNLOAD",
-                true,
-            )?,
+            allow_model_download: parse_bool(value("FF_ALLOW_MODEL_DOWNLOAD"), "FF_ALLOW_MODEL_DOWNLOAD", true)?,
         })
     }
 
@@ -146,22 +129,14 @@ where
     }
 }
 
-fn parse_bool(
-    value: Option<String>,
-    variable: &'static str,
-    default: bool,
-) -> Result<bool, ConfigError> {
+fn parse_bool(value: Option<String>, variable: &'static str, default: bool) -> Result<bool, ConfigError> {
     let Some(text) = value else {
         return Ok(default);
     };
     match text.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(ConfigError {
-            variable,
-            value: text,
-            expected: "true or false (also 1/0, yes/no, on/off)".into(),
-        }),
+        _ => Err(ConfigError { variable, value: text, expected: "true or false (also 1/0, yes/no, on/off)".into() }),
     }
 }
 
@@ -170,11 +145,7 @@ mod tests {
     use super::*;
 
     fn parse(vars: &[(&str, &str)]) -> Result<ServiceConfig, ConfigError> {
-        ServiceConfig::from_lookup(|name| {
-            vars.iter()
-                .find(|(key, _)| *key == name)
-                .map(|(_, value)| value.to_string())
-        })
+        ServiceConfig::from_lookup(|name| vars.iter().find(|(key, _)| *key == name).map(|(_, value)| value.to_string()))
     }
 
     #[test]
@@ -192,10 +163,7 @@ mod tests {
 
     #[test]
     fn empty_values_count_as_unset() {
-        assert_eq!(
-            parse(&[("FF_EXECUTION_THREAD_COUNT", " "), ("FF_MODELS_DIR", "")]).unwrap(),
-            parse(&[]).unwrap()
-        );
+        assert_eq!(parse(&[("FF_EXECUTION_THREAD_COUNT", " "), ("FF_MODELS_DIR", "")]).unwrap(), parse(&[]).unwrap());
     }
 
     #[test]
@@ -225,32 +193,14 @@ mod tests {
     fn out_of_range_values_name_the_variable_and_the_range() {
         let error = parse(&[("FF_EXECUTION_THREAD_COUNT", "33")]).unwrap_err();
         assert_eq!(error.variable, "FF_EXECUTION_THREAD_COUNT");
-        assert_eq!(
-            error.to_string(),
-            "FF_EXECUTION_THREAD_COUNT=`33` is invalid: expected an integer in 1..=32"
-        );
-        assert_eq!(
-            parse(&[("FF_MAX_CONCURRENT_REQUESTS", "0")])
-                .unwrap_err()
-                .variable,
-            "FF_MAX_CONCURRENT_REQUESTS"
-        );
+        assert_eq!(error.to_string(), "FF_EXECUTION_THREAD_COUNT=`33` is invalid: expected an integer in 1..=32");
+        assert_eq!(parse(&[("FF_MAX_CONCURRENT_REQUESTS", "0")]).unwrap_err().variable, "FF_MAX_CONCURRENT_REQUESTS");
     }
 
     #[test]
     fn unparsable_values_are_rejected() {
-        assert_eq!(
-            parse(&[("FF_MAX_UPLOAD_SIZE_MB", "big")])
-                .unwrap_err()
-                .variable,
-            "FF_MAX_UPLOAD_SIZE_MB"
-        );
-        assert_eq!(
-            parse(&[("FF_REQUEST_TIMEOUT_SECS", "-1")])
-                .unwrap_err()
-                .variable,
-            "FF_REQUEST_TIMEOUT_SECS"
-        );
+        assert_eq!(parse(&[("FF_MAX_UPLOAD_SIZE_MB", "big")]).unwrap_err().variable, "FF_MAX_UPLOAD_SIZE_MB");
+        assert_eq!(parse(&[("FF_REQUEST_TIMEOUT_SECS", "-1")]).unwrap_err().variable, "FF_REQUEST_TIMEOUT_SECS");
         let error = parse(&[("FF_ALLOW_MODEL_DOWNLOAD", "maybe")]).unwrap_err();
         assert_eq!(error.variable, "FF_ALLOW_MODEL_DOWNLOAD");
         assert!(error.expected.contains("true or false"));
@@ -258,11 +208,7 @@ mod tests {
 
     #[test]
     fn engine_config_carries_the_matching_settings() {
-        let config = parse(&[
-            ("FF_MAX_CONCURRENT_REQUESTS", "3"),
-            ("FF_EXECUTION_THREAD_COUNT", "2"),
-        ])
-        .unwrap();
+        let config = parse(&[("FF_MAX_CONCURRENT_REQUESTS", "3"), ("FF_EXECUTION_THREAD_COUNT", "2")]).unwrap();
         let engine = config.to_engine_config();
         assert_eq!(engine.models_dir, config.models_dir);
         assert_eq!(engine.intra_threads, 2);

@@ -49,9 +49,7 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn internal(detail: impl Into<String>) -> Self {
-        Self::Internal {
-            detail: detail.into(),
-        }
+        Self::Internal { detail: detail.into() }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -60,9 +58,9 @@ impl ApiError {
             Self::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::ImageTooLarge(_) | Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NoSourceFace(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::ModelUnavailable { .. }
-            | Self::RuntimeUnavailable { .. }
-            | Self::Timeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ModelUnavailable { .. } | Self::RuntimeUnavailable { .. } | Self::Timeout { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Busy => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -94,10 +92,7 @@ impl ApiError {
         if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Self::PayloadTooLarge { limit_bytes }
         } else {
-            Self::BadRequest(format!(
-                "the multipart body could not be read: {}",
-                error.body_text()
-            ))
+            Self::BadRequest(format!("the multipart body could not be read: {}", error.body_text()))
         }
     }
 
@@ -119,14 +114,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         self.log();
-        let body =
-            serde_json::json!({ "error": { "code": self.code(), "message": self.to_string() } });
+        let body = serde_json::json!({ "error": { "code": self.code(), "message": self.to_string() } });
         let mut response = (self.status(), Json(body)).into_response();
         if matches!(self, Self::Busy) {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(BUSY_RETRY_AFTER.as_secs()),
-            );
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(BUSY_RETRY_AFTER.as_secs()));
         }
         response
     }
@@ -136,22 +127,17 @@ impl From<PipelineError> for ApiError {
     fn from(error: PipelineError) -> Self {
         // Exhaustive on purpose: a new pipeline failure must get a deliberate status here.
         match error {
-            PipelineError::InvalidOption { option, reason } => {
-                Self::InvalidOption { option, reason }
-            }
+            PipelineError::InvalidOption { option, reason } => Self::InvalidOption { option, reason },
             PipelineError::MissingInput(message) => Self::BadRequest(message),
             PipelineError::UnsupportedMedia(_) => Self::UnsupportedMedia(error.to_string()),
             PipelineError::ImageTooLarge { .. } => Self::ImageTooLarge(error.to_string()),
             PipelineError::NoSourceFace { .. } => Self::NoSourceFace(error.to_string()),
             PipelineError::ModelMissing { ref name, .. }
             | PipelineError::Download { ref name, .. }
-            | PipelineError::ModelCorrupt { ref name, .. } => Self::ModelUnavailable {
-                model: name.clone(),
-                detail: error.to_string(),
-            },
-            PipelineError::RuntimeMissing { .. } => Self::RuntimeUnavailable {
-                detail: error.to_string(),
-            },
+            | PipelineError::ModelCorrupt { ref name, .. } => {
+                Self::ModelUnavailable { model: name.clone(), detail: error.to_string() }
+            }
+            PipelineError::RuntimeMissing { .. } => Self::RuntimeUnavailable { detail: error.to_string() },
             PipelineError::Runtime(_)
             | PipelineError::UnknownModel { .. }
             | PipelineError::ModelContract { .. }
@@ -186,76 +172,37 @@ mod tests {
     #[test]
     fn pipeline_errors_map_to_their_documented_status_and_code() {
         let cases = [
+            (PipelineError::NoSourceFace { index: 0 }, StatusCode::UNPROCESSABLE_ENTITY, "no_source_face"),
+            (PipelineError::UnsupportedMedia("gif".into()), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media"),
             (
-                PipelineError::NoSourceFace { index: 0 },
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "no_source_face",
-            ),
-            (
-                PipelineError::UnsupportedMedia("gif".into()),
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media",
-            ),
-            (
-                PipelineError::ImageTooLarge {
-                    width: 10,
-                    height: 10,
-                    limit: 1,
-                },
+                PipelineError::ImageTooLarge { width: 10, height: 10, limit: 1 },
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "image_too_large",
             ),
+            (PipelineError::invalid_option("face_swapper_model", "no"), StatusCode::BAD_REQUEST, "invalid_option"),
+            (PipelineError::MissingInput("no source".into()), StatusCode::BAD_REQUEST, "bad_request"),
             (
-                PipelineError::invalid_option("face_swapper_model", "no"),
-                StatusCode::BAD_REQUEST,
-                "invalid_option",
-            ),
-            (
-                PipelineError::MissingInput("no source".into()),
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-            ),
-            (
-                PipelineError::ModelMissing {
-                    name: "inswapper_128".into(),
-                    dir: PathBuf::from("/m"),
-                },
+                PipelineError::ModelMissing { name: "inswapper_128".into(), dir: PathBuf::from("/m") },
                 StatusCode::SERVICE_UNAVAILABLE,
                 "model_unavailable",
             ),
             (
-                PipelineError::Download {
-                    name: "x".into(),
-                    reason: "dns".into(),
-                },
+                PipelineError::Download { name: "x".into(), reason: "dns".into() },
                 StatusCode::SERVICE_UNAVAILABLE,
                 "model_unavailable",
             ),
             (
-                PipelineError::ModelCorrupt {
-                    name: "x".into(),
-                    reason: "crc".into(),
-                },
+                PipelineError::ModelCorrupt { name: "x".into(), reason: "crc".into() },
                 StatusCode::SERVICE_UNAVAILABLE,
                 "model_unavailable",
             ),
             (
-                PipelineError::RuntimeMissing {
-                    path: PathBuf::from("/lib"),
-                },
+                PipelineError::RuntimeMissing { path: PathBuf::from("/lib") },
                 StatusCode::SERVICE_UNAVAILABLE,
                 "runtime_unavailable",
             ),
-            (
-                PipelineError::Runtime("boom".into()),
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-            ),
-            (
-                PipelineError::UnknownModel { name: "x".into() },
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-            ),
+            (PipelineError::Runtime("boom".into()), StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            (PipelineError::UnknownModel { name: "x".into() }, StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         ];
         for (error, status, code) in cases {
             let label = error.to_string();
@@ -271,33 +218,21 @@ mod tests {
         });
         assert!(!missing.to_string().contains("/secret"), "{missing}");
         assert!(missing.to_string().contains("inswapper_128"));
-        let io = ApiError::from(PipelineError::io(
-            "/secret/file",
-            std::io::Error::other("denied"),
-        ));
+        let io = ApiError::from(PipelineError::io("/secret/file", std::io::Error::other("denied")));
         assert_eq!(io.to_string(), "internal error");
     }
 
     #[test]
     fn invalid_option_names_the_option() {
-        let error = ApiError::from(PipelineError::invalid_option(
-            "face_mask_blur",
-            "must be in 0.0..1.0",
-        ));
-        assert_eq!(
-            error.to_string(),
-            "invalid option `face_mask_blur`: must be in 0.0..1.0"
-        );
+        let error = ApiError::from(PipelineError::invalid_option("face_mask_blur", "must be in 0.0..1.0"));
+        assert_eq!(error.to_string(), "invalid option `face_mask_blur`: must be in 0.0..1.0");
     }
 
     #[test]
     fn busy_carries_retry_after() {
         let response = ApiError::Busy.into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(
-            response.headers()[header::RETRY_AFTER],
-            BUSY_RETRY_AFTER.as_secs().to_string().as_str()
-        );
+        assert_eq!(response.headers()[header::RETRY_AFTER], BUSY_RETRY_AFTER.as_secs().to_string().as_str());
     }
 
     #[test]

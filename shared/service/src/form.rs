@@ -44,29 +44,17 @@ impl ProcessForm {
     /// Reads every part. The body limit surfaces here as `payload_too_large`.
     pub async fn read(mut multipart: Multipart, limit_bytes: usize) -> Result<Self, ApiError> {
         let mut form = Self::default();
-        while let Some(field) = multipart
-            .next_field()
-            .await
-            .map_err(|e| ApiError::from_multipart(e, limit_bytes))?
-        {
+        while let Some(field) = multipart.next_field().await.map_err(|e| ApiError::from_multipart(e, limit_bytes))? {
             let name = field.name().map(str::to_owned);
             let file_name = field.file_name().map(str::to_owned);
-            let bytes = field
-                .bytes()
-                .await
-                .map_err(|e| ApiError::from_multipart(e, limit_bytes))?;
+            let bytes = field.bytes().await.map_err(|e| ApiError::from_multipart(e, limit_bytes))?;
             form.accept(name, file_name, Vec::from(bytes))?;
         }
         Ok(form)
     }
 
     /// Files one part under its field name.
-    pub fn accept(
-        &mut self,
-        name: Option<String>,
-        file_name: Option<String>,
-        bytes: Vec<u8>,
-    ) -> Result<(), ApiError> {
+    pub fn accept(&mut self, name: Option<String>, file_name: Option<String>, bytes: Vec<u8>) -> Result<(), ApiError> {
         let Some(name) = name else {
             return Err(ApiError::BadRequest("a multipart field has no name".into()));
         };
@@ -94,37 +82,25 @@ impl ProcessForm {
         let Some(target) = self.target else {
             return Err(ApiError::BadRequest("missing `target` file".into()));
         };
-        let output_format = self
-            .output_format
-            .as_deref()
-            .map(parse_output_format)
-            .transpose()?;
+        let output_format = self.output_format.as_deref().map(parse_output_format).transpose()?;
         let options = parse_options(self.options_json.as_deref(), self.option_fields)?;
         Ok(ProcessJob {
             download_stem: download_stem(target.file_name.as_deref()),
-            request: ImageRequest {
-                sources: self.sources,
-                target: target.bytes,
-                options,
-                output_format,
-            },
+            request: ImageRequest { sources: self.sources, target: target.bytes, options, output_format },
         })
     }
 }
 
 fn set_once<T>(slot: &mut Option<T>, value: T, name: &str) -> Result<(), ApiError> {
     if slot.is_some() {
-        return Err(ApiError::BadRequest(format!(
-            "field `{name}` was given more than once"
-        )));
+        return Err(ApiError::BadRequest(format!("field `{name}` was given more than once")));
     }
     *slot = Some(value);
     Ok(())
 }
 
 fn into_text(name: &str, bytes: Vec<u8>) -> Result<String, ApiError> {
-    String::from_utf8(bytes)
-        .map_err(|_| ApiError::BadRequest(format!("field `{name}` must be UTF-8 text")))
+    String::from_utf8(bytes).map_err(|_| ApiError::BadRequest(format!("field `{name}` must be UTF-8 text")))
 }
 
 fn parse_output_format(text: &str) -> Result<ImageFormat, ApiError> {
@@ -136,10 +112,7 @@ fn parse_output_format(text: &str) -> Result<ImageFormat, ApiError> {
 
 /// Options come either as one JSON object or as fields, never both: merging the two would
 /// make it unclear which one wins.
-fn parse_options(
-    json: Option<&str>,
-    fields: Vec<(String, String)>,
-) -> Result<ProcessOptions, ApiError> {
+fn parse_options(json: Option<&str>, fields: Vec<(String, String)>) -> Result<ProcessOptions, ApiError> {
     match json {
         Some(_) if !fields.is_empty() => Err(ApiError::BadRequest(format!(
             "give options either as form fields or as one `options` JSON field, not both (got `options` and `{}`)",
@@ -172,21 +145,11 @@ pub fn group_option_fields(fields: Vec<(String, String)>) -> Vec<(String, Vec<St
 /// The target's file name without directory or extension, reduced to characters that are safe
 /// in a quoted `Content-Disposition` filename.
 pub fn download_stem(file_name: Option<&str>) -> String {
-    let base = file_name
-        .unwrap_or_default()
-        .rsplit(['/', '\\'])
-        .next()
-        .unwrap_or_default();
+    let base = file_name.unwrap_or_default().rsplit(['/', '\\']).next().unwrap_or_default();
     let stem = base.rsplit_once('.').map_or(base, |(stem, _)| stem);
     let safe: String = stem
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
         .take(MAX_STEM_CHARS)
         .collect();
     if safe.trim_matches(['.', '_']).is_empty() {
@@ -206,9 +169,7 @@ mod tests {
         (Some(name.into()), None, value.as_bytes().to_vec())
     }
 
-    fn form(
-        parts: Vec<(Option<String>, Option<String>, Vec<u8>)>,
-    ) -> Result<ProcessForm, ApiError> {
+    fn form(parts: Vec<(Option<String>, Option<String>, Vec<u8>)>) -> Result<ProcessForm, ApiError> {
         let mut form = ProcessForm::default();
         for (name, file_name, bytes) in parts {
             form.accept(name, file_name, bytes)?;
@@ -217,11 +178,7 @@ mod tests {
     }
 
     fn target() -> (Option<String>, Option<String>, Vec<u8>) {
-        (
-            Some("target".into()),
-            Some("photo.jpg".into()),
-            vec![1, 2, 3],
-        )
+        (Some("target".into()), Some("photo.jpg".into()), vec![1, 2, 3])
     }
 
     #[test]
@@ -236,16 +193,9 @@ mod tests {
             vec![
                 (
                     "processors".to_string(),
-                    vec![
-                        "face_swapper".into(),
-                        "face_enhancer".into(),
-                        "frame_enhancer".into()
-                    ]
+                    vec!["face_swapper".into(), "face_enhancer".into(), "frame_enhancer".into()]
                 ),
-                (
-                    "face_swapper_model".to_string(),
-                    vec!["inswapper_128".into()]
-                ),
+                ("face_swapper_model".to_string(), vec!["inswapper_128".into()]),
             ]
         );
     }
@@ -268,39 +218,24 @@ mod tests {
     #[test]
     fn an_unknown_file_field_names_the_field() {
         let error = form(vec![(Some("picture".into()), Some("x.png".into()), vec![])]).unwrap_err();
-        assert_eq!(
-            (error.status(), error.code()),
-            (StatusCode::BAD_REQUEST, "invalid_option")
-        );
+        assert_eq!((error.status(), error.code()), (StatusCode::BAD_REQUEST, "invalid_option"));
         assert!(error.to_string().contains("`picture`"));
     }
 
     #[test]
     fn non_utf8_text_fields_are_rejected() {
-        let error = form(vec![(
-            Some("face_swapper_model".into()),
-            None,
-            vec![0xff, 0xfe],
-        )])
-        .unwrap_err();
+        let error = form(vec![(Some("face_swapper_model".into()), None, vec![0xff, 0xfe])]).unwrap_err();
         assert_eq!(error.code(), "bad_request");
     }
 
     #[test]
     fn a_nameless_part_is_rejected() {
-        assert_eq!(
-            form(vec![(None, None, vec![])]).unwrap_err().code(),
-            "bad_request"
-        );
+        assert_eq!(form(vec![(None, None, vec![])]).unwrap_err().code(), "bad_request");
     }
 
     #[test]
     fn a_missing_target_is_reported_before_options_are_parsed() {
-        let error = form(vec![text("face_swapper_model", "inswapper_128")])
-            .unwrap()
-            .into_job()
-            .err()
-            .unwrap();
+        let error = form(vec![text("face_swapper_model", "inswapper_128")]).unwrap().into_job().err().unwrap();
         assert_eq!(error.to_string(), "missing `target` file");
     }
 
@@ -316,10 +251,7 @@ mod tests {
 
     #[test]
     fn options_json_and_option_fields_together_are_rejected() {
-        let fields = vec![(
-            "face_swapper_model".to_string(),
-            "inswapper_128".to_string(),
-        )];
+        let fields = vec![("face_swapper_model".to_string(), "inswapper_128".to_string())];
         let error = parse_options(Some("{}"), fields).unwrap_err();
         assert_eq!(error.code(), "bad_request");
     }
@@ -327,9 +259,7 @@ mod tests {
     #[test]
     fn malformed_options_json_is_a_bad_request() {
         let error = parse_options(Some("{not json"), Vec::new()).unwrap_err();
-        assert!(error
-            .to_string()
-            .starts_with("field `options` is not valid JSON"));
+        assert!(error.to_string().starts_with("field `options` is not valid JSON"));
     }
 
     #[test]
@@ -337,10 +267,7 @@ mod tests {
         assert_eq!(download_stem(Some("holiday.photo.JPG")), "holiday.photo");
         assert_eq!(download_stem(Some("C:\\Users\\me\\pic.png")), "pic");
         assert_eq!(download_stem(Some("../../etc/passwd")), "passwd");
-        assert_eq!(
-            download_stem(Some("a \"quoted\";name.png")),
-            "a__quoted__name"
-        );
+        assert_eq!(download_stem(Some("a \"quoted\";name.png")), "a__quoted__name");
         assert_eq!(download_stem(Some("été.png")), "_t_");
         assert_eq!(download_stem(Some("...")), "output");
         assert_eq!(download_stem(None), "output");

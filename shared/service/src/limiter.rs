@@ -36,21 +36,13 @@ pub struct ProcessingSlot {
 
 impl ConcurrencyLimiter {
     pub fn new(slots: usize, queue: usize) -> Self {
-        Self {
-            admission: Arc::new(Semaphore::new(slots + queue)),
-            processing: Arc::new(Semaphore::new(slots)),
-        }
+        Self { admission: Arc::new(Semaphore::new(slots + queue)), processing: Arc::new(Semaphore::new(slots)) }
     }
 
     /// Takes a place without waiting, or says the service is busy.
     pub fn try_admit(&self) -> Result<Admission, Busy> {
-        let place = Arc::clone(&self.admission)
-            .try_acquire_owned()
-            .map_err(|_| Busy)?;
-        Ok(Admission {
-            place,
-            processing: Arc::clone(&self.processing),
-        })
+        let place = Arc::clone(&self.admission).try_acquire_owned().map_err(|_| Busy)?;
+        Ok(Admission { place, processing: Arc::clone(&self.processing) })
     }
 
     /// Processing slots free right now.
@@ -64,10 +56,7 @@ impl Admission {
     pub async fn wait_for_slot(self) -> ProcessingSlot {
         // The semaphore is never closed, so acquiring cannot fail; the match keeps that visible.
         match Arc::clone(&self.processing).acquire_owned().await {
-            Ok(slot) => ProcessingSlot {
-                _place: self.place,
-                _slot: slot,
-            },
+            Ok(slot) => ProcessingSlot { _place: self.place, _slot: slot },
             Err(_) => unreachable!("the processing semaphore is never closed"),
         }
     }
@@ -107,10 +96,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiting.is_finished());
         drop(running);
-        let slot = tokio::time::timeout(Duration::from_secs(5), waiting)
-            .await
-            .unwrap()
-            .unwrap();
+        let slot = tokio::time::timeout(Duration::from_secs(5), waiting).await.unwrap().unwrap();
         drop(slot);
         assert_eq!(limiter.idle_slots(), 1);
     }

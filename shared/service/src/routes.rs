@@ -45,9 +45,7 @@ pub fn router(state: AppState) -> Router {
                         .on_response(DefaultOnResponse::new().level(Level::INFO)),
                 )
                 .layer(CatchPanicLayer::custom(panic_response))
-                .layer(HandleErrorLayer::new(move |error: BoxError| async move {
-                    timeout_response(error, timeout)
-                }))
+                .layer(HandleErrorLayer::new(move |error: BoxError| async move { timeout_response(error, timeout) }))
                 .timeout(timeout),
         )
         .with_state(state)
@@ -67,9 +65,7 @@ async fn process(
     let upload_limit = state.config().max_upload_bytes;
     reject_declared_oversize(&headers, upload_limit)?;
     let admission = state.limiter().try_admit()?;
-    let job = ProcessForm::read(multipart, upload_limit)
-        .await?
-        .into_job()?;
+    let job = ProcessForm::read(multipart, upload_limit).await?.into_job()?;
     let slot = admission.wait_for_slot().await;
     let output = run_on_cpu(Arc::clone(state.engine()), job.request, slot).await?;
     Ok(image_response(output, &job.download_stem))
@@ -78,14 +74,9 @@ async fn process(
 /// Refuses a body whose declared length is already over the limit, before reading any of it.
 /// Bodies without a length (chunked) are still cut off by `DefaultBodyLimit` while streaming.
 fn reject_declared_oversize(headers: &HeaderMap, limit_bytes: usize) -> Result<(), ApiError> {
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     match declared {
-        Some(length) if length > limit_bytes as u64 => {
-            Err(ApiError::PayloadTooLarge { limit_bytes })
-        }
+        Some(length) if length > limit_bytes as u64 => Err(ApiError::PayloadTooLarge { limit_bytes }),
         _ => Ok(()),
     }
 }
@@ -93,59 +84,37 @@ fn reject_declared_oversize(headers: &HeaderMap, limit_bytes: usize) -> Result<(
 /// The pipeline is CPU-bound and synchronous, so it runs on the blocking pool. The slot moves
 /// into the task: if the client gives up, the work still runs to its end and the slot stays
 /// taken until then, so the CPU is never oversubscribed.
-async fn run_on_cpu(
-    engine: Arc<Engine>,
-    request: ImageRequest,
-    slot: ProcessingSlot,
-) -> Result<ImageOutput, ApiError> {
+async fn run_on_cpu(engine: Arc<Engine>, request: ImageRequest, slot: ProcessingSlot) -> Result<ImageOutput, ApiError> {
     let task = tokio::task::spawn_blocking(move || {
         let _slot = slot;
         engine.process_image(request)
     });
     match task.await {
         Ok(result) => Ok(result?),
-        Err(join_error) if join_error.is_panic() => Err(ApiError::internal(format!(
-            "pipeline panicked: {}",
-            panic_message(&*join_error.into_panic())
-        ))),
-        Err(join_error) => Err(ApiError::internal(format!(
-            "pipeline task failed: {join_error}"
-        ))),
+        Err(join_error) if join_error.is_panic() => {
+            Err(ApiError::internal(format!("pipeline panicked: {}", panic_message(&*join_error.into_panic()))))
+        }
+        Err(join_error) => Err(ApiError::internal(format!("pipeline task failed: {join_error}"))),
     }
 }
 
 fn image_response(output: ImageOutput, download_stem: &str) -> Response {
-    let disposition = format!(
-        "inline; filename=\"{download_stem}.{}\"",
-        output.format.extension()
-    );
+    let disposition = format!("inline; filename=\"{download_stem}.{}\"", output.format.extension());
     let headers = [
         (CONTENT_TYPE, HeaderValue::from_static(output.format.mime())),
         // The stem is reduced to header-safe ASCII by `download_stem`, so this cannot fail.
-        (
-            CONTENT_DISPOSITION,
-            HeaderValue::from_str(&disposition).unwrap_or(HeaderValue::from_static("inline")),
-        ),
-        (
-            HeaderName::from_static(X_FACES_PROCESSED),
-            HeaderValue::from(output.faces_processed),
-        ),
+        (CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).unwrap_or(HeaderValue::from_static("inline"))),
+        (HeaderName::from_static(X_FACES_PROCESSED), HeaderValue::from(output.faces_processed)),
     ];
     (headers, output.bytes).into_response()
 }
 
 async fn not_found(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
-    ApiError::NotFound {
-        method: method.to_string(),
-        path: uri.path().to_string(),
-    }
+    ApiError::NotFound { method: method.to_string(), path: uri.path().to_string() }
 }
 
 async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
-    ApiError::MethodNotAllowed {
-        method: method.to_string(),
-        path: uri.path().to_string(),
-    }
+    ApiError::MethodNotAllowed { method: method.to_string(), path: uri.path().to_string() }
 }
 
 fn timeout_response(error: BoxError, limit: Duration) -> ApiError {

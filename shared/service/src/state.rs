@@ -24,13 +24,8 @@ impl AppState {
 
     /// Serves an engine built elsewhere (tests, or a host that shares one engine).
     pub fn with_engine(engine: Arc<Engine>, config: ServiceConfig) -> Self {
-        let limiter =
-            ConcurrencyLimiter::new(config.max_concurrent_requests, config.max_queued_requests);
-        Self {
-            engine,
-            config: Arc::new(config),
-            limiter,
-        }
+        let limiter = ConcurrencyLimiter::new(config.max_concurrent_requests, config.max_queued_requests);
+        Self { engine, config: Arc::new(config), limiter }
     }
 
     pub fn engine(&self) -> &Arc<Engine> {

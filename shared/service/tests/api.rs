@@ -16,10 +16,7 @@ const BOUNDARY: &str = "ff-test-boundary-7MA4YWxkTrZu0gW";
 
 /// Stand-in models, never a download, one ORT thread so parallel tests do not fight over cores.
 fn test_config(overrides: &[(&str, &str)]) -> ServiceConfig {
-    let models = assets_dir()
-        .join("standins/light")
-        .to_string_lossy()
-        .into_owned();
+    let models = assets_dir().join("standins/light").to_string_lossy().into_owned();
     let defaults = [
         ("FF_MODELS_DIR", models.as_str()),
         ("FF_ALLOW_MODEL_DOWNLOAD", "false"),
@@ -27,10 +24,7 @@ fn test_config(overrides: &[(&str, &str)]) -> ServiceConfig {
         ("FF_MAX_CONCURRENT_REQUESTS", "2"),
     ];
     ServiceConfig::from_lookup(|name| {
-        let set = overrides
-            .iter()
-            .chain(defaults.iter())
-            .find(|(key, _)| *key == name);
+        let set = overrides.iter().chain(defaults.iter()).find(|(key, _)| *key == name);
         set.map(|(_, value)| value.to_string())
     })
     .expect("test configuration is valid")
@@ -50,8 +44,7 @@ fn asset(name: &str) -> Vec<u8> {
 fn blank_png(width: u32, height: u32) -> Vec<u8> {
     let sky = image::RgbImage::from_pixel(width, height, image::Rgb([135, 190, 235]));
     let mut bytes = Vec::new();
-    sky.write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .unwrap();
+    sky.write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
     bytes
 }
 
@@ -74,26 +67,20 @@ impl Form {
     }
 
     fn text(mut self, name: &str, value: &str) -> Self {
-        let part = format!(
-            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-        );
+        let part = format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n");
         self.body.extend_from_slice(part.as_bytes());
         self
     }
 
     fn finish(mut self) -> Vec<u8> {
-        self.body
-            .extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+        self.body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
         self.body
     }
 
     fn request(self) -> Request<Body> {
         let body = self.finish();
         Request::post("/api/v1/process")
-            .header(
-                CONTENT_TYPE,
-                format!("multipart/form-data; boundary={BOUNDARY}"),
-            )
+            .header(CONTENT_TYPE, format!("multipart/form-data; boundary={BOUNDARY}"))
             .header(CONTENT_LENGTH, body.len())
             .body(Body::from(body))
             .unwrap()
@@ -101,9 +88,7 @@ impl Form {
 }
 
 fn swap_form(source: &[u8], target: &[u8]) -> Form {
-    Form::default()
-        .file("source", "source.jpg", source)
-        .file("target", "target.jpg", target)
+    Form::default().file("source", "source.jpg", source).file("target", "target.jpg", target)
 }
 
 struct Answer {
@@ -115,59 +100,31 @@ struct Answer {
 impl Answer {
     /// The `code` and `message` of a JSON error body, checking its shape on the way.
     fn error(&self) -> (String, String) {
-        assert_eq!(
-            self.headers[CONTENT_TYPE], "application/json",
-            "body: {:?}",
-            self.body
-        );
-        let json: serde_json::Value =
-            serde_json::from_slice(&self.body).expect("error body is JSON");
-        let code = json["error"]["code"]
-            .as_str()
-            .expect("error.code")
-            .to_string();
-        let message = json["error"]["message"]
-            .as_str()
-            .expect("error.message")
-            .to_string();
+        assert_eq!(self.headers[CONTENT_TYPE], "application/json", "body: {:?}", self.body);
+        let json: serde_json::Value = serde_json::from_slice(&self.body).expect("error body is JSON");
+        let code = json["error"]["code"].as_str().expect("error.code").to_string();
+        let message = json["error"]["message"].as_str().expect("error.message").to_string();
         (code, message)
     }
 
     fn assert_error(&self, status: StatusCode, code: &str) -> String {
         let (actual_code, message) = self.error();
-        assert_eq!(
-            (self.status, actual_code.as_str()),
-            (status, code),
-            "message: {message}"
-        );
+        assert_eq!((self.status, actual_code.as_str()), (status, code), "message: {message}");
         message
     }
 }
 
 async fn send(router: Router, request: Request<Body>) -> Answer {
-    let response = router
-        .oneshot(request)
-        .await
-        .expect("the router is infallible");
+    let response = router.oneshot(request).await.expect("the router is infallible");
     let (parts, body) = response.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .expect("body reads");
-    Answer {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    }
+    let body = axum::body::to_bytes(body, usize::MAX).await.expect("body reads");
+    Answer { status: parts.status, headers: parts.headers, body }
 }
 
 #[tokio::test]
 async fn health_reports_ok_and_the_version() {
     let (_, router) = app(test_config(&[]));
-    let answer = send(
-        router,
-        Request::get("/api/v1/health").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let answer = send(router, Request::get("/api/v1/health").body(Body::empty()).unwrap()).await;
     assert_eq!(answer.status, StatusCode::OK);
     let json: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
     assert_eq!(json["status"], "ok");
@@ -177,11 +134,7 @@ async fn health_reports_ok_and_the_version() {
 #[tokio::test]
 async fn unknown_route_is_a_json_404() {
     let (_, router) = app(test_config(&[]));
-    let answer = send(
-        router,
-        Request::get("/api/v2/nothing").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let answer = send(router, Request::get("/api/v2/nothing").body(Body::empty()).unwrap()).await;
     let message = answer.assert_error(StatusCode::NOT_FOUND, "not_found");
     assert!(message.contains("/api/v2/nothing"), "{message}");
 }
@@ -189,59 +142,39 @@ async fn unknown_route_is_a_json_404() {
 #[tokio::test]
 async fn wrong_method_is_a_json_405() {
     let (_, router) = app(test_config(&[]));
-    let answer = send(
-        router,
-        Request::get("/api/v1/process").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let answer = send(router, Request::get("/api/v1/process").body(Body::empty()).unwrap()).await;
     answer.assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
 }
 
 #[tokio::test]
 async fn a_body_that_is_not_multipart_is_a_bad_request() {
     let (_, router) = app(test_config(&[]));
-    let request = Request::post("/api/v1/process")
-        .header(CONTENT_TYPE, "application/json")
-        .body(Body::from("{}"))
-        .unwrap();
-    send(router, request)
-        .await
-        .assert_error(StatusCode::BAD_REQUEST, "bad_request");
+    let request =
+        Request::post("/api/v1/process").header(CONTENT_TYPE, "application/json").body(Body::from("{}")).unwrap();
+    send(router, request).await.assert_error(StatusCode::BAD_REQUEST, "bad_request");
 }
 
 #[tokio::test]
 async fn missing_target_is_a_bad_request() {
     let (_, router) = app(test_config(&[]));
-    let request = Form::default()
-        .file("source", "obama.jpg", &asset("obama.jpg"))
-        .request();
-    let message = send(router, request)
-        .await
-        .assert_error(StatusCode::BAD_REQUEST, "bad_request");
+    let request = Form::default().file("source", "obama.jpg", &asset("obama.jpg")).request();
+    let message = send(router, request).await.assert_error(StatusCode::BAD_REQUEST, "bad_request");
     assert!(message.contains("target"), "{message}");
 }
 
 #[tokio::test]
 async fn an_unknown_file_field_is_named() {
     let (_, router) = app(test_config(&[]));
-    let request = swap_form(&asset("obama.jpg"), &asset("biden.jpg"))
-        .file("mask", "mask.png", b"x")
-        .request();
-    let message = send(router, request)
-        .await
-        .assert_error(StatusCode::BAD_REQUEST, "invalid_option");
+    let request = swap_form(&asset("obama.jpg"), &asset("biden.jpg")).file("mask", "mask.png", b"x").request();
+    let message = send(router, request).await.assert_error(StatusCode::BAD_REQUEST, "invalid_option");
     assert!(message.contains("`mask`"), "{message}");
 }
 
 #[tokio::test]
 async fn an_unsupported_output_format_is_an_invalid_option() {
     let (_, router) = app(test_config(&[]));
-    let request = swap_form(&asset("obama.jpg"), &asset("biden.jpg"))
-        .text("output_format", "gif")
-        .request();
-    let message = send(router, request)
-        .await
-        .assert_error(StatusCode::BAD_REQUEST, "invalid_option");
+    let request = swap_form(&asset("obama.jpg"), &asset("biden.jpg")).text("output_format", "gif").request();
+    let message = send(router, request).await.assert_error(StatusCode::BAD_REQUEST, "invalid_option");
     assert!(message.contains("output_format"), "{message}");
 }
 
@@ -252,44 +185,30 @@ async fn options_as_fields_and_as_json_together_are_rejected() {
         .text("options", r#"{"face_swapper_model": "inswapper_128"}"#)
         .text("face_swapper_model", "inswapper_128")
         .request();
-    send(router, request)
-        .await
-        .assert_error(StatusCode::BAD_REQUEST, "bad_request");
+    send(router, request).await.assert_error(StatusCode::BAD_REQUEST, "bad_request");
 }
 
 #[tokio::test]
 async fn an_unknown_option_field_is_named() {
     let (_, router) = app(test_config(&[]));
-    let request = swap_form(&asset("obama.jpg"), &asset("biden.jpg"))
-        .text("face_swapper_modle", "x")
-        .request();
-    let message = send(router, request)
-        .await
-        .assert_error(StatusCode::BAD_REQUEST, "invalid_option");
+    let request = swap_form(&asset("obama.jpg"), &asset("biden.jpg")).text("face_swapper_modle", "x").request();
+    let message = send(router, request).await.assert_error(StatusCode::BAD_REQUEST, "invalid_option");
     assert!(message.contains("face_swapper_modle"), "{message}");
 }
 
 #[tokio::test]
 async fn an_out_of_range_option_value_is_rejected() {
     let (_, router) = app(test_config(&[]));
-    let request = swap_form(&asset("obama.jpg"), &asset("biden.jpg"))
-        .text("face_mask_blur", "1.5")
-        .request();
-    let message = send(router, request)
-        .await
-        .assert_error(StatusCode::BAD_REQUEST, "invalid_option");
+    let request = swap_form(&asset("obama.jpg"), &asset("biden.jpg")).text("face_mask_blur", "1.5").request();
+    let message = send(router, request).await.assert_error(StatusCode::BAD_REQUEST, "invalid_option");
     assert!(message.contains("face_mask_blur"), "{message}");
 }
 
 #[tokio::test]
 async fn an_unknown_model_name_is_rejected() {
     let (_, router) = app(test_config(&[]));
-    let request = swap_form(&asset("obama.jpg"), &asset("biden.jpg"))
-        .text("face_swapper_model", "no_such")
-        .request();
-    let message = send(router, request)
-        .await
-        .assert_error(StatusCode::BAD_REQUEST, "invalid_option");
+    let request = swap_form(&asset("obama.jpg"), &asset("biden.jpg")).text("face_swapper_model", "no_such").request();
+    let message = send(router, request).await.assert_error(StatusCode::BAD_REQUEST, "invalid_option");
     assert!(message.contains("face_swapper_model"), "{message}");
 }
 
@@ -297,9 +216,7 @@ async fn an_unknown_model_name_is_rejected() {
 async fn a_target_that_is_not_an_image_is_unsupported_media() {
     let (_, router) = app(test_config(&[]));
     let request = swap_form(&asset("obama.jpg"), b"this is plain text, not a picture").request();
-    send(router, request)
-        .await
-        .assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media");
+    send(router, request).await.assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media");
 }
 
 #[tokio::test]
@@ -308,9 +225,7 @@ async fn a_declared_oversized_body_is_a_json_413() {
     config.max_upload_bytes = 1024;
     let (_, router) = app(config);
     let request = swap_form(&asset("obama.jpg"), &asset("biden.jpg")).request();
-    send(router, request)
-        .await
-        .assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    send(router, request).await.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
 }
 
 #[tokio::test]
@@ -320,41 +235,21 @@ async fn a_streamed_oversized_body_is_a_json_413() {
     let (_, router) = app(config);
     // No Content-Length: the limit can only bite while the body streams in.
     let body = swap_form(&asset("obama.jpg"), &asset("biden.jpg")).finish();
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        body.chunks(512).map(|c| Ok(c.to_vec())).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = body.chunks(512).map(|c| Ok(c.to_vec())).collect();
     let request = Request::post("/api/v1/process")
-        .header(
-            CONTENT_TYPE,
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        )
+        .header(CONTENT_TYPE, format!("multipart/form-data; boundary={BOUNDARY}"))
         .body(Body::from_stream(futures_util::stream::iter(chunks)))
         .unwrap();
-    send(router, request)
-        .await
-        .assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    send(router, request).await.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
 }
 
 #[tokio::test]
 async fn busy_when_every_slot_and_queue_place_is_taken() {
-    let (state, router) = app(test_config(&[
-        ("FF_MAX_CONCURRENT_REQUESTS", "1"),
-        ("FF_MAX_QUEUED_REQUESTS", "0"),
-    ]));
+    let (state, router) = app(test_config(&[("FF_MAX_CONCURRENT_REQUESTS", "1"), ("FF_MAX_QUEUED_REQUESTS", "0")]));
     let _held = state.limiter().try_admit().expect("the only place is free");
-    let answer = send(
-        router,
-        swap_form(&asset("obama.jpg"), &asset("biden.jpg")).request(),
-    )
-    .await;
+    let answer = send(router, swap_form(&asset("obama.jpg"), &asset("biden.jpg")).request()).await;
     answer.assert_error(StatusCode::TOO_MANY_REQUESTS, "busy");
-    assert!(
-        answer.headers[RETRY_AFTER]
-            .to_str()
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
-            >= 1
-    );
+    assert!(answer.headers[RETRY_AFTER].to_str().unwrap().parse::<u64>().unwrap() >= 1);
 }
 
 #[tokio::test]
@@ -365,15 +260,10 @@ async fn a_request_over_its_time_budget_is_a_json_503() {
     // A body that never arrives: the handler waits on the upload until the timeout fires.
     let stalled = futures_util::stream::pending::<Result<Vec<u8>, std::io::Error>>();
     let request = Request::post("/api/v1/process")
-        .header(
-            CONTENT_TYPE,
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        )
+        .header(CONTENT_TYPE, format!("multipart/form-data; boundary={BOUNDARY}"))
         .body(Body::from_stream(stalled))
         .unwrap();
-    send(router, request)
-        .await
-        .assert_error(StatusCode::SERVICE_UNAVAILABLE, "timeout");
+    send(router, request).await.assert_error(StatusCode::SERVICE_UNAVAILABLE, "timeout");
 }
 
 #[tokio::test]
@@ -384,18 +274,11 @@ async fn a_source_without_a_face_is_unprocessable() {
         .file("target", "biden.jpg", &asset("biden.jpg"))
         .text("face_swapper_model", "inswapper_128")
         .request();
-    send(router, request)
-        .await
-        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "no_source_face");
+    send(router, request).await.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "no_source_face");
 }
 
 fn assert_image_of_size(answer: &Answer, mime: &str, size: (u32, u32)) {
-    assert_eq!(
-        answer.status,
-        StatusCode::OK,
-        "body: {}",
-        String::from_utf8_lossy(&answer.body)
-    );
+    assert_eq!(answer.status, StatusCode::OK, "body: {}", String::from_utf8_lossy(&answer.body));
     assert_eq!(answer.headers[CONTENT_TYPE], mime);
     let disposition = answer.headers[CONTENT_DISPOSITION].to_str().unwrap();
     assert!(disposition.contains("filename=\""), "{disposition}");
@@ -404,11 +287,7 @@ fn assert_image_of_size(answer: &Answer, mime: &str, size: (u32, u32)) {
 }
 
 fn faces_processed(answer: &Answer) -> usize {
-    answer.headers[X_FACES_PROCESSED]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap()
+    answer.headers[X_FACES_PROCESSED].to_str().unwrap().parse().unwrap()
 }
 
 #[tokio::test]
@@ -416,16 +295,11 @@ async fn swaps_the_face_with_options_as_fields() {
     let (_, router) = app(test_config(&[]));
     let target = asset("biden.jpg");
     let size = image::load_from_memory(&target).unwrap();
-    let request = swap_form(&asset("obama.jpg"), &target)
-        .text("face_swapper_model", "inswapper_128")
-        .request();
+    let request = swap_form(&asset("obama.jpg"), &target).text("face_swapper_model", "inswapper_128").request();
     let answer = send(router, request).await;
     assert_image_of_size(&answer, "image/jpeg", (size.width(), size.height()));
     assert_eq!(faces_processed(&answer), 1);
-    assert!(answer.headers[CONTENT_DISPOSITION]
-        .to_str()
-        .unwrap()
-        .contains("target.jpg"));
+    assert!(answer.headers[CONTENT_DISPOSITION].to_str().unwrap().contains("target.jpg"));
 }
 
 #[tokio::test]
@@ -434,10 +308,7 @@ async fn swaps_the_face_with_options_as_json_and_a_chosen_format() {
     let target = asset("biden.jpg");
     let size = image::load_from_memory(&target).unwrap();
     let request = swap_form(&asset("obama.jpg"), &target)
-        .text(
-            "options",
-            r#"{"processors": ["face_swapper"], "face_swapper_model": "inswapper_128"}"#,
-        )
+        .text("options", r#"{"processors": ["face_swapper"], "face_swapper_model": "inswapper_128"}"#)
         .text("output_format", "png")
         .request();
     let answer = send(router, request).await;
@@ -458,8 +329,5 @@ async fn a_target_without_a_face_comes_back_unchanged() {
     assert_image_of_size(&answer, "image/png", (200, 150));
     assert_eq!(faces_processed(&answer), 0);
     let returned = image::load_from_memory(&answer.body).unwrap().to_rgb8();
-    assert_eq!(
-        returned,
-        image::load_from_memory(&target).unwrap().to_rgb8()
-    );
+    assert_eq!(returned, image::load_from_memory(&target).unwrap().to_rgb8());
 }
