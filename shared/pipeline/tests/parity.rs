@@ -257,6 +257,7 @@ fn image_swaps_match_facefusion() {
     ] {
         let (in_box, whole) = run_case(&engine, case);
         println!("{case}: PSNR {in_box:.2} dB in the changed box, {whole:.2} dB whole frame");
-        assert!(in_box >= 40.0, "{case}: PSNR {in_box:.2} dB in the changed box");
+        // The issue asks for 40 dB; the port reaches 70+, so anything under 60 is a regression.
+        assert!(in_box >= 60.0, "{case}: PSNR {in_box:.2} dB in the changed box");
     }
 }
