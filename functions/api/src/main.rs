@@ -1,5 +1,8 @@
 //! `ff`: FaceFusion 3.5.3's processing as a CLI (`ff process`, same flags as `facefusion.py
 //! headless-run`), an HTTP server (`ff serve`) and model management (`ff models`).
+//!
+//! Started by the Lambda runtime (`AWS_LAMBDA_RUNTIME_API` set), `ff` is instead one Lambda function
+//! serving the whole /api/v1 router, whatever its arguments.
 
 mod models_cmd;
 mod process_cmd;
@@ -30,6 +33,9 @@ enum Command {
 }
 
 fn main() -> Result<()> {
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        return run_as_lambda();
+    }
     init_tracing();
     let cli = Cli::parse();
     match cli.command {
@@ -37,6 +43,17 @@ fn main() -> Result<()> {
         Command::Serve(args) => tokio::runtime::Runtime::new()?.block_on(serve::run(args)),
         Command::Models { command } => models_cmd::run(command, &ff_pipeline::models::default_models_dir()),
     }
+}
+
+/// The whole API as one Lambda function, with the same FF_* settings and JSON logs as the
+/// per-handler functions of `functions/`.
+fn run_as_lambda() -> Result<()> {
+    ff_lambda::init_tracing();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let state = ff_lambda::state_from_env().map_err(|error| anyhow::anyhow!(error))?;
+        ff_lambda::run_router(ff_service::router(state)).await.map_err(|error| anyhow::anyhow!(error))
+    })
 }
 
 /// Human-readable logs on a terminal, JSON lines elsewhere (Lambda, containers). `RUST_LOG` filters.

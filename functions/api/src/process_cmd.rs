@@ -64,7 +64,9 @@ fn option_arg(spec: &'static OptionSpec) -> Arg {
 
 fn help_text(spec: &OptionSpec) -> String {
     let range = match &spec.kind {
-        OptionKind::Choice { choices } | OptionKind::Choices { choices } => format!(" [choices: {}]", choices.join(", ")),
+        OptionKind::Choice { choices } | OptionKind::Choices { choices } => {
+            format!(" [choices: {}]", choices.join(", "))
+        }
         OptionKind::Float { min, max, step } => format!(" [{min}..{max}, step {step}]"),
         OptionKind::Int { min, max } if *max == i64::MAX => format!(" [≥ {min}]"),
         OptionKind::Int { min, max } => format!(" [{min}..{max}]"),
@@ -87,9 +89,8 @@ fn given_values(matches: &ArgMatches, spec: &OptionSpec) -> Option<Vec<String>> 
 
 pub fn run(args: ProcessArgs) -> Result<()> {
     let options = ProcessOptions::from_pairs(&args.options)?;
-    let format = ImageFormat::from_name(&args.output.to_string_lossy()).with_context(|| {
-        format!("output {}: use a .jpg, .png, .webp or .bmp file name", args.output.display())
-    })?;
+    let format = ImageFormat::from_name(&args.output.to_string_lossy())
+        .with_context(|| format!("output {}: use a .jpg, .png, .webp or .bmp file name", args.output.display()))?;
     if args.target.as_os_str().is_empty() {
         bail!("a target is required (-t)");
     }

@@ -61,7 +61,10 @@ fn options() -> ProcessOptions {
 fn run_once(registry: &ModelRegistry, options: &ProcessOptions, source: &[u8], target: &[u8]) -> Timings {
     let mut t = Timings::default();
     let (source, target) = t.time(0, || {
-        (image_io::decode(source, u64::MAX).expect("source").frame, image_io::decode(target, u64::MAX).expect("target").frame)
+        (
+            image_io::decode(source, u64::MAX).expect("source").frame,
+            image_io::decode(target, u64::MAX).expect("target").frame,
+        )
     });
     let source_face = analyse(registry, options, &source, &mut t);
     let target_face = analyse(registry, options, &target, &mut t);
@@ -76,8 +79,9 @@ fn run_once(registry: &ModelRegistry, options: &ProcessOptions, source: &[u8], t
 }
 
 fn analyse(registry: &ModelRegistry, options: &ProcessOptions, frame: &Frame, t: &mut Timings) -> Face {
-    let detection =
-        t.time(1, || detector::detect(registry, frame, &options.detector).expect("detect").into_iter().next().expect("a face"));
+    let detection = t.time(1, || {
+        detector::detect(registry, frame, &options.detector).expect("detect").into_iter().next().expect("a face")
+    });
     let (landmark_68_5, landmark_68, score) = t.time(2, || {
         let landmark_68_5 = landmarker::estimate_68_from_5(registry, &detection.landmark_5).expect("fan_68_5");
         let angle = landmarker::estimate_face_angle(&landmark_68_5);
@@ -127,7 +131,13 @@ fn ms(duration: Duration, runs: usize) -> f64 {
     duration.as_secs_f64() * 1000.0 / runs as f64
 }
 
-fn print_table(total: &Timings, runs: usize, before: &[(String, u64, Duration)], after: &[(String, u64, Duration)], threads: usize) {
+fn print_table(
+    total: &Timings,
+    runs: usize,
+    before: &[(String, u64, Duration)],
+    after: &[(String, u64, Duration)],
+    threads: usize,
+) {
     println!("image swap obama.jpg -> biden.jpg, inswapper_128, costed stand-ins, {threads} ORT threads, mean of {runs} runs");
     println!("{:<10} {:>10}", "stage", "ms");
     for (stage, duration) in STAGES.iter().zip(total.0) {
@@ -139,11 +149,8 @@ fn print_table(total: &Timings, runs: usize, before: &[(String, u64, Duration)],
     println!("{:<20} {:>6} {:>12}", "model (ORT only)", "calls", "ms per run");
     let mut ort_total = Duration::ZERO;
     for (name, runs_after, time_after) in after {
-        let (runs_before, time_before) = before
-            .iter()
-            .find(|(n, _, _)| n == name)
-            .map(|(_, r, t)| (*r, *t))
-            .unwrap_or((0, Duration::ZERO));
+        let (runs_before, time_before) =
+            before.iter().find(|(n, _, _)| n == name).map(|(_, r, t)| (*r, *t)).unwrap_or((0, Duration::ZERO));
         let time = time_after.saturating_sub(time_before);
         ort_total += time;
         println!("{name:<20} {:>6} {:>12.1}", (runs_after - runs_before) / runs as u64, ms(time, runs));
@@ -157,8 +164,6 @@ fn print_table(total: &Timings, runs: usize, before: &[(String, u64, Duration)],
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|status| {
-            status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
-        })
+        .and_then(|status| status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0)
 }

@@ -8,6 +8,7 @@ use crate::error::{PipelineError, Result};
 use crate::face::analyser::{self, FaceAnalyser};
 use crate::face::selector::{select_faces, sort_and_filter};
 use crate::image_io::{self, DecodedImage, ImageFormat};
+use crate::imgproc::resize::resize_cubic;
 use crate::models::ModelStore;
 use crate::options::ProcessOptions;
 use crate::processors::face_swapper::{self, FaceSwapper, SourceFace};
@@ -136,8 +137,8 @@ impl Engine {
         if scale < 1.0 {
             // FaceFusion copies the target at min(original, scaled) before processing.
             let (width, height) = image_io::scaled_resolution(target.frame.width, target.frame.height, scale);
-            target.frame = image_io::resize_cubic(&target.frame, width, height);
-            target.alpha = target.alpha.map(|a| image_io::resize_cubic(&a, width, height));
+            target.frame = resize_cubic(&target.frame, width, height);
+            target.alpha = target.alpha.map(|a| resize_cubic(&a, width, height));
         }
         let sources = request
             .sources
@@ -198,11 +199,12 @@ impl Engine {
 }
 
 /// FaceFusion's finalize step: the output has the scaled resolution when the scale enlarges it.
+/// (FaceFusion rescales with ffmpeg's bicubic scaler; OpenCV's bicubic is the closest we have.)
 fn scale_output(frame: &Frame, target: &DecodedImage, scale: f32) -> (Frame, Option<Raster<u8>>) {
     if scale <= 1.0 {
         return (frame.clone(), target.alpha.clone());
     }
     let (width, height) = image_io::scaled_resolution(frame.width, frame.height, scale);
-    let alpha = target.alpha.as_ref().map(|a| image_io::resize_cubic(a, width, height));
-    (image_io::resize_cubic(frame, width, height), alpha)
+    let alpha = target.alpha.as_ref().map(|a| resize_cubic(a, width, height));
+    (resize_cubic(frame, width, height), alpha)
 }

@@ -152,12 +152,7 @@ fn to_rgb(frame: &Frame) -> Vec<u8> {
 }
 
 fn interleave_rgba(frame: &Frame, alpha: &Raster<u8>) -> Vec<u8> {
-    frame
-        .data
-        .chunks_exact(3)
-        .zip(&alpha.data)
-        .flat_map(|(px, &a)| [px[2], px[1], px[0], a])
-        .collect()
+    frame.data.chunks_exact(3).zip(&alpha.data).flat_map(|(px, &a)| [px[2], px[1], px[0], a]).collect()
 }
 
 /// FaceFusion's scaled resolution: int(side·scale), each side rounded to even (half to even).
@@ -169,30 +164,15 @@ pub fn scaled_resolution(width: usize, height: usize, scale: f32) -> (usize, usi
     (even(width), even(height))
 }
 
-/// Bicubic (Catmull-Rom) resize of a 1- or 3-channel 8-bit raster, standing in for ffmpeg's
-/// default bicubic scaler in FaceFusion's copy and finalize steps.
-pub fn resize_cubic(raster: &Raster<u8>, width: usize, height: usize) -> Raster<u8> {
-    use image::imageops::{resize, FilterType};
-    let (w, h) = (raster.width as u32, raster.height as u32);
-    let data = match raster.channels {
-        1 => image::GrayImage::from_raw(w, h, raster.data.clone())
-            .map(|img| resize(&img, width as u32, height as u32, FilterType::CatmullRom).into_raw()),
-        _ => image::RgbImage::from_raw(w, h, raster.data.clone())
-            .map(|img| resize(&img, width as u32, height as u32, FilterType::CatmullRom).into_raw()),
-    };
-    match data {
-        Some(data) => Raster::from_vec(width, height, raster.channels, data),
-        None => raster.clone(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn png_bytes(width: u32, height: u32, rgba: bool) -> Vec<u8> {
         let image = if rgba {
-            DynamicImage::ImageRgba8(image::RgbaImage::from_fn(width, height, |x, _| image::Rgba([10, 20, 30, x as u8])))
+            DynamicImage::ImageRgba8(image::RgbaImage::from_fn(width, height, |x, _| {
+                image::Rgba([10, 20, 30, x as u8])
+            }))
         } else {
             DynamicImage::ImageRgb8(image::RgbImage::from_fn(width, height, |_, _| image::Rgb([10, 20, 30])))
         };

@@ -97,7 +97,8 @@ impl<R: Read + Seek> ProtoReader<R> {
     }
 
     fn skip_bytes(&mut self, count: u64) -> Result<()> {
-        let offset = i64::try_from(count).map_err(|_| PipelineError::Runtime("reading ONNX file: bad length".into()))?;
+        let offset =
+            i64::try_from(count).map_err(|_| PipelineError::Runtime("reading ONNX file: bad length".into()))?;
         self.inner.seek(SeekFrom::Current(offset)).map(|_| ()).map_err(Self::io)
     }
 

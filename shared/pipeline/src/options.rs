@@ -12,11 +12,22 @@ use crate::error::{PipelineError, Result};
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum OptionKind {
     /// One value out of `choices`.
-    Choice { choices: &'static [&'static str] },
+    Choice {
+        choices: &'static [&'static str],
+    },
     /// Any number of values out of `choices`.
-    Choices { choices: &'static [&'static str] },
-    Float { min: f64, max: f64, step: f64 },
-    Int { min: i64, max: i64 },
+    Choices {
+        choices: &'static [&'static str],
+    },
+    Float {
+        min: f64,
+        max: f64,
+        step: f64,
+    },
+    Int {
+        min: i64,
+        max: i64,
+    },
     /// 1 to 4 integers in 0..=100, expanded CSS-style (top, right, bottom, left).
     Sides,
     /// A switch without a value.
@@ -118,47 +129,177 @@ const fn float(min: f64, max: f64, step: f64) -> OptionKind {
 /// Every option `ff process` and `POST /api/v1/process` accept, in FaceFusion's order.
 pub static OPTIONS: &[OptionSpec] = &[
     opt("processors", OptionKind::Choices { choices: PROCESSORS }, "face_swapper", "processors to run, in order"),
-    opt("face_detector_model", OptionKind::Choice { choices: &["many", "retinaface", "scrfd", "yolo_face", "yunet"] }, "yolo_face", "face detector"),
-    opt("face_detector_size", OptionKind::Choice { choices: DETECTOR_SIZES }, "640x640", "detector input size (retinaface/scrfd accept all, the others 640x640)"),
-    opt("face_detector_margin", OptionKind::Sides, "0 0 0 0", "zero padding around the frame before detection, percent of 0.5·side (top right bottom left)"),
-    opt("face_detector_angles", OptionKind::Choices { choices: &["0", "90", "180", "270"] }, "0", "rotations the detector also tries"),
+    opt(
+        "face_detector_model",
+        OptionKind::Choice { choices: &["many", "retinaface", "scrfd", "yolo_face", "yunet"] },
+        "yolo_face",
+        "face detector",
+    ),
+    opt(
+        "face_detector_size",
+        OptionKind::Choice { choices: DETECTOR_SIZES },
+        "640x640",
+        "detector input size (retinaface/scrfd accept all, the others 640x640)",
+    ),
+    opt(
+        "face_detector_margin",
+        OptionKind::Sides,
+        "0 0 0 0",
+        "zero padding around the frame before detection, percent of 0.5·side (top right bottom left)",
+    ),
+    opt(
+        "face_detector_angles",
+        OptionKind::Choices { choices: &["0", "90", "180", "270"] },
+        "0",
+        "rotations the detector also tries",
+    ),
     opt("face_detector_score", float(0.0, 1.0, 0.05), "0.5", "minimum detector score"),
-    opt("face_landmarker_model", OptionKind::Choice { choices: &["many", "2dfan4", "peppa_wutz"] }, "2dfan4", "68-point landmarker"),
-    opt("face_landmarker_score", float(0.0, 1.0, 0.05), "0.5", "minimum landmarker score to trust its points (0 disables it)"),
-    opt("face_selector_mode", OptionKind::Choice { choices: &["many", "one", "reference"] }, "reference", "which target faces to process"),
+    opt(
+        "face_landmarker_model",
+        OptionKind::Choice { choices: &["many", "2dfan4", "peppa_wutz"] },
+        "2dfan4",
+        "68-point landmarker",
+    ),
+    opt(
+        "face_landmarker_score",
+        float(0.0, 1.0, 0.05),
+        "0.5",
+        "minimum landmarker score to trust its points (0 disables it)",
+    ),
+    opt(
+        "face_selector_mode",
+        OptionKind::Choice { choices: &["many", "one", "reference"] },
+        "reference",
+        "which target faces to process",
+    ),
     opt("face_selector_order", OptionKind::Choice { choices: ORDERS }, "large-small", "face order"),
-    opt("face_selector_age_start", OptionKind::Int { min: 0, max: 100 }, "", "keep faces whose age range reaches this age"),
-    opt("face_selector_age_end", OptionKind::Int { min: 0, max: 100 }, "", "keep faces whose age range starts before this age"),
+    opt(
+        "face_selector_age_start",
+        OptionKind::Int { min: 0, max: 100 },
+        "",
+        "keep faces whose age range reaches this age",
+    ),
+    opt(
+        "face_selector_age_end",
+        OptionKind::Int { min: 0, max: 100 },
+        "",
+        "keep faces whose age range starts before this age",
+    ),
     opt("face_selector_gender", OptionKind::Choice { choices: &["female", "male"] }, "", "keep faces of this gender"),
     opt("face_selector_race", OptionKind::Choice { choices: RACES }, "", "keep faces of this race"),
-    opt("reference_face_position", OptionKind::Int { min: 0, max: i64::MAX }, "0", "position of the reference face in the reference frame"),
+    opt(
+        "reference_face_position",
+        OptionKind::Int { min: 0, max: i64::MAX },
+        "0",
+        "position of the reference face in the reference frame",
+    ),
     opt("reference_face_distance", float(0.0, 1.0, 0.05), "0.3", "maximum distance to the reference face"),
-    opt("reference_frame_number", OptionKind::Int { min: 0, max: i64::MAX }, "0", "frame of a video target to take the reference face from"),
-    opt("face_occluder_model", OptionKind::Choice { choices: &["many", "xseg_1", "xseg_2", "xseg_3"] }, "xseg_1", "occlusion mask model"),
-    opt("face_parser_model", OptionKind::Choice { choices: &["bisenet_resnet_18", "bisenet_resnet_34"] }, "bisenet_resnet_34", "region mask model"),
-    opt("face_mask_types", OptionKind::Choices { choices: &["box", "occlusion", "area", "region"] }, "box", "masks combined by minimum"),
-    opt("face_mask_areas", OptionKind::Choices { choices: MASK_AREAS }, "upper-face lower-face mouth", "areas of the area mask"),
-    opt("face_mask_regions", OptionKind::Choices { choices: MASK_REGIONS }, "skin left-eyebrow right-eyebrow left-eye right-eye glasses nose mouth upper-lip lower-lip", "regions of the region mask"),
+    opt(
+        "reference_frame_number",
+        OptionKind::Int { min: 0, max: i64::MAX },
+        "0",
+        "frame of a video target to take the reference face from",
+    ),
+    opt(
+        "face_occluder_model",
+        OptionKind::Choice { choices: &["many", "xseg_1", "xseg_2", "xseg_3"] },
+        "xseg_1",
+        "occlusion mask model",
+    ),
+    opt(
+        "face_parser_model",
+        OptionKind::Choice { choices: &["bisenet_resnet_18", "bisenet_resnet_34"] },
+        "bisenet_resnet_34",
+        "region mask model",
+    ),
+    opt(
+        "face_mask_types",
+        OptionKind::Choices { choices: &["box", "occlusion", "area", "region"] },
+        "box",
+        "masks combined by minimum",
+    ),
+    opt(
+        "face_mask_areas",
+        OptionKind::Choices { choices: MASK_AREAS },
+        "upper-face lower-face mouth",
+        "areas of the area mask",
+    ),
+    opt(
+        "face_mask_regions",
+        OptionKind::Choices { choices: MASK_REGIONS },
+        "skin left-eyebrow right-eyebrow left-eye right-eye glasses nose mouth upper-lip lower-lip",
+        "regions of the region mask",
+    ),
     opt("face_mask_blur", float(0.0, 1.0, 0.05), "0.3", "box mask blur"),
     opt("face_mask_padding", OptionKind::Sides, "0 0 0 0", "box mask padding in percent (top right bottom left)"),
     opt("output_image_quality", OptionKind::Int { min: 0, max: 100 }, "80", "JPEG/WebP output quality"),
     opt("output_image_scale", float(0.25, 8.0, 0.25), "1.0", "output size relative to the target"),
-    swapper("face_swapper_model", OptionKind::Choice { choices: FACE_SWAPPER_MODELS }, "hyperswap_1a_256", "face swapper model"),
-    swapper("face_swapper_pixel_boost", OptionKind::Choice { choices: PIXEL_BOOSTS }, "", "swap at this crop size (default: the model's native size)"),
-    swapper("face_swapper_weight", float(0.0, 1.0, 0.05), "0.5", "0 pulls the identity towards the target, 1 away from it"),
-    ignored("execution_providers", OptionKind::Choices { choices: &["cpu"] }, "cpu", "this engine runs on the CPU execution provider only"),
+    swapper(
+        "face_swapper_model",
+        OptionKind::Choice { choices: FACE_SWAPPER_MODELS },
+        "hyperswap_1a_256",
+        "face swapper model",
+    ),
+    swapper(
+        "face_swapper_pixel_boost",
+        OptionKind::Choice { choices: PIXEL_BOOSTS },
+        "",
+        "swap at this crop size (default: the model's native size)",
+    ),
+    swapper(
+        "face_swapper_weight",
+        float(0.0, 1.0, 0.05),
+        "0.5",
+        "0 pulls the identity towards the target, 1 away from it",
+    ),
+    ignored(
+        "execution_providers",
+        OptionKind::Choices { choices: &["cpu"] },
+        "cpu",
+        "this engine runs on the CPU execution provider only",
+    ),
     ignored("execution_device_ids", OptionKind::Text, "0", "no GPU devices on CPU"),
-    ignored("execution_thread_count", OptionKind::Int { min: 1, max: 32 }, "8", "set by the host (FF_EXECUTION_THREAD_COUNT), not per request"),
-    ignored("video_memory_strategy", OptionKind::Choice { choices: &["strict", "moderate", "tolerant"] }, "strict", "set by the host (FF_VIDEO_MEMORY_STRATEGY)"),
+    ignored(
+        "execution_thread_count",
+        OptionKind::Int { min: 1, max: 32 },
+        "8",
+        "set by the host (FF_EXECUTION_THREAD_COUNT), not per request",
+    ),
+    ignored(
+        "video_memory_strategy",
+        OptionKind::Choice { choices: &["strict", "moderate", "tolerant"] },
+        "strict",
+        "set by the host (FF_VIDEO_MEMORY_STRATEGY)",
+    ),
     ignored("system_memory_limit", OptionKind::Int { min: 0, max: 128 }, "0", "set by the host"),
-    ignored("log_level", OptionKind::Choice { choices: &["error", "warn", "info", "debug"] }, "info", "logging is configured with RUST_LOG"),
+    ignored(
+        "log_level",
+        OptionKind::Choice { choices: &["error", "warn", "info", "debug"] },
+        "info",
+        "logging is configured with RUST_LOG",
+    ),
     ignored("temp_path", OptionKind::Text, "", "frames are streamed in memory; nothing is written to a temp dir"),
-    ignored("temp_frame_format", OptionKind::Choice { choices: &["bmp", "jpeg", "png", "tiff"] }, "png", "frames are streamed in memory; there are no temp frames"),
+    ignored(
+        "temp_frame_format",
+        OptionKind::Choice { choices: &["bmp", "jpeg", "png", "tiff"] },
+        "png",
+        "frames are streamed in memory; there are no temp frames",
+    ),
     ignored("keep_temp", OptionKind::Flag, "", "there is no temp dir to keep"),
     ignored("halt_on_error", OptionKind::Flag, "", "a single run always stops at the first error"),
     ignored("config_path", OptionKind::Text, "", "facefusion.ini is not read; pass options directly"),
-    ignored("download_providers", OptionKind::Choices { choices: &["github", "huggingface"] }, "github huggingface", "both providers are tried in order"),
-    ignored("download_scope", OptionKind::Choice { choices: &["lite", "full"] }, "lite", "models are downloaded on demand"),
+    ignored(
+        "download_providers",
+        OptionKind::Choices { choices: &["github", "huggingface"] },
+        "github huggingface",
+        "both providers are tried in order",
+    ),
+    ignored(
+        "download_scope",
+        OptionKind::Choice { choices: &["lite", "full"] },
+        "lite",
+        "models are downloaded on demand",
+    ),
 ];
 
 /// FaceFusion option names of processors and features not built yet; rejected with a clear message.
@@ -333,9 +474,9 @@ impl ProcessOptions {
 
     /// From a JSON object of FaceFusion option names to values (strings, numbers, booleans or arrays).
     pub fn from_json(value: &serde_json::Value) -> Result<Self> {
-        let object = value
-            .as_object()
-            .ok_or_else(|| PipelineError::invalid_option("options", "must be a JSON object of option names to values"))?;
+        let object = value.as_object().ok_or_else(|| {
+            PipelineError::invalid_option("options", "must be a JSON object of option names to values")
+        })?;
         let pairs = object
             .iter()
             .map(|(name, value)| Ok((name.clone(), json_values(name, value)?)))

@@ -174,9 +174,15 @@ pub struct Input {
 }
 
 pub enum InputData {
-    F32 { shape: Vec<usize>, data: Vec<f32> },
+    F32 {
+        shape: Vec<usize>,
+        data: Vec<f32>,
+    },
     /// CodeFormer's `weight` is the one double input FaceFusion feeds.
-    F64 { shape: Vec<usize>, data: Vec<f64> },
+    F64 {
+        shape: Vec<usize>,
+        data: Vec<f64>,
+    },
 }
 
 impl Input {

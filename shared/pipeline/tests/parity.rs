@@ -95,13 +95,20 @@ fn face_analysis_matches_facefusion() {
                 assert!(lm_diff <= 1.0, "{context}: landmarks off by {lm_diff}");
                 assert!(similarity >= 0.999, "{context}: embedding cosine {similarity}");
                 let score = want["score_set"]["detector"].as_f64().unwrap();
-                assert!((face.detector_score as f64 - score).abs() <= 0.005, "{context}: score {}", face.detector_score);
+                assert!(
+                    (face.detector_score as f64 - score).abs() <= 0.005,
+                    "{context}: score {}",
+                    face.detector_score
+                );
                 assert_eq!(face.angle as i64, want["angle"].as_i64().unwrap(), "{context}: angle");
                 worst = (worst.0.max(box_diff), worst.1.max(lm_diff), worst.2.min(similarity));
             }
         }
     }
-    println!("face analysis vs FaceFusion: max box diff {:.3} px, max landmark diff {:.3} px, min cosine {:.5}", worst.0, worst.1, worst.2);
+    println!(
+        "face analysis vs FaceFusion: max box diff {:.3} px, max landmark diff {:.3} px, min cosine {:.5}",
+        worst.0, worst.1, worst.2
+    );
 }
 
 /// The real detector weights against the reference decoders of the assets README. Those decoders
@@ -112,12 +119,14 @@ fn face_analysis_matches_facefusion() {
 fn detectors_match_expected_detections() {
     let expected = read_json(&assets_dir().join("expected_detections.json"));
     let registry = registry();
-    let cases = [("face_detection_yunet_2023mar", "yunet"), ("scrfd_2.5g_bnkps", "scrfd"), ("yoloface_lite_t_ff", "yolo_face")];
+    let cases =
+        [("face_detection_yunet_2023mar", "yunet"), ("scrfd_2.5g_bnkps", "scrfd"), ("yoloface_lite_t_ff", "yolo_face")];
     for (asset_model, detector) in cases {
         let results = &expected["results"][asset_model];
         let threshold = results["score_threshold"].as_f64().unwrap();
         let ff_threshold = if detector == "yunet" { threshold * threshold } else { threshold };
-        let options = options(&[("face_detector_model", detector), ("face_detector_score", &format!("{ff_threshold}"))]);
+        let options =
+            options(&[("face_detector_model", detector), ("face_detector_score", &format!("{ff_threshold}"))]);
         let options_detector = ff_pipeline::options::DetectorOptions { score: ff_threshold as f32, ..options.detector };
         let mut worst = 0.0f64;
         for (image, want) in results["images"].as_object().unwrap() {
@@ -150,8 +159,14 @@ fn detectors_match_expected_detections() {
                 // Compared at the detector's resolution: a large photo is shrunk to 640 px before detection.
                 let to_canvas = (640.0 / frame.width.max(frame.height) as f64).min(1.0);
                 let (diff, keypoints) = (diff * to_canvas, keypoints * to_canvas);
-                assert!(diff <= 3.0 && keypoints <= 2.0, "{detector} on {image}: box {diff} px, keypoints {keypoints} px");
-                assert!((score - want["score"].as_f64().unwrap()).abs() <= 0.05, "{detector} on {image}: score {score}");
+                assert!(
+                    diff <= 3.0 && keypoints <= 2.0,
+                    "{detector} on {image}: box {diff} px, keypoints {keypoints} px"
+                );
+                assert!(
+                    (score - want["score"].as_f64().unwrap()).abs() <= 0.05,
+                    "{detector} on {image}: score {score}"
+                );
                 worst = worst.max(diff).max(keypoints);
             }
         }
@@ -193,7 +208,10 @@ fn detect_letterboxed(
     found
 }
 
-fn case_pairs(args: &[Value]) -> (Vec<PathBuf>, PathBuf, Vec<(String, Vec<String>)>) {
+/// Sources, target and options of a case's FaceFusion command line.
+type CaseArgs = (Vec<PathBuf>, PathBuf, Vec<(String, Vec<String>)>);
+
+fn case_pairs(args: &[Value]) -> CaseArgs {
     let args: Vec<&str> = args.iter().map(|a| a.as_str().unwrap()).collect();
     let shared = parity_dir().join("..");
     let (mut sources, mut target, mut pairs) = (Vec::new(), PathBuf::new(), Vec::new());

@@ -168,7 +168,12 @@ fn decode_yolo(outputs: &[&[f32]], threshold: f32, (rw, rh): (f64, f64)) -> Vec<
             let (cx, cy, w, h) = (at(0, i), at(1, i), at(2, i), at(3, i));
             let landmark_5 = std::array::from_fn(|k| [at(5 + k * 3, i) * rw, at(6 + k * 3, i) * rh]);
             Detection {
-                bounding_box: ordered_box((cx - w / 2.0) * rw, (cy - h / 2.0) * rh, (cx + w / 2.0) * rw, (cy + h / 2.0) * rh),
+                bounding_box: ordered_box(
+                    (cx - w / 2.0) * rw,
+                    (cy - h / 2.0) * rh,
+                    (cx + w / 2.0) * rw,
+                    (cy + h / 2.0) * rh,
+                ),
                 score: data[4 * anchors + i],
                 landmark_5,
             }
@@ -258,7 +263,12 @@ fn ordered_box(x1: f64, y1: f64, x2: f64, y2: f64) -> BoundingBox {
 /// Margin in pixels (top, right, bottom, left): percent 0..100 maps to 0..0.5 of the side.
 fn margin_pixels(frame: &Frame, margin: [u32; 4]) -> [usize; 4] {
     let part = |percent: u32, side: usize| (side as f64 * interp(percent as f64, [0.0, 100.0], [0.0, 0.5])) as usize;
-    [part(margin[0], frame.height), part(margin[1], frame.width), part(margin[2], frame.height), part(margin[3], frame.width)]
+    [
+        part(margin[0], frame.height),
+        part(margin[1], frame.width),
+        part(margin[2], frame.height),
+        part(margin[3], frame.width),
+    ]
 }
 
 fn pad_frame(frame: &Frame, [top, right, bottom, left]: [usize; 4]) -> std::borrow::Cow<'_, Frame> {
@@ -326,7 +336,8 @@ pub fn non_max_suppression(candidates: Vec<Detection>, score_threshold: f32, iou
     order.sort_by(|&a, &b| candidates[b].score.total_cmp(&candidates[a].score));
     let mut kept: Vec<usize> = Vec::new();
     for index in order {
-        let overlaps = kept.iter().any(|&k| iou(&candidates[k].bounding_box, &candidates[index].bounding_box) > iou_threshold);
+        let overlaps =
+            kept.iter().any(|&k| iou(&candidates[k].bounding_box, &candidates[index].bounding_box) > iou_threshold);
         if !overlaps {
             kept.push(index);
         }

@@ -31,11 +31,8 @@ pub fn estimate_face_angle(landmark_68: &[Point]) -> u32 {
     let (Some(a), Some(b)) = (landmark_68.first(), landmark_68.get(16)) else { return 0 };
     let theta = (b[1] - a[1]).atan2(b[0] - a[0]).to_degrees().rem_euclid(360.0);
     let candidates = [0.0, 90.0, 180.0, 270.0, 360.0];
-    let nearest = candidates
-        .iter()
-        .min_by(|x, y| (*x - theta).abs().total_cmp(&(*y - theta).abs()))
-        .copied()
-        .unwrap_or(0.0);
+    let nearest =
+        candidates.iter().min_by(|x, y| (*x - theta).abs().total_cmp(&(*y - theta).abs())).copied().unwrap_or(0.0);
     (nearest as u32) % 360
 }
 
@@ -109,8 +106,9 @@ fn run_2dfan4(registry: &ModelRegistry, crop: &LandmarkerCrop) -> Result<(Vec<Po
     let outputs = registry.get("2dfan4")?.run(vec![Input::f32("input", &[1, 3, CROP, CROP], crop.tensor.clone())])?;
     let landmarks = &outputs[0];
     let stride = landmarks.shape.last().copied().unwrap_or(3).max(2);
-    let points: Vec<Point> =
-        output_points(&landmarks.data, stride, 68).map(|p| [p[0] / 64.0 * CROP as f64, p[1] / 64.0 * CROP as f64]).collect();
+    let points: Vec<Point> = output_points(&landmarks.data, stride, 68)
+        .map(|p| [p[0] / 64.0 * CROP as f64, p[1] / 64.0 * CROP as f64])
+        .collect();
     let heatmaps = outputs.get(1).map(|o| o.data.as_slice()).unwrap_or_default();
     let per_point = heatmaps.len() / 68;
     let mean_max = if per_point == 0 {

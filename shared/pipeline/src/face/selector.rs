@@ -47,8 +47,8 @@ pub fn select_faces(target_faces: &[Face], reference_faces: &[Face], options: &S
         SelectorMode::One => sort_and_filter(target_faces.to_vec(), options).into_iter().take(1).collect(),
         SelectorMode::Reference => {
             let references = sort_and_filter(reference_faces.to_vec(), options);
-            let Some(reference) = references
-                .get(options.reference_face_position.min(references.len().saturating_sub(1)))
+            let Some(reference) =
+                references.get(options.reference_face_position.min(references.len().saturating_sub(1)))
             else {
                 return Vec::new();
             };

@@ -47,7 +47,15 @@ const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 pub fn swapper_model(name: &str) -> Option<SwapperModel> {
     use SwapperType::*;
     use WarpTemplate::*;
-    let model = |name, kind, template, size, mean, std, converter| SwapperModel { name, kind, template, size, mean, std, converter };
+    let model = |name, kind, template, size, mean, std, converter| SwapperModel {
+        name,
+        kind,
+        template,
+        size,
+        mean,
+        std,
+        converter,
+    };
     Some(match name {
         "blendswap_256" => model("blendswap_256", Blendswap, Ffhq512, 256, ZERO, ONE, None),
         "ghost_1_256" => model("ghost_1_256", Ghost, Arcface112V1, 256, HALF, HALF, Some("crossface_ghost")),
@@ -133,11 +141,19 @@ static EMAPS: OnceLock<std::sync::Mutex<std::collections::HashMap<String, Arc<Ve
 
 impl FaceSwapper {
     pub fn new(registry: &ModelRegistry, options: &SwapperOptions, source: &SourceFace) -> Result<Self> {
-        let model = swapper_model(&options.model)
-            .ok_or_else(|| PipelineError::invalid_option("face_swapper_model", format!("unknown model {}", options.model)))?;
+        let model = swapper_model(&options.model).ok_or_else(|| {
+            PipelineError::invalid_option("face_swapper_model", format!("unknown model {}", options.model))
+        })?;
         let session = registry.get(model.name)?;
         let (source_input, source_shape) = prepare_source(registry, &model, &session, source)?;
-        Ok(Self { model, session, source_input, source_shape, pixel_boost: options.pixel_boost, weight: options.weight })
+        Ok(Self {
+            model,
+            session,
+            source_input,
+            source_shape,
+            pixel_boost: options.pixel_boost,
+            weight: options.weight,
+        })
     }
 
     /// Swaps one target face in `frame` (the running frame; the face already scaled to it).
@@ -192,10 +208,11 @@ impl FaceSwapper {
             Input::f32("target", &[1, 3, n, n], target),
         ];
         let outputs = self.session.run(inputs)?;
-        let output = outputs.first().filter(|o| o.data.len() == 3 * n * n).ok_or_else(|| PipelineError::ModelContract {
-            name: self.model.name.to_string(),
-            reason: format!("expected a (1,3,{n},{n}) output"),
-        })?;
+        let output =
+            outputs.first().filter(|o| o.data.len() == 3 * n * n).ok_or_else(|| PipelineError::ModelContract {
+                name: self.model.name.to_string(),
+                reason: format!("expected a (1,3,{n},{n}) output"),
+            })?;
         let denormalize = matches!(
             self.model.kind,
             SwapperType::Ghost | SwapperType::Hififace | SwapperType::Hyperswap | SwapperType::Uniface
@@ -221,8 +238,11 @@ fn prepare_source(
 ) -> Result<(Vec<f32>, Vec<usize>)> {
     match model.kind {
         SwapperType::Blendswap | SwapperType::Uniface => {
-            let (template, size) =
-                if model.kind == SwapperType::Blendswap { (WarpTemplate::Arcface112V2, 112) } else { (WarpTemplate::Ffhq512, 256) };
+            let (template, size) = if model.kind == SwapperType::Blendswap {
+                (WarpTemplate::Arcface112V2, 112)
+            } else {
+                (WarpTemplate::Ffhq512, 256)
+            };
             let (crop, _) =
                 warp_face_by_landmark_5(&source.first_frame, &source.first_face.landmark_5_68, template, (size, size));
             Ok((planar_rgb(&crop, |v| v / 255.0), vec![1, 3, size, size]))

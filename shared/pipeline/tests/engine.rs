@@ -1,0 +1,145 @@
+//! The engine end to end on the stand-in models: options that change the output's shape, inputs
+//! without faces, alpha, several sources, pixel boost.
+
+use std::io::Cursor;
+
+use ff_pipeline::image_io::{self, ImageFormat};
+use ff_pipeline::options::ProcessOptions;
+use ff_pipeline::testing::assets_dir;
+use ff_pipeline::{Engine, EngineConfig, ImageRequest, PipelineError};
+
+fn engine() -> Engine {
+    Engine::new(EngineConfig {
+        models_dir: assets_dir().join("standins/light"),
+        allow_download: false,
+        intra_threads: 2,
+        sessions_per_model: 2,
+        max_image_pixels: 50_000_000,
+    })
+    .unwrap()
+}
+
+fn image(name: &str) -> Vec<u8> {
+    std::fs::read(assets_dir().join("images").join(name)).unwrap()
+}
+
+fn options(pairs: &[(&str, &str)]) -> ProcessOptions {
+    let pairs: Vec<(String, Vec<String>)> =
+        pairs.iter().map(|(n, v)| (n.to_string(), v.split_whitespace().map(str::to_string).collect())).collect();
+    ProcessOptions::from_pairs(&pairs).unwrap()
+}
+
+fn request(sources: &[&str], target: Vec<u8>, options: ProcessOptions, format: ImageFormat) -> ImageRequest {
+    ImageRequest { sources: sources.iter().map(|s| image(s)).collect(), target, options, output_format: Some(format) }
+}
+
+fn blank_png(width: u32, height: u32, alpha: Option<u8>) -> Vec<u8> {
+    let picture = match alpha {
+        Some(a) => {
+            image::DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(width, height, image::Rgba([90, 120, 150, a])))
+        }
+        None => image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(width, height, image::Rgb([90, 120, 150]))),
+    };
+    let mut bytes = Vec::new();
+    picture.write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
+    bytes
+}
+
+#[test]
+fn output_image_scale_sets_the_output_size() {
+    let engine = engine();
+    // FaceFusion rounds each side to even, half to even: 970·0.5 = 485 → 484.
+    for (scale, expected) in [("0.5", (484, 1102)), ("2.0", (1940, 4408))] {
+        let opts = options(&[("face_swapper_model", "inswapper_128"), ("output_image_scale", scale)]);
+        let output =
+            engine.process_image(request(&["obama.jpg"], image("biden.jpg"), opts, ImageFormat::Jpeg)).unwrap();
+        let decoded = image_io::decode(&output.bytes, u64::MAX).unwrap();
+        assert_eq!((decoded.frame.width, decoded.frame.height), expected, "scale {scale}");
+        assert_eq!(output.faces_processed, 1, "scale {scale}");
+    }
+}
+
+#[test]
+fn a_target_without_faces_comes_back_unchanged() {
+    let engine = engine();
+    let target = blank_png(64, 48, None);
+    let opts = options(&[("face_swapper_model", "inswapper_128")]);
+    let output = engine.process_image(request(&["obama.jpg"], target.clone(), opts, ImageFormat::Png)).unwrap();
+    assert_eq!(output.faces_processed, 0);
+    let (ours, original) =
+        (image_io::decode(&output.bytes, u64::MAX).unwrap(), image_io::decode(&target, u64::MAX).unwrap());
+    assert_eq!(ours.frame, original.frame);
+}
+
+#[test]
+fn sources_without_faces_are_refused() {
+    let engine = engine();
+    let mut request =
+        request(&[], image("biden.jpg"), options(&[("face_swapper_model", "inswapper_128")]), ImageFormat::Jpeg);
+    request.sources = vec![blank_png(80, 80, None)];
+    assert!(matches!(engine.process_image(request), Err(PipelineError::NoSourceFace { .. })));
+}
+
+#[test]
+fn transparency_of_the_target_is_kept() {
+    let engine = engine();
+    let target = blank_png(40, 30, Some(100));
+    let opts = options(&[("face_swapper_model", "inswapper_128")]);
+    let output = engine.process_image(request(&["obama.jpg"], target, opts, ImageFormat::Png)).unwrap();
+    let decoded = image_io::decode(&output.bytes, u64::MAX).unwrap();
+    assert!(decoded.alpha.unwrap().data.iter().all(|&a| a == 100));
+}
+
+#[test]
+fn several_sources_and_pixel_boost_swap_the_face() {
+    let engine = engine();
+    let target = image("biden.jpg");
+    let plain = engine
+        .process_image(request(
+            &["obama.jpg"],
+            target.clone(),
+            options(&[("face_swapper_model", "inswapper_128")]),
+            ImageFormat::Png,
+        ))
+        .unwrap();
+    let averaged = engine
+        .process_image(request(
+            &["obama.jpg", "obama2.jpg"],
+            target.clone(),
+            options(&[("face_swapper_model", "inswapper_128")]),
+            ImageFormat::Png,
+        ))
+        .unwrap();
+    let boosted = engine
+        .process_image(request(
+            &["obama.jpg"],
+            target,
+            options(&[("face_swapper_model", "inswapper_128"), ("face_swapper_pixel_boost", "512x512")]),
+            ImageFormat::Png,
+        ))
+        .unwrap();
+    for output in [&plain, &averaged, &boosted] {
+        assert_eq!(output.faces_processed, 1);
+    }
+    assert_ne!(plain.bytes, averaged.bytes, "a second source changes the identity");
+    assert_ne!(plain.bytes, boosted.bytes, "pixel boost swaps at a higher resolution");
+}
+
+#[test]
+fn a_missing_model_is_reported_by_name() {
+    let empty = tempfile::tempdir().unwrap();
+    let engine = Engine::new(EngineConfig {
+        models_dir: empty.path().to_path_buf(),
+        allow_download: false,
+        intra_threads: 1,
+        sessions_per_model: 1,
+        max_image_pixels: 50_000_000,
+    })
+    .unwrap();
+    let opts = options(&[("face_swapper_model", "inswapper_128")]);
+    match engine.process_image(request(&["obama.jpg"], image("biden.jpg"), opts, ImageFormat::Jpeg)) {
+        Err(PipelineError::ModelMissing { name, .. }) => assert_eq!(name, "yoloface_8n"),
+        Err(other) => panic!("expected ModelMissing, got {other}"),
+        Ok(_) => panic!("expected ModelMissing"),
+    }
+}
