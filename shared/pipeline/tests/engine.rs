@@ -143,3 +143,22 @@ fn a_missing_model_is_reported_by_name() {
         Ok(_) => panic!("expected ModelMissing"),
     }
 }
+
+/// One engine serves concurrent requests: each gets its own session of the same model, and the
+/// results are the same as one at a time.
+#[test]
+fn concurrent_requests_share_one_engine() {
+    let engine = engine();
+    let run = || {
+        let opts = options(&[("face_swapper_model", "inswapper_128")]);
+        engine.process_image(request(&["obama.jpg"], image("biden.jpg"), opts, ImageFormat::Png)).unwrap().bytes
+    };
+    let alone = run();
+    let together: Vec<Vec<u8>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..3).map(|_| scope.spawn(run)).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(together.iter().all(|bytes| *bytes == alone));
+    let swapper = engine.registry().get("inswapper_128").unwrap();
+    assert_eq!(swapper.run_stats().0, 4, "one swap per request, each through the shared pool");
+}
