@@ -207,6 +207,36 @@ mod tests {
         assert_eq!(again.alpha, decoded.alpha);
     }
 
+    /// A JPEG whose EXIF says "rotate 90° clockwise" (orientation 6).
+    fn rotated_jpeg(width: u32, height: u32) -> Vec<u8> {
+        let picture = image::RgbImage::from_fn(width, height, |x, _| image::Rgb([if x == 0 { 250 } else { 5 }; 3]));
+        let mut jpeg = Vec::new();
+        DynamicImage::ImageRgb8(picture).write_to(&mut Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).unwrap();
+        let tiff: Vec<u8> = [
+            &b"II*\0"[..],
+            &8u32.to_le_bytes(),
+            &1u16.to_le_bytes(),
+            &0x0112u16.to_le_bytes(),
+            &3u16.to_le_bytes(),
+            &1u32.to_le_bytes(),
+            &6u16.to_le_bytes(),
+            &[0, 0],
+            &0u32.to_le_bytes(),
+        ]
+        .concat();
+        let payload = [&b"Exif\0\0"[..], &tiff].concat();
+        let length = (payload.len() + 2) as u16;
+        [&jpeg[..2], &[0xFF, 0xE1], &length.to_be_bytes(), &payload, &jpeg[2..]].concat()
+    }
+
+    #[test]
+    fn exif_orientation_is_applied() {
+        let decoded = decode(&rotated_jpeg(16, 8), 10_000).unwrap();
+        assert_eq!((decoded.frame.width, decoded.frame.height), (8, 16));
+        // The bright first column ends up as the first row once turned clockwise.
+        assert!(decoded.frame.pixel(4, 0)[0] > 200 && decoded.frame.pixel(4, 15)[0] < 60);
+    }
+
     #[test]
     fn scaled_resolution_rounds_to_even() {
         assert_eq!(scaled_resolution(1126, 661, 1.0), (1126, 660));
