@@ -4,14 +4,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::content_analyser;
 use crate::error::{PipelineError, Result};
 use crate::face::analyser::{self, FaceAnalyser};
 use crate::face::selector::{select_faces, sort_and_filter};
+use crate::face::Face;
 use crate::image_io::{self, DecodedImage, ImageFormat};
-use crate::imgproc::resize::resize_cubic;
+use crate::imgproc::resize::{resize_cubic, resize_linear};
+use crate::mask::occluder_models;
 use crate::models::ModelStore;
-use crate::options::ProcessOptions;
+use crate::options::{MaskType, ProcessOptions, FACE_PROCESSORS};
+use crate::processors::face_debugger::debug_face;
+use crate::processors::face_enhancer::{self, FaceEnhancer};
 use crate::processors::face_swapper::{self, FaceSwapper, SourceFace};
+use crate::processors::frame_enhancer::FrameEnhancer;
 use crate::raster::{Frame, Raster};
 use crate::sessions::ModelRegistry;
 
@@ -28,6 +34,9 @@ pub struct EngineConfig {
     pub sessions_per_model: usize,
     /// Largest accepted image, in pixels.
     pub max_image_pixels: u64,
+    /// Run FaceFusion's NSFW gate on every target (FF_CONTENT_ANALYSIS). On by default, as in
+    /// FaceFusion; only the operator can turn it off, never a request.
+    pub content_analysis: bool,
 }
 
 /// One image job: encoded source images, an encoded target, validated options.
@@ -51,10 +60,32 @@ pub struct ImageOutput {
 #[derive(Clone, Debug, Default)]
 pub struct StageTimings {
     pub decode: Duration,
+    /// The content analyser's three models.
+    pub content: Duration,
     /// Face analysis of sources and target (detect, landmark, embed, classify).
     pub analyse: Duration,
     pub process: Duration,
+    /// Per processor name, the part of `process` it took.
+    pub processors: Vec<(String, Duration)>,
     pub encode: Duration,
+}
+
+impl StageTimings {
+    fn add_processor(&mut self, name: &str, elapsed: Duration) {
+        self.process += elapsed;
+        match self.processors.iter_mut().find(|(n, _)| n == name) {
+            Some((_, total)) => *total += elapsed,
+            None => self.processors.push((name.to_string(), elapsed)),
+        }
+    }
+}
+
+/// The processed frame with its alpha channel (resized along with the frame), and how many
+/// faces the face processors changed.
+pub struct ProcessedFrame {
+    pub frame: Frame,
+    pub alpha: Option<Raster<u8>>,
+    pub faces_processed: usize,
 }
 
 pub struct Engine {
@@ -65,7 +96,10 @@ pub struct Engine {
 
 /// A decoded image job, before any processor ran.
 pub struct PreparedImage {
+    /// The target at its processing size (FaceFusion's temp copy: shrunk when the output scale is < 1).
     pub target: DecodedImage,
+    /// The target as decoded, which the content analyser judges (FaceFusion reads the target path).
+    pub original: Frame,
     pub sources: Vec<Frame>,
 }
 
@@ -94,12 +128,36 @@ impl Engine {
     }
 
     /// Every model a run with these options loads; used to fetch them up front.
-    pub fn required_models(&self, options: &ProcessOptions) -> Vec<&'static str> {
-        let mut models = analyser::required_models(&options.detector, &options.landmarker);
-        if options.processors.iter().any(|p| p == "face_swapper") {
-            models.extend(face_swapper::required_models(&options.swapper));
+    pub fn required_models(&self, options: &ProcessOptions) -> Vec<String> {
+        let uses = |name: &str| options.processors.iter().any(|p| p == name);
+        let mut models: Vec<String> = Vec::new();
+        if self.config.content_analysis {
+            models.extend(content_analyser::MODELS.iter().map(|m| m.to_string()));
         }
-        models.dedup();
+        if FACE_PROCESSORS.iter().any(|p| uses(p)) {
+            models.extend(
+                analyser::required_models(&options.detector, &options.landmarker).into_iter().map(String::from),
+            );
+            // Every face processor may compute the occlusion mask; the region mask only the
+            // swapper and the debugger.
+            if options.masks.types.contains(&MaskType::Occlusion) {
+                models.extend(occluder_models(&options.masks.occluder_model).into_iter().map(String::from));
+            }
+            if options.masks.types.contains(&MaskType::Region) && (uses("face_swapper") || uses("face_debugger")) {
+                models.push(options.masks.parser_model.clone());
+            }
+        }
+        if uses("face_swapper") {
+            models.extend(face_swapper::required_models(&options.swapper).into_iter().map(String::from));
+        }
+        if uses("face_enhancer") {
+            models.extend(face_enhancer::required_models(&options.face_enhancer, &options.masks));
+        }
+        if uses("frame_enhancer") {
+            models.push(options.frame_enhancer.model.clone());
+        }
+        let mut seen = std::collections::HashSet::new();
+        models.retain(|m| seen.insert(m.clone()));
         models
     }
 
@@ -107,7 +165,7 @@ impl Engine {
     /// missing model fails fast with its name instead of midway.
     pub fn prepare_models(&self, options: &ProcessOptions) -> Result<()> {
         for name in self.required_models(options) {
-            self.registry.get(name)?;
+            self.registry.get(&name)?;
         }
         Ok(())
     }
@@ -120,9 +178,15 @@ impl Engine {
         timings.decode = started.elapsed();
         self.prepare_models(&request.options)?;
         let format = request.output_format.unwrap_or(prepared.target.format);
-        let (frame, faces_processed) = self.process_frames(&prepared, &request.options, &mut timings)?;
+        if self.config.content_analysis {
+            let started = Instant::now();
+            content_analyser::check(&self.registry, &prepared.original)?;
+            timings.content = started.elapsed();
+        }
+        let processed = self.process_frames(&prepared, &request.options, &mut timings)?;
+        let faces_processed = processed.faces_processed;
         let started = Instant::now();
-        let output = scale_output(&frame, &prepared.target, request.options.output.image_scale);
+        let output = scale_output(processed, &prepared, request.options.output.image_scale);
         let bytes = image_io::encode(&output.0, output.1.as_ref(), format, request.options.output.image_quality)?;
         timings.encode = started.elapsed();
         Ok(ImageOutput { bytes, format, faces_processed, timings })
@@ -133,6 +197,7 @@ impl Engine {
             return Err(PipelineError::MissingInput("face_swapper needs at least one source image".into()));
         }
         let mut target = image_io::decode(&request.target, self.config.max_image_pixels)?;
+        let original = target.frame.clone();
         let scale = request.options.output.image_scale;
         if scale < 1.0 {
             // FaceFusion copies the target at min(original, scaled) before processing.
@@ -145,47 +210,78 @@ impl Engine {
             .iter()
             .map(|bytes| image_io::decode(bytes, self.config.max_image_pixels).map(|d| d.frame))
             .collect::<Result<Vec<_>>>()?;
-        Ok(PreparedImage { target, sources })
+        Ok(PreparedImage { target, original, sources })
     }
 
-    /// Runs the processors on a decoded target; returns the frame and how many faces were changed.
+    /// Runs the processors in order on a decoded target (spec §1.4-1.6).
+    ///
+    /// Faces are always found on the original target frame and rescaled to the running frame,
+    /// which a frame enhancer may have enlarged; so chained face processors all work on the faces
+    /// of the unprocessed frame, as in FaceFusion.
     pub fn process_frames(
         &self,
         prepared: &PreparedImage,
         options: &ProcessOptions,
         timings: &mut StageTimings,
-    ) -> Result<(Frame, usize)> {
+    ) -> Result<ProcessedFrame> {
         let analyser = FaceAnalyser::new(&self.registry, &options.detector, &options.landmarker);
         let original = &prepared.target.frame;
         let mut frame = original.clone();
+        let mut alpha = prepared.target.alpha.clone();
         let mut faces_processed = 0;
         for processor in &options.processors {
-            match processor.as_str() {
+            let name = processor.as_str();
+            let selected = if FACE_PROCESSORS.contains(&name) {
+                let started = Instant::now();
+                let target_faces = analyser.faces(original)?;
+                // An image target is its own reference frame.
+                let selected = select_faces(&target_faces, &target_faces, &options.selector);
+                timings.analyse += started.elapsed();
+                faces_processed = faces_processed.max(selected.len());
+                selected
+            } else {
+                Vec::new()
+            };
+            let scale_to_frame = |face: &Face, frame: &Frame| {
+                face.scaled(frame.width as f64 / original.width as f64, frame.height as f64 / original.height as f64)
+            };
+            let started = Instant::now();
+            match name {
                 "face_swapper" => {
-                    let started = Instant::now();
+                    let analysis = Instant::now();
                     let source = self.source_face(&analyser, &prepared.sources, options)?;
-                    let target_faces = analyser.faces(original)?;
-                    // An image target is its own reference frame.
-                    let selected = select_faces(&target_faces, &target_faces, &options.selector);
-                    timings.analyse += started.elapsed();
-                    let started = Instant::now();
+                    let analysis = analysis.elapsed();
+                    timings.analyse += analysis;
                     let swapper = FaceSwapper::new(&self.registry, &options.swapper, &source)?;
                     for face in &selected {
-                        let face = face.scaled(
-                            frame.width as f64 / original.width as f64,
-                            frame.height as f64 / original.height as f64,
-                        );
-                        frame = swapper.swap(&frame, &face, &options.masks)?;
+                        frame = swapper.swap(&frame, &scale_to_frame(face, &frame), &options.masks)?;
                     }
-                    faces_processed = faces_processed.max(selected.len());
-                    timings.process += started.elapsed();
+                    timings.add_processor(name, started.elapsed().saturating_sub(analysis));
+                    continue;
+                }
+                "face_enhancer" => {
+                    let enhancer = FaceEnhancer::new(&self.registry, &options.face_enhancer)?;
+                    for face in &selected {
+                        frame = enhancer.enhance(&frame, &scale_to_frame(face, &frame), &options.masks)?;
+                    }
+                }
+                "face_debugger" => {
+                    for face in &selected {
+                        let face = scale_to_frame(face, &frame);
+                        frame = debug_face(&self.registry, &frame, &face, &options.debugger_items, &options.masks)?;
+                    }
+                }
+                "frame_enhancer" => {
+                    frame = FrameEnhancer::new(&self.registry, &options.frame_enhancer)?.enhance(&frame)?;
+                    alpha = alpha.map(|a| resize_linear(&a, frame.width, frame.height));
                 }
                 other => {
                     return Err(PipelineError::invalid_option("processors", format!("`{other}` is not available")));
                 }
             }
+            timings.add_processor(name, started.elapsed());
         }
-        Ok((frame, faces_processed))
+        Ok(ProcessedFrame { frame, alpha, faces_processed })
     }
 
     /// The averaged identity of the source images: each image's first face in selector order.
@@ -198,13 +294,24 @@ impl Engine {
     }
 }
 
-/// FaceFusion's finalize step: the output has the scaled resolution when the scale enlarges it.
-/// (FaceFusion rescales with ffmpeg's bicubic scaler; OpenCV's bicubic is the closest we have.)
-fn scale_output(frame: &Frame, target: &DecodedImage, scale: f32) -> (Frame, Option<Raster<u8>>) {
-    if scale <= 1.0 {
-        return (frame.clone(), target.alpha.clone());
+/// FaceFusion's finalize step: the output is the target at `--output-image-scale` (each side
+/// rounded to even), whatever size the processors left the frame at; a frame enhancer's larger
+/// frame is scaled back unless the scale asks for that size. FaceFusion rescales with ffmpeg's
+/// bicubic scaler; OpenCV's bicubic is the closest here. A frame already at the output size is
+/// passed through untouched, as ffmpeg's copy of a same-size PNG is lossless.
+fn scale_output(processed: ProcessedFrame, prepared: &PreparedImage, scale: f32) -> (Frame, Option<Raster<u8>>) {
+    let target = &prepared.target.frame;
+    let (width, height) = if scale <= 1.0 {
+        // Below 1 the target was already shrunk to the scaled size before processing; at 1 the
+        // target keeps its exact size (see the README on odd sizes).
+        (target.width, target.height)
+    } else {
+        image_io::scaled_resolution(target.width, target.height, scale)
+    };
+    let ProcessedFrame { frame, alpha, .. } = processed;
+    if (frame.width, frame.height) == (width, height) {
+        return (frame, alpha);
     }
-    let (width, height) = image_io::scaled_resolution(frame.width, frame.height, scale);
-    let alpha = target.alpha.as_ref().map(|a| resize_cubic(a, width, height));
-    (resize_cubic(frame, width, height), alpha)
+    let alpha = alpha.map(|a| resize_cubic(&a, width, height));
+    (resize_cubic(&frame, width, height), alpha)
 }

@@ -27,6 +27,9 @@ pub enum PipelineError {
     NoSourceFace { index: usize },
     #[error("{0}")]
     MissingInput(String),
+    /// The content analyser judged the target NSFW (two of its three models agreed); nothing was processed.
+    #[error("the target was rejected by the content analyser")]
+    ContentRejected,
     #[error("I/O error on {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }

@@ -1,8 +1,270 @@
-//! FaceFusion 3.5.3's crop masks (`face_masker.py`) that need no model: the blurred box, and the
-//! element-wise minimum that combines a processor's masks.
+//! FaceFusion 3.5.3's crop masks (`face_masker.py`, spec §7): the blurred box, the occlusion
+//! (XSeg), region (BiSeNet) and area (landmark hull) masks, and the element-wise minimum that
+//! combines a processor's masks.
 
+use crate::error::{PipelineError, Result};
 use crate::imgproc::blur::gaussian_blur_f32;
-use crate::raster::{Mask, Raster};
+use crate::imgproc::resize::{resize_linear, resize_linear_f32};
+use crate::models::catalogue;
+use crate::raster::{Frame, Mask, Raster};
+use crate::runtime::Input;
+use crate::sessions::ModelRegistry;
+
+/// The occluder models `--face-occluder-model many` runs; their masks are combined by minimum.
+pub const OCCLUDER_MODELS: &[&str] = &["xseg_1", "xseg_2", "xseg_3"];
+
+/// BiSeNet class ids of FaceFusion's `face_mask_region_set` (CelebAMask-HQ labels).
+pub fn region_id(region: &str) -> Option<usize> {
+    Some(match region {
+        "skin" => 1,
+        "left-eyebrow" => 2,
+        "right-eyebrow" => 3,
+        "left-eye" => 4,
+        "right-eye" => 5,
+        "glasses" => 6,
+        "nose" => 10,
+        "mouth" => 11,
+        "upper-lip" => 12,
+        "lower-lip" => 13,
+        _ => return None,
+    })
+}
+
+/// Landmark-68 indices of FaceFusion's `face_mask_area_set`, in its order.
+pub fn area_points(area: &str) -> &'static [usize] {
+    match area {
+        "upper-face" => &[0, 1, 2, 31, 32, 33, 34, 35, 14, 15, 16, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17],
+        "lower-face" => &[3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 35, 34, 33, 32, 31],
+        "mouth" => &[48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67],
+        _ => &[],
+    }
+}
+
+/// The models an occluder choice loads.
+pub fn occluder_models(choice: &str) -> Vec<&'static str> {
+    match choice {
+        "many" => OCCLUDER_MODELS.to_vec(),
+        other => OCCLUDER_MODELS.iter().copied().filter(|m| *m == other).collect(),
+    }
+}
+
+/// A model's square input size from the catalogue, or `fallback` (FaceFusion's value) when absent.
+fn model_size(name: &str, fallback: usize) -> usize {
+    catalogue().get(name).and_then(|entry| entry.size).map(|[w, _]| w as usize).unwrap_or(fallback)
+}
+
+/// The shared finish of the model and area masks: `(GaussianBlur(m.clip(0, 1), σ 5).clip(0.5, 1) − 0.5) · 2`.
+/// It pulls the soft edge inwards so the mask reaches 0 at the edge of what the model marked.
+pub fn soften_mask(mut mask: Mask) -> Mask {
+    mask.data.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
+    let mut mask = gaussian_blur_f32(&mask, 5.0);
+    mask.data.iter_mut().for_each(|v| *v = (v.clamp(0.5, 1.0) - 0.5) * 2.0);
+    mask
+}
+
+/// FaceFusion's `create_occlusion_mask` on a BGR crop: each XSeg model sees the crop resized
+/// (bilinear) to its input, NHWC BGR / 255; its output is clipped and resized back; `many` takes
+/// the minimum of the three before the shared blur/clip/remap.
+pub fn create_occlusion_mask(registry: &ModelRegistry, crop: &Frame, occluder: &str) -> Result<Mask> {
+    let mut combined: Option<Mask> = None;
+    for name in occluder_models(occluder) {
+        let size = model_size(name, 256);
+        let resized = resize_linear(crop, size, size);
+        let tensor: Vec<f32> = resized.data.iter().map(|&v| v as f32 / 255.0).collect();
+        let outputs = registry.get(name)?.run(vec![Input::f32("input", &[1, size, size, 3], tensor)])?;
+        let output = outputs.into_iter().next().filter(|o| o.data.len() == size * size).ok_or_else(|| {
+            PipelineError::ModelContract {
+                name: name.to_string(),
+                reason: format!("expected a (1,{size},{size},1) output"),
+            }
+        })?;
+        let mut mask = Raster::from_vec(size, size, 1, output.data);
+        mask.data.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
+        let mask = resize_linear_f32(&mask, crop.width, crop.height);
+        combined = Some(match combined {
+            Some(previous) => combine_min_unclipped(previous, &mask),
+            None => mask,
+        });
+    }
+    let mask = combined
+        .ok_or_else(|| PipelineError::invalid_option("face_occluder_model", format!("unknown model {occluder}")))?;
+    Ok(soften_mask(mask))
+}
+
+fn combine_min_unclipped(mut a: Mask, b: &Mask) -> Mask {
+    a.data.iter_mut().zip(&b.data).for_each(|(x, y)| *x = x.min(*y));
+    a
+}
+
+/// FaceFusion's `create_region_mask` on a BGR crop: BiSeNet on the crop resized to 512², RGB with
+/// ImageNet normalisation; pixels whose arg-max class is one of `regions` become 1, the map is
+/// resized back to the crop and softened.
+///
+/// The crop is the swapped crop FaceFusion holds in float (0..255, BGR), resized in float.
+pub fn create_region_mask(
+    registry: &ModelRegistry,
+    crop: &Raster<f32>,
+    parser: &str,
+    regions: &[String],
+) -> Result<Mask> {
+    const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+    const STD: [f32; 3] = [0.229, 0.224, 0.225];
+    let size = model_size(parser, 512);
+    let plane = size * size;
+    let resized = resize_linear_f32(crop, size, size);
+    let mut tensor = vec![0.0f32; 3 * plane];
+    for (i, px) in resized.data.chunks_exact(3).enumerate() {
+        for c in 0..3 {
+            // Channel c of the RGB tensor is BGR index 2 − c; float32 arithmetic as numpy does it.
+            tensor[c * plane + i] = (px[2 - c] / 255.0 - MEAN[c]) / STD[c];
+        }
+    }
+    let outputs = registry.get(parser)?.run(vec![Input::f32("input", &[1, 3, size, size], tensor)])?;
+    let output =
+        outputs.into_iter().next().filter(|o| o.data.len() >= plane && o.data.len() % plane == 0).ok_or_else(|| {
+            PipelineError::ModelContract {
+                name: parser.to_string(),
+                reason: format!("expected a (1,19,{size},{size}) output"),
+            }
+        })?;
+    let classes = output.data.len() / plane;
+    let mut keep = vec![false; classes];
+    regions.iter().filter_map(|r| region_id(r)).filter(|&id| id < classes).for_each(|id| keep[id] = true);
+    let mut mask = Raster::<f32>::new(size, size, 1);
+    for (i, value) in mask.data.iter_mut().enumerate() {
+        // numpy's argmax: the first of equal maxima wins.
+        let mut best = 0;
+        for class in 1..classes {
+            if output.data[class * plane + i] > output.data[best * plane + i] {
+                best = class;
+            }
+        }
+        *value = if keep[best] { 1.0 } else { 0.0 };
+    }
+    Ok(soften_mask(resize_linear_f32(&mask, crop.width, crop.height)))
+}
+
+/// FaceFusion's `create_area_mask`: the convex hull of the chosen 68-point landmarks (in crop
+/// coordinates, truncated to int32 as numpy's astype does) filled with 1, then softened.
+pub fn create_area_mask(width: usize, height: usize, landmark_68: &[[f64; 2]], areas: &[String]) -> Mask {
+    let points: Vec<[i64; 2]> = areas
+        .iter()
+        .flat_map(|area| area_points(area))
+        .filter_map(|&i| landmark_68.get(i))
+        .map(|p| {
+            [
+                p[0].trunc().clamp(i32::MIN as f64, i32::MAX as f64) as i64,
+                p[1].trunc().clamp(i32::MIN as f64, i32::MAX as f64) as i64,
+            ]
+        })
+        .collect();
+    let mut mask = Raster::<f32>::new(width, height, 1);
+    let hull = convex_hull(&points);
+    fill_convex_polygon(&mut mask, &hull);
+    soften_mask(mask)
+}
+
+/// Andrew's monotone chain; collinear points are dropped, as `cv2.convexHull` drops them.
+fn convex_hull(points: &[[i64; 2]]) -> Vec<[i64; 2]> {
+    let mut sorted = points.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    if sorted.len() < 3 {
+        return sorted;
+    }
+    let cross = |o: [i64; 2], a: [i64; 2], b: [i64; 2]| (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]);
+    let mut hull: Vec<[i64; 2]> = Vec::with_capacity(sorted.len() * 2);
+    for pass in 0..2 {
+        let start = hull.len();
+        let iter: Box<dyn Iterator<Item = &[i64; 2]>> =
+            if pass == 0 { Box::new(sorted.iter()) } else { Box::new(sorted.iter().rev()) };
+        for &p in iter {
+            while hull.len() >= start + 2 && cross(hull[hull.len() - 2], hull[hull.len() - 1], p) <= 0 {
+                hull.pop();
+            }
+            hull.push(p);
+        }
+        hull.pop();
+    }
+    hull
+}
+
+/// `cv2.fillConvexPoly(mask, hull, 1.0)` with 8-connected edges: every row between the top and
+/// bottom vertex is filled between the polygon's left and right edge (rounded to the nearest
+/// pixel, as OpenCV's fixed-point edge walk does), and the outline itself is drawn as
+/// Bresenham lines so thin or degenerate hulls still mark their pixels.
+fn fill_convex_polygon(mask: &mut Mask, polygon: &[[i64; 2]]) {
+    if polygon.is_empty() || mask.width == 0 || mask.height == 0 {
+        return;
+    }
+    let (width, height) = (mask.width as i64, mask.height as i64);
+    let set = |x: i64, y: i64, mask: &mut Mask| {
+        if (0..width).contains(&x) && (0..height).contains(&y) {
+            mask.data[(y * width + x) as usize] = 1.0;
+        }
+    };
+    for (i, &a) in polygon.iter().enumerate() {
+        let b = polygon[(i + 1) % polygon.len()];
+        for [x, y] in bresenham(a, b) {
+            set(x, y, mask);
+        }
+    }
+    if polygon.len() < 3 {
+        return;
+    }
+    let y_min = polygon.iter().map(|p| p[1]).min().unwrap_or(0).max(0);
+    let y_max = polygon.iter().map(|p| p[1]).max().unwrap_or(-1).min(height - 1);
+    for y in y_min..=y_max {
+        let (mut left, mut right) = (f64::INFINITY, f64::NEG_INFINITY);
+        for (i, &a) in polygon.iter().enumerate() {
+            let b = polygon[(i + 1) % polygon.len()];
+            let (lo, hi) = if a[1] <= b[1] { (a, b) } else { (b, a) };
+            if y < lo[1] || y > hi[1] {
+                continue;
+            }
+            let xs: Vec<f64> = if lo[1] == hi[1] {
+                vec![lo[0] as f64, hi[0] as f64]
+            } else {
+                vec![lo[0] as f64 + (hi[0] - lo[0]) as f64 * (y - lo[1]) as f64 / (hi[1] - lo[1]) as f64]
+            };
+            for x in xs {
+                left = left.min(x);
+                right = right.max(x);
+            }
+        }
+        if left > right {
+            continue;
+        }
+        let from = (left + 0.5).floor().max(0.0) as i64;
+        let to = ((right + 0.5).floor() as i64).min(width - 1);
+        for x in from..=to {
+            set(x, y, mask);
+        }
+    }
+}
+
+/// The pixels of an 8-connected line from `a` to `b`, both ends included.
+fn bresenham(a: [i64; 2], b: [i64; 2]) -> Vec<[i64; 2]> {
+    let (dx, dy) = ((b[0] - a[0]).abs(), -(b[1] - a[1]).abs());
+    let (sx, sy) = (if a[0] < b[0] { 1 } else { -1 }, if a[1] < b[1] { 1 } else { -1 });
+    let (mut x, mut y, mut error) = (a[0], a[1], dx + dy);
+    let mut pixels = Vec::with_capacity((dx - dy + 1) as usize);
+    loop {
+        pixels.push([x, y]);
+        if x == b[0] && y == b[1] {
+            return pixels;
+        }
+        let doubled = 2 * error;
+        if doubled >= dy {
+            error += dy;
+            x += sx;
+        }
+        if doubled <= dx {
+            error += dx;
+            y += sy;
+        }
+    }
+}
 
 /// FaceFusion's `create_box_mask` for a `width`×`height` crop: ones with a zeroed border, blurred.
 ///

@@ -59,7 +59,7 @@ pub struct OptionSpec {
     pub help: &'static str,
 }
 
-pub const PROCESSORS: &[&str] = &["face_swapper"];
+pub const PROCESSORS: &[&str] = &["face_debugger", "face_enhancer", "face_swapper", "frame_enhancer"];
 
 /// Processors FaceFusion 3.5.3 has that this engine does not run yet: named so the error can say so.
 pub const PLANNED_PROCESSORS: &[&str] = &[
@@ -67,13 +67,52 @@ pub const PLANNED_PROCESSORS: &[&str] = &[
     "background_remover",
     "deep_swapper",
     "expression_restorer",
-    "face_debugger",
     "face_editor",
-    "face_enhancer",
     "frame_colorizer",
-    "frame_enhancer",
     "lip_syncer",
 ];
+
+/// The processors that work on faces (and so need face analysis); the others work on whole frames.
+pub const FACE_PROCESSORS: &[&str] = &["face_debugger", "face_enhancer", "face_swapper"];
+
+pub const FACE_ENHANCER_MODELS: &[&str] = &[
+    "codeformer",
+    "gfpgan_1.2",
+    "gfpgan_1.3",
+    "gfpgan_1.4",
+    "gpen_bfr_256",
+    "gpen_bfr_512",
+    "gpen_bfr_1024",
+    "gpen_bfr_2048",
+    "restoreformer_plus_plus",
+];
+
+/// FaceFusion's `frame_enhancer_models` minus `lsdir_x4`, which 3.5.3 lists as a choice but has no
+/// model entry for (selecting it crashes FaceFusion), so offering it would only fail later.
+pub const FRAME_ENHANCER_MODELS: &[&str] = &[
+    "clear_reality_x4",
+    "face_dat_x4",
+    "nomos8k_sc_x4",
+    "real_esrgan_x2",
+    "real_esrgan_x2_fp16",
+    "real_esrgan_x4",
+    "real_esrgan_x4_fp16",
+    "real_esrgan_x8",
+    "real_esrgan_x8_fp16",
+    "real_hatgan_x4",
+    "real_web_photo_x4",
+    "realistic_rescaler_x4",
+    "remacri_x4",
+    "siax_x4",
+    "span_kendata_x4",
+    "swin2_sr_x4",
+    "tghq_face_x8",
+    "ultra_sharp_x4",
+    "ultra_sharp_2_x4",
+];
+
+pub const FACE_DEBUGGER_ITEMS: &[&str] =
+    &["bounding-box", "face-landmark-5", "face-landmark-5/68", "face-landmark-68", "face-landmark-68/5", "face-mask"];
 
 pub const FACE_SWAPPER_MODELS: &[&str] = &[
     "blendswap_256",
@@ -120,6 +159,16 @@ const fn ignored(name: &'static str, kind: OptionKind, default: &'static str, wh
 
 const fn swapper(name: &'static str, kind: OptionKind, default: &'static str, help: &'static str) -> OptionSpec {
     OptionSpec { name, processor: Some("face_swapper"), kind, default, support: Support::Supported, help }
+}
+
+const fn processor(
+    processor: &'static str,
+    name: &'static str,
+    kind: OptionKind,
+    default: &'static str,
+    help: &'static str,
+) -> OptionSpec {
+    OptionSpec { name, processor: Some(processor), kind, default, support: Support::Supported, help }
 }
 
 const fn float(min: f64, max: f64, step: f64) -> OptionKind {
@@ -252,6 +301,48 @@ pub static OPTIONS: &[OptionSpec] = &[
         "0.5",
         "0 pulls the identity towards the target, 1 away from it",
     ),
+    processor(
+        "face_enhancer",
+        "face_enhancer_model",
+        OptionKind::Choice { choices: FACE_ENHANCER_MODELS },
+        "gfpgan_1.4",
+        "face enhancer model",
+    ),
+    processor(
+        "face_enhancer",
+        "face_enhancer_blend",
+        OptionKind::Int { min: 0, max: 100 },
+        "80",
+        "how much of the enhanced face is blended over the frame, percent",
+    ),
+    processor(
+        "face_enhancer",
+        "face_enhancer_weight",
+        float(0.0, 1.0, 0.05),
+        "0.5",
+        "fidelity weight of models with a weight input (codeformer)",
+    ),
+    processor(
+        "frame_enhancer",
+        "frame_enhancer_model",
+        OptionKind::Choice { choices: FRAME_ENHANCER_MODELS },
+        "span_kendata_x4",
+        "frame upscaler model",
+    ),
+    processor(
+        "frame_enhancer",
+        "frame_enhancer_blend",
+        OptionKind::Int { min: 0, max: 100 },
+        "80",
+        "how much of the upscaled frame is blended over the resized original, percent",
+    ),
+    processor(
+        "face_debugger",
+        "face_debugger_items",
+        OptionKind::Choices { choices: FACE_DEBUGGER_ITEMS },
+        "face-landmark-5/68 face-mask",
+        "what the debugger draws on each face",
+    ),
     ignored(
         "execution_providers",
         OptionKind::Choices { choices: &["cpu"] },
@@ -304,8 +395,6 @@ pub static OPTIONS: &[OptionSpec] = &[
 
 /// FaceFusion option names of processors and features not built yet; rejected with a clear message.
 const PLANNED_OPTION_PREFIXES: &[&str] = &[
-    "face_enhancer_",
-    "frame_enhancer_",
     "lip_syncer_",
     "age_modifier_",
     "expression_restorer_",
@@ -313,7 +402,6 @@ const PLANNED_OPTION_PREFIXES: &[&str] = &[
     "frame_colorizer_",
     "deep_swapper_",
     "background_remover_",
-    "face_debugger_",
     "voice_extractor_",
     "trim_frame_",
     "output_video_",
@@ -438,6 +526,31 @@ pub struct SwapperOptions {
 }
 
 #[derive(Clone, Debug, PartialEq)]
+pub struct FaceEnhancerOptions {
+    pub model: String,
+    /// 0..=100.
+    pub blend: u8,
+    pub weight: f32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FrameEnhancerOptions {
+    pub model: String,
+    /// 0..=100.
+    pub blend: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DebuggerItem {
+    BoundingBox,
+    Landmark5,
+    Landmark5From68,
+    Landmark68,
+    Landmark68From5,
+    FaceMask,
+}
+
+#[derive(Clone, Debug, PartialEq)]
 pub struct OutputOptions {
     pub image_quality: u8,
     pub image_scale: f32,
@@ -452,6 +565,9 @@ pub struct ProcessOptions {
     pub selector: SelectorOptions,
     pub masks: MaskOptions,
     pub swapper: SwapperOptions,
+    pub face_enhancer: FaceEnhancerOptions,
+    pub frame_enhancer: FrameEnhancerOptions,
+    pub debugger_items: Vec<DebuggerItem>,
     pub output: OutputOptions,
 }
 
@@ -576,12 +692,6 @@ impl RawValues {
             reference_frame_number: self.int("reference_frame_number").unwrap_or(0) as usize,
         };
         let mask_types = self.list("face_mask_types");
-        if let Some(planned) = mask_types.iter().find(|t| t.as_str() != "box") {
-            return Err(PipelineError::invalid_option(
-                "face_mask_types",
-                format!("the `{planned}` mask is not available in this engine yet (available: box)"),
-            ));
-        }
         let masks = MaskOptions {
             types: mask_types.iter().map(|t| mask_type(t)).collect(),
             occluder_model: self.one("face_occluder_model").unwrap_or("xseg_1").to_string(),
@@ -605,6 +715,16 @@ impl RawValues {
             selector,
             masks,
             swapper: SwapperOptions { model: swapper_model, pixel_boost, weight: self.float("face_swapper_weight") },
+            face_enhancer: FaceEnhancerOptions {
+                model: self.one("face_enhancer_model").unwrap_or("gfpgan_1.4").to_string(),
+                blend: self.int("face_enhancer_blend").unwrap_or(80).clamp(0, 100) as u8,
+                weight: self.float("face_enhancer_weight"),
+            },
+            frame_enhancer: FrameEnhancerOptions {
+                model: self.one("frame_enhancer_model").unwrap_or("span_kendata_x4").to_string(),
+                blend: self.int("frame_enhancer_blend").unwrap_or(80).clamp(0, 100) as u8,
+            },
+            debugger_items: self.list("face_debugger_items").iter().filter_map(|i| debugger_item(i)).collect(),
             output: OutputOptions {
                 image_quality: self.int("output_image_quality").unwrap_or(80) as u8,
                 image_scale: self.float("output_image_scale"),
@@ -775,6 +895,18 @@ fn race(name: &str) -> Race {
     }
 }
 
+fn debugger_item(name: &str) -> Option<DebuggerItem> {
+    Some(match name {
+        "bounding-box" => DebuggerItem::BoundingBox,
+        "face-landmark-5" => DebuggerItem::Landmark5,
+        "face-landmark-5/68" => DebuggerItem::Landmark5From68,
+        "face-landmark-68" => DebuggerItem::Landmark68,
+        "face-landmark-68/5" => DebuggerItem::Landmark68From5,
+        "face-mask" => DebuggerItem::FaceMask,
+        _ => return None,
+    })
+}
+
 fn mask_type(name: &str) -> MaskType {
     match name {
         "occlusion" => MaskType::Occlusion,
@@ -811,6 +943,31 @@ mod tests {
         assert_eq!(options.swapper.pixel_boost, 256);
         assert_eq!(options.swapper.weight, 0.5);
         assert_eq!(options.output.image_quality, 80);
+        assert_eq!(options.face_enhancer, FaceEnhancerOptions { model: "gfpgan_1.4".into(), blend: 80, weight: 0.5 });
+        assert_eq!(options.frame_enhancer, FrameEnhancerOptions { model: "span_kendata_x4".into(), blend: 80 });
+        assert_eq!(options.debugger_items, [DebuggerItem::Landmark5From68, DebuggerItem::FaceMask]);
+    }
+
+    #[test]
+    fn every_mask_type_and_the_new_processors_are_accepted() {
+        let options = ProcessOptions::from_pairs(&pairs(&[
+            ("processors", "face_swapper face_enhancer frame_enhancer face_debugger"),
+            ("face_mask_types", "box occlusion area region"),
+            ("face_enhancer_model", "codeformer"),
+            ("face_enhancer_weight", "0.7"),
+            ("frame_enhancer_model", "clear_reality_x4"),
+            ("frame_enhancer_blend", "100"),
+            ("face_debugger_items", "bounding-box face-landmark-68"),
+        ]))
+        .unwrap();
+        assert_eq!(options.masks.types, [MaskType::Box, MaskType::Occlusion, MaskType::Area, MaskType::Region]);
+        assert_eq!(options.face_enhancer.model, "codeformer");
+        assert_eq!(options.face_enhancer.weight, 0.7);
+        assert_eq!(options.frame_enhancer.blend, 100);
+        assert_eq!(options.debugger_items, [DebuggerItem::BoundingBox, DebuggerItem::Landmark68]);
+        for model in FACE_ENHANCER_MODELS.iter().chain(FRAME_ENHANCER_MODELS) {
+            assert!(crate::models::catalogue().get(model).is_some(), "{model} has no catalogue entry");
+        }
     }
 
     #[test]
@@ -833,10 +990,14 @@ mod tests {
             ("face_swapper_pixel_boost", "100x100"),
             ("face_detector_size", "320x320"),
             ("no_such_option", "1"),
-            ("face_enhancer_model", "gfpgan_1.4"),
-            ("processors", "face_enhancer"),
+            ("face_enhancer_model", "gfpgan_9"),
+            ("face_enhancer_blend", "101"),
+            ("frame_enhancer_model", "lsdir_x4"),
+            ("face_debugger_items", "scores"),
+            ("lip_syncer_model", "wav2lip_96"),
+            ("processors", "age_modifier"),
             ("face_mask_padding", "1 2 3 4 5"),
-            ("face_mask_types", "box occlusion"),
+            ("face_mask_types", "box hair"),
         ];
         for (name, value) in cases {
             let error = ProcessOptions::from_pairs(&pairs(&[(name, value)])).unwrap_err();

@@ -15,6 +15,7 @@ fn engine() -> Engine {
         intra_threads: 2,
         sessions_per_model: 2,
         max_image_pixels: 50_000_000,
+        content_analysis: true,
     })
     .unwrap()
 }
@@ -134,6 +135,7 @@ fn a_missing_model_is_reported_by_name() {
         intra_threads: 1,
         sessions_per_model: 1,
         max_image_pixels: 50_000_000,
+        content_analysis: true,
     })
     .unwrap();
     let opts = options(&[("face_swapper_model", "inswapper_128")]);

@@ -249,7 +249,13 @@ fn run_case(engine: &Engine, case: &str) -> (f64, f64) {
     let ours = ff_pipeline::image_io::decode(&output.bytes, u64::MAX).unwrap().frame;
     let golden = read_bgr(&dir.join("output.png"));
     let untouched = read_bgr(&target);
-    let region = diff_box(&golden, &untouched).expect("the golden output differs from its target");
+    assert_eq!((ours.width, ours.height), (golden.width, golden.height), "{case}: output size");
+    // A frame enhancer changes every pixel and the size: then the "changed box" is the whole frame.
+    let region = if (golden.width, golden.height) == (untouched.width, untouched.height) {
+        diff_box(&golden, &untouched).expect("the golden output differs from its target")
+    } else {
+        (0, 0, golden.width, golden.height)
+    };
     (psnr(&ours, &golden, Some(region)), psnr(&ours, &golden, None))
 }
 
@@ -260,6 +266,7 @@ fn engine() -> Engine {
         intra_threads: 2,
         sessions_per_model: 1,
         max_image_pixels: 50_000_000,
+        content_analysis: true,
     })
     .unwrap()
 }
@@ -278,4 +285,88 @@ fn image_swaps_match_facefusion() {
         // The issue asks for 40 dB; the port reaches 70+, so anything under 60 is a regression.
         assert!(in_box >= 60.0, "{case}: PSNR {in_box:.2} dB in the changed box");
     }
+}
+
+/// Masks (occlusion, area, region; pixel boost 512 with a 256 model), swap + gfpgan, codeformer
+/// alone (no source: a chain without face_swapper needs none), and the real x4 frame enhancer.
+#[test]
+fn masks_enhancers_and_chains_match_facefusion() {
+    let engine = engine();
+    for case in [
+        "04_swap_obama_to_t1_group_masks_boost",
+        "06_swap_then_enhance_gfpgan",
+        "07_enhance_codeformer_two_people",
+        "10_frame_enhance_clear_reality_x4",
+    ] {
+        let (in_box, whole) = run_case(&engine, case);
+        println!("{case}: PSNR {in_box:.2} dB in the changed box, {whole:.2} dB whole frame");
+        // The issue asks for 40 dB; measured 73.9-94.7, so anything under 60 is a regression.
+        assert!(in_box >= 60.0, "{case}: PSNR {in_box:.2} dB in the changed box");
+    }
+}
+
+/// The first face's occlusion, area and region masks of case 04 against FaceFusion's dumps.
+#[test]
+fn swapper_masks_match_facefusion_dumps() {
+    use ff_pipeline::face::selector::{select_faces, sort_and_filter};
+    use ff_pipeline::geometry::{transform_points, warp_face_by_landmark_5, WarpTemplate};
+    use ff_pipeline::mask::{create_area_mask, create_occlusion_mask, create_region_mask};
+    use ff_pipeline::processors::face_swapper::{FaceSwapper, SourceFace};
+    use ff_pipeline::testing::read_png16_mask;
+
+    let case = "04_swap_obama_to_t1_group_masks_boost";
+    let registry = registry();
+    let opts = options(&[
+        ("face_selector_mode", "many"),
+        ("face_mask_types", "box occlusion area region"),
+        ("face_swapper_pixel_boost", "512x512"),
+    ]);
+    let analyser = FaceAnalyser::new(&registry, &opts.detector, &opts.landmarker);
+    let source_frame = read_bgr(&parity_dir().join("inputs/obama.png"));
+    let target = read_bgr(&parity_dir().join("inputs/t1.png"));
+    let source_face = sort_and_filter(analyser.faces(&source_frame).unwrap(), &opts.selector).into_iter().next();
+    let faces = analyser.faces(&target).unwrap();
+    let face = select_faces(&faces, &faces, &opts.selector).into_iter().next().unwrap();
+    let (crop, affine) = warp_face_by_landmark_5(&target, &face.landmark_5_68, WarpTemplate::Arcface128, (512, 512));
+    let source = SourceFace::average(std::slice::from_ref(&source_frame), &[source_face]).unwrap();
+    let swapper = FaceSwapper::new(&registry, &opts.swapper, &source).unwrap();
+    let swapped = swapper.swap_crop(&target, &face, &options(&[("face_mask_types", "box")]).masks).unwrap();
+
+    let occlusion = create_occlusion_mask(&registry, &crop, "xseg_1").unwrap();
+    let area = create_area_mask(512, 512, &transform_points(&face.landmark_68, &affine), &opts.masks.areas);
+    let region = create_region_mask(&registry, &swapped.crop, "bisenet_resnet_34", &opts.masks.regions).unwrap();
+    for (name, ours) in [("occlusion", occlusion), ("area", area), ("region", region)] {
+        let golden =
+            read_png16_mask(&parity_dir().join(format!("{case}/dump/image_swapper_create_{name}_mask_0_mask.png")));
+        assert_eq!((ours.width, ours.height), (golden.width, golden.height));
+        let diffs: Vec<f32> = ours.data.iter().zip(&golden.data).map(|(a, b)| (a - b).abs()).collect();
+        let max = diffs.iter().fold(0.0f32, |m, &d| m.max(d));
+        let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
+        println!("{name} mask vs FaceFusion: max {max:.2e}, mean {mean:.2e}");
+        // The README's tolerance for blurred masks: mean ≤ 1e-3 (max 1e-2 where the hull or the
+        // class boundaries land on the same pixels).
+        assert!(mean <= 1e-3, "{name}: mean abs difference {mean}");
+    }
+}
+
+/// Our three NSFW model outputs on case 01's target match FaceFusion's within 1e-3, and vote safe.
+#[test]
+fn content_analyser_matches_facefusion() {
+    let case = parity_dir().join("01_swap_obama_to_biden_hyperswap");
+    let summary = read_json(&case.join("case.json"));
+    let registry = registry();
+    let frame = read_bgr(&parity_dir().join("inputs/biden.png"));
+    let scores = ff_pipeline::content_analyser::analyse(&registry, &frame).unwrap();
+    for entry in summary["nsfw"].as_array().unwrap() {
+        let want = floats(&entry["result"]);
+        let ours: Vec<f64> = match entry["model"].as_str().unwrap() {
+            "nsfw_1" => vec![scores.nsfw_1 as f64],
+            "nsfw_2" => scores.nsfw_2.iter().map(|&v| v as f64).collect(),
+            _ => scores.nsfw_3.iter().map(|&v| v as f64).collect(),
+        };
+        let diff = max_abs_diff(&ours, &want);
+        println!("{}: max abs difference {diff:.2e}", entry["model"]);
+        assert!(diff <= 1e-3, "{}: {ours:?} vs {want:?}", entry["model"]);
+    }
+    assert!(!scores.is_nsfw());
 }

@@ -31,6 +31,8 @@ pub enum ApiError {
     PayloadTooLarge { limit_bytes: usize },
     #[error("{0}")]
     NoSourceFace(String),
+    #[error("{0}")]
+    ContentRejected(String),
     #[error("model `{model}` is not available on this server")]
     ModelUnavailable { model: String, detail: String },
     #[error("the ONNX Runtime library is not available on this server")]
@@ -57,7 +59,7 @@ impl ApiError {
             Self::BadRequest(_) | Self::InvalidOption { .. } => StatusCode::BAD_REQUEST,
             Self::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::ImageTooLarge(_) | Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::NoSourceFace(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::NoSourceFace(_) | Self::ContentRejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::ModelUnavailable { .. } | Self::RuntimeUnavailable { .. } | Self::Timeout { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -77,6 +79,7 @@ impl ApiError {
             Self::ImageTooLarge(_) => "image_too_large",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::NoSourceFace(_) => "no_source_face",
+            Self::ContentRejected(_) => "content_rejected",
             Self::ModelUnavailable { .. } => "model_unavailable",
             Self::RuntimeUnavailable { .. } => "runtime_unavailable",
             Self::Busy => "busy",
@@ -132,6 +135,7 @@ impl From<PipelineError> for ApiError {
             PipelineError::UnsupportedMedia(_) => Self::UnsupportedMedia(error.to_string()),
             PipelineError::ImageTooLarge { .. } => Self::ImageTooLarge(error.to_string()),
             PipelineError::NoSourceFace { .. } => Self::NoSourceFace(error.to_string()),
+            PipelineError::ContentRejected => Self::ContentRejected(error.to_string()),
             PipelineError::ModelMissing { ref name, .. }
             | PipelineError::Download { ref name, .. }
             | PipelineError::ModelCorrupt { ref name, .. } => {
@@ -173,6 +177,7 @@ mod tests {
     fn pipeline_errors_map_to_their_documented_status_and_code() {
         let cases = [
             (PipelineError::NoSourceFace { index: 0 }, StatusCode::UNPROCESSABLE_ENTITY, "no_source_face"),
+            (PipelineError::ContentRejected, StatusCode::UNPROCESSABLE_ENTITY, "content_rejected"),
             (PipelineError::UnsupportedMedia("gif".into()), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media"),
             (
                 PipelineError::ImageTooLarge { width: 10, height: 10, limit: 1 },

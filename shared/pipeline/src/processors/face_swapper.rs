@@ -5,8 +5,8 @@ use std::sync::{Arc, OnceLock};
 use crate::error::{PipelineError, Result};
 use crate::face::recognizer::planar_rgb;
 use crate::face::{interp, normalize, Face};
-use crate::geometry::{paste_back, warp_face_by_landmark_5, WarpTemplate};
-use crate::mask::{combine_masks_min, create_box_mask};
+use crate::geometry::{paste_back, transform_points, warp_face_by_landmark_5, WarpTemplate};
+use crate::mask::{combine_masks_min, create_area_mask, create_box_mask, create_occlusion_mask, create_region_mask};
 use crate::onnx_initializer::last_initializer;
 use crate::options::{MaskOptions, MaskType, SwapperOptions};
 use crate::raster::{Frame, Mask, Raster};
@@ -127,7 +127,9 @@ pub struct SwappedCrop {
 }
 
 /// A loaded swapper with its identity input prepared once per source.
-pub struct FaceSwapper {
+pub struct FaceSwapper<'a> {
+    /// For the occlusion and region mask models, loaded on first use.
+    registry: &'a ModelRegistry,
     model: SwapperModel,
     session: Arc<ModelSession>,
     source_input: Vec<f32>,
@@ -139,14 +141,15 @@ pub struct FaceSwapper {
 /// inswapper's emap, read once per process and model file.
 static EMAPS: OnceLock<std::sync::Mutex<std::collections::HashMap<String, Arc<Vec<f32>>>>> = OnceLock::new();
 
-impl FaceSwapper {
-    pub fn new(registry: &ModelRegistry, options: &SwapperOptions, source: &SourceFace) -> Result<Self> {
+impl<'a> FaceSwapper<'a> {
+    pub fn new(registry: &'a ModelRegistry, options: &SwapperOptions, source: &SourceFace) -> Result<Self> {
         let model = swapper_model(&options.model).ok_or_else(|| {
             PipelineError::invalid_option("face_swapper_model", format!("unknown model {}", options.model))
         })?;
         let session = registry.get(model.name)?;
         let (source_input, source_shape) = prepare_source(registry, &model, &session, source)?;
         Ok(Self {
+            registry,
             model,
             session,
             source_input,
@@ -171,10 +174,21 @@ impl FaceSwapper {
             let padding = masks.padding.map(|p| p as f64);
             crop_masks.push(create_box_mask(size, size, masks.blur as f64, padding));
         }
+        // Box and occlusion judge the target as it is; area and region (below) the swapped face.
+        if masks.types.contains(&MaskType::Occlusion) {
+            crop_masks.push(create_occlusion_mask(self.registry, &crop, &masks.occluder_model)?);
+        }
         let source = self.balanced_source(target);
         let tiles = implode(&crop, size / self.model.size);
         let swapped = tiles.iter().map(|tile| self.forward(tile, &source)).collect::<Result<Vec<_>>>()?;
         let crop = explode(&swapped, size / self.model.size);
+        if masks.types.contains(&MaskType::Area) {
+            let landmark_68 = transform_points(&target.landmark_68, &affine);
+            crop_masks.push(create_area_mask(size, size, &landmark_68, &masks.areas));
+        }
+        if masks.types.contains(&MaskType::Region) {
+            crop_masks.push(create_region_mask(self.registry, &crop, &masks.parser_model, &masks.regions)?);
+        }
         let mask = match crop_masks.len() {
             0 => Raster::filled(size, size, 1, 1.0),
             _ => combine_masks_min(&crop_masks.iter().collect::<Vec<_>>()),

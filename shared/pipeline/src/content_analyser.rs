@@ -1,0 +1,157 @@
+//! The NSFW gate (spec §10): three classifiers vote on the target; two yes votes reject it.
+//! FaceFusion runs this on every target before any processor, whatever the processors are.
+
+use crate::error::{PipelineError, Result};
+use crate::imgproc::resize::resize_linear;
+use crate::raster::Frame;
+use crate::runtime::Input;
+use crate::sessions::ModelRegistry;
+
+pub const MODELS: &[&str] = &["nsfw_1", "nsfw_2", "nsfw_3"];
+
+/// Input size, mean and standard deviation per model (FaceFusion's `create_static_model_set`).
+fn model_settings(model: &str) -> (usize, [f64; 3], [f64; 3]) {
+    match model {
+        "nsfw_1" => (640, [0.0; 3], [1.0; 3]),
+        "nsfw_2" => (384, [0.5; 3], [0.5; 3]),
+        _ => (448, [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]),
+    }
+}
+
+/// The three models' raw results: nsfw_1's highest class score, nsfw_2's and nsfw_3's output vectors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scores {
+    pub nsfw_1: f32,
+    pub nsfw_2: Vec<f32>,
+    pub nsfw_3: Vec<f32>,
+}
+
+impl Scores {
+    /// Each model's vote, with FaceFusion's thresholds.
+    pub fn votes(&self) -> [bool; 3] {
+        let at = |v: &[f32], i: usize| v.get(i).copied().unwrap_or(0.0);
+        [
+            self.nsfw_1 > 0.2,
+            at(&self.nsfw_2, 0) - at(&self.nsfw_2, 1) > 0.25,
+            (at(&self.nsfw_3, 2) + at(&self.nsfw_3, 3)) - (at(&self.nsfw_3, 0) + at(&self.nsfw_3, 1)) > 10.5,
+        ]
+    }
+
+    /// NSFW when at least two of the three vote yes.
+    pub fn is_nsfw(&self) -> bool {
+        self.votes().iter().filter(|&&v| v).count() >= 2
+    }
+}
+
+/// FaceFusion's `fit_contain_frame`: scale by the smaller ratio (bilinear, sizes truncated), centre
+/// on a black `size`² canvas.
+pub fn fit_contain(frame: &Frame, size: usize) -> Frame {
+    let (width, height) = (frame.width.max(1) as f64, frame.height.max(1) as f64);
+    let scale = (size as f64 / height).min(size as f64 / width);
+    let (new_width, new_height) = (((width * scale) as usize).min(size), ((height * scale) as usize).min(size));
+    let resized = resize_linear(frame, new_width, new_height);
+    let (start_x, start_y) = ((size - new_width) / 2, (size - new_height) / 2);
+    let mut canvas = Frame::new(size, size, frame.channels);
+    let channels = frame.channels;
+    for y in 0..new_height {
+        let target = &mut canvas.row_mut(start_y + y)[start_x * channels..(start_x + new_width) * channels];
+        target.copy_from_slice(resized.row(y));
+    }
+    canvas
+}
+
+/// The model input: letterboxed, RGB / 255, normalised (numpy float64, then float32), NCHW.
+fn prepare(frame: &Frame, model: &str) -> (Vec<f32>, usize) {
+    let (size, mean, std) = model_settings(model);
+    let canvas = fit_contain(frame, size);
+    let plane = size * size;
+    let mut tensor = vec![0.0f32; 3 * plane];
+    for (i, px) in canvas.data.chunks_exact(3).enumerate() {
+        for c in 0..3 {
+            tensor[c * plane + i] = ((px[2 - c] as f64 / 255.0 - mean[c]) / std[c]) as f32;
+        }
+    }
+    (tensor, size)
+}
+
+/// Runs the three models on a BGR frame.
+pub fn analyse(registry: &ModelRegistry, frame: &Frame) -> Result<Scores> {
+    let mut results = Vec::with_capacity(3);
+    for model in MODELS {
+        let (tensor, size) = prepare(frame, model);
+        let outputs = registry.get(model)?.run(vec![Input::f32("input", &[1, 3, size, size], tensor)])?;
+        let output = outputs
+            .into_iter()
+            .next()
+            .ok_or_else(|| PipelineError::ModelContract { name: model.to_string(), reason: "no output".into() })?;
+        results.push(output);
+    }
+    let nsfw_1 = &results[0];
+    // (1, 4 + classes, anchors): the highest score of any class row at any anchor.
+    let anchors = nsfw_1.shape.last().copied().unwrap_or(0);
+    if anchors == 0 || nsfw_1.data.len() < 5 * anchors {
+        return Err(PipelineError::ModelContract {
+            name: "nsfw_1".into(),
+            reason: format!("expected a (1, 4 + classes, anchors) output, got {:?}", nsfw_1.shape),
+        });
+    }
+    let nsfw_1 = nsfw_1.data[4 * anchors..].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    Ok(Scores { nsfw_1, nsfw_2: results[1].data.clone(), nsfw_3: results[2].data.clone() })
+}
+
+/// Fails with `ContentRejected` when the frame is NSFW.
+pub fn check(registry: &ModelRegistry, frame: &Frame) -> Result<()> {
+    let scores = analyse(registry, frame)?;
+    if scores.is_nsfw() {
+        tracing::info!(votes = ?scores.votes(), "target rejected by the content analyser");
+        return Err(PipelineError::ContentRejected);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scores(nsfw_1: f32, nsfw_2: [f32; 2], nsfw_3: [f32; 4]) -> Scores {
+        Scores { nsfw_1, nsfw_2: nsfw_2.to_vec(), nsfw_3: nsfw_3.to_vec() }
+    }
+
+    #[test]
+    fn two_of_three_votes_reject() {
+        let safe_1 = 0.03;
+        let unsafe_1 = 0.5;
+        let (safe_2, unsafe_2) = ([0.02, 0.98], [0.9, 0.1]);
+        let (safe_3, unsafe_3) = ([1.5, 2.4, -2.3, -2.5], [-3.0, -3.0, 3.0, 2.0]);
+        assert_eq!(scores(safe_1, safe_2, safe_3).votes(), [false, false, false]);
+        assert!(!scores(unsafe_1, safe_2, safe_3).is_nsfw());
+        assert!(!scores(safe_1, unsafe_2, safe_3).is_nsfw());
+        assert!(!scores(safe_1, safe_2, unsafe_3).is_nsfw());
+        assert!(scores(unsafe_1, unsafe_2, safe_3).is_nsfw());
+        assert!(scores(unsafe_1, safe_2, unsafe_3).is_nsfw());
+        assert!(scores(safe_1, unsafe_2, unsafe_3).is_nsfw());
+        assert!(scores(unsafe_1, unsafe_2, unsafe_3).is_nsfw());
+    }
+
+    #[test]
+    fn thresholds_are_strict() {
+        // Exactly at the threshold is not a vote (FaceFusion compares with >).
+        let at = scores(0.2, [0.75, 0.5], [0.0, 0.0, 5.25, 5.25]);
+        assert_eq!(at.votes(), [false, false, false]);
+        let above = scores(0.2001, [0.76, 0.5], [0.0, 0.0, 5.3, 5.25]);
+        assert_eq!(above.votes(), [true, true, true]);
+        // Short outputs count as no vote rather than panicking.
+        assert_eq!(Scores { nsfw_1: 0.0, nsfw_2: vec![], nsfw_3: vec![1.0] }.votes(), [false, false, false]);
+    }
+
+    #[test]
+    fn fit_contain_centres_the_scaled_frame() {
+        let frame = Frame::filled(200, 100, 3, 200);
+        let canvas = fit_contain(&frame, 64);
+        // 200×100 → 64×32, rows 16..48.
+        assert_eq!(canvas.pixel(10, 15), &[0, 0, 0]);
+        assert_eq!(canvas.pixel(10, 16), &[200, 200, 200]);
+        assert_eq!(canvas.pixel(10, 47), &[200, 200, 200]);
+        assert_eq!(canvas.pixel(10, 48), &[0, 0, 0]);
+    }
+}
