@@ -34,6 +34,20 @@ pub struct ServiceConfig {
     pub max_image_pixels: u64,
     /// FF_ALLOW_MODEL_DOWNLOAD: whether a missing model may be fetched from FaceFusion's URLs.
     pub allow_model_download: bool,
+    /// FF_DATA_DIR: where jobs and files live when no bucket is set (default `.data`).
+    pub data_dir: PathBuf,
+    /// FF_S3_BUCKET: keep jobs and files in this S3 bucket instead of FF_DATA_DIR.
+    pub s3_bucket: Option<String>,
+    /// FF_S3_PREFIX: key prefix inside the bucket, without surrounding slashes; empty for none.
+    pub s3_prefix: String,
+    /// FF_S3_ENDPOINT: an S3-compatible server (MinIO) instead of AWS, `http(s)://host:port`.
+    pub s3_endpoint: Option<String>,
+    /// FF_S3_FORCE_PATH_STYLE: bucket in the URL path; defaults to true when an endpoint is set.
+    pub s3_force_path_style: bool,
+    /// FF_WORKERS: in-process job workers of `ff serve`; 0 leaves jobs to an external worker (Lambda).
+    pub workers: usize,
+    /// FF_JOB_QUEUE_LENGTH: jobs waiting for a worker before new ones get 429.
+    pub job_queue_length: usize,
 }
 
 /// A variable whose value is outside what it accepts.
@@ -87,6 +101,17 @@ impl ServiceConfig {
                 1..=1_000_000_000,
             )?,
             allow_model_download: parse_bool(value("FF_ALLOW_MODEL_DOWNLOAD"), "FF_ALLOW_MODEL_DOWNLOAD", true)?,
+            data_dir: value("FF_DATA_DIR").map_or_else(|| PathBuf::from(".data"), PathBuf::from),
+            s3_bucket: value("FF_S3_BUCKET").map(parse_bucket).transpose()?,
+            s3_prefix: parse_s3_prefix(value("FF_S3_PREFIX"))?,
+            s3_endpoint: value("FF_S3_ENDPOINT").map(parse_endpoint).transpose()?,
+            s3_force_path_style: parse_bool(
+                value("FF_S3_FORCE_PATH_STYLE"),
+                "FF_S3_FORCE_PATH_STYLE",
+                value("FF_S3_ENDPOINT").is_some(),
+            )?,
+            workers: parse_in_range(value("FF_WORKERS"), "FF_WORKERS", 1, 0..=64)?,
+            job_queue_length: parse_in_range(value("FF_JOB_QUEUE_LENGTH"), "FF_JOB_QUEUE_LENGTH", 64, 1..=100_000)?,
         })
     }
 
@@ -125,6 +150,45 @@ where
             variable,
             value: text,
             expected: format!("an integer in {}..={}", range.start(), range.end()),
+        }),
+    }
+}
+
+/// S3's bucket naming rules: 3-63 lowercase letters, digits, dots and hyphens.
+fn parse_bucket(text: String) -> Result<String, ConfigError> {
+    let valid_chars = text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
+    if (3..=63).contains(&text.len()) && valid_chars {
+        Ok(text)
+    } else {
+        Err(ConfigError {
+            variable: "FF_S3_BUCKET",
+            value: text,
+            expected: "an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)".into(),
+        })
+    }
+}
+
+fn parse_s3_prefix(value: Option<String>) -> Result<String, ConfigError> {
+    let prefix = value.unwrap_or_default().trim_matches('/').to_string();
+    if prefix.is_empty() || crate::storage::validate_key(&prefix).is_ok() {
+        Ok(prefix)
+    } else {
+        Err(ConfigError {
+            variable: "FF_S3_PREFIX",
+            value: prefix,
+            expected: "'/'-separated names without empty, `.` or `..` parts".into(),
+        })
+    }
+}
+
+fn parse_endpoint(text: String) -> Result<String, ConfigError> {
+    let has_host = |rest: &str| !rest.is_empty() && !rest.starts_with('/');
+    match text.strip_prefix("http://").or_else(|| text.strip_prefix("https://")) {
+        Some(rest) if has_host(rest) && !rest.contains(char::is_whitespace) => Ok(text),
+        _ => Err(ConfigError {
+            variable: "FF_S3_ENDPOINT",
+            value: text,
+            expected: "an http:// or https:// URL such as http://127.0.0.1:9000".into(),
         }),
     }
 }

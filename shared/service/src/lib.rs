@@ -7,9 +7,11 @@
 pub mod config;
 pub mod error;
 pub mod form;
+pub mod jobs;
 pub mod limiter;
 mod routes;
 mod state;
+pub mod storage;
 
 use std::future::Future;
 
@@ -19,11 +21,15 @@ pub use limiter::ConcurrencyLimiter;
 pub use routes::{router, X_FACES_PROCESSED};
 pub use state::AppState;
 
-/// Serves the API on `listener` until `shutdown` completes, then lets in-flight requests finish.
+/// Serves the API on `listener`, with the FF_WORKERS job workers, until `shutdown` completes; then
+/// lets in-flight requests finish and gives running jobs 30 s (later ones are recovered at start).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let workers = jobs::Workers::start(&state);
+    let served = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    workers.shutdown(std::time::Duration::from_secs(30)).await;
+    served
 }

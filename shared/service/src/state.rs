@@ -5,7 +5,9 @@ use std::sync::Arc;
 use ff_pipeline::{Engine, PipelineError};
 
 use crate::config::ServiceConfig;
+use crate::jobs::JobQueue;
 use crate::limiter::ConcurrencyLimiter;
+use crate::storage::Storage;
 
 /// Cheap to clone: everything inside is shared.
 #[derive(Clone)]
@@ -13,6 +15,10 @@ pub struct AppState {
     engine: Arc<Engine>,
     config: Arc<ServiceConfig>,
     limiter: ConcurrencyLimiter,
+    /// Jobs and their files: S3 when FF_S3_BUCKET is set, else FF_DATA_DIR.
+    storage: Arc<dyn Storage>,
+    /// Jobs waiting for this process's workers (FF_JOB_QUEUE_LENGTH).
+    job_queue: JobQueue,
 }
 
 impl AppState {
@@ -25,7 +31,15 @@ impl AppState {
     /// Serves an engine built elsewhere (tests, or a host that shares one engine).
     pub fn with_engine(engine: Arc<Engine>, config: ServiceConfig) -> Self {
         let limiter = ConcurrencyLimiter::new(config.max_concurrent_requests, config.max_queued_requests);
-        Self { engine, config: Arc::new(config), limiter }
+        let storage = crate::storage::from_config(&config);
+        let job_queue = JobQueue::new(config.job_queue_length, config.workers > 0);
+        Self { engine, config: Arc::new(config), limiter, storage, job_queue }
+    }
+
+    /// Keeps jobs and files in `storage` instead of what the settings name (tests, embedding).
+    pub fn with_storage(mut self, storage: Arc<dyn Storage>) -> Self {
+        self.storage = storage;
+        self
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
@@ -38,5 +52,13 @@ impl AppState {
 
     pub fn limiter(&self) -> &ConcurrencyLimiter {
         &self.limiter
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    pub fn job_queue(&self) -> &JobQueue {
+        &self.job_queue
     }
 }

@@ -1,0 +1,238 @@
+//! Durable asynchronous jobs: a record per job in storage, workers that run them, and the
+//! `/api/v1/jobs` routes.
+//!
+//! Layout in storage (either backend):
+//!
+//! ```text
+//! jobs/<id>.json                 the job record (JSON, see `Job`)
+//! jobs/<id>/inputs/source-0.jpg  uploaded inputs (jobs created from a multipart form)
+//! jobs/<id>/inputs/target.png
+//! jobs/<id>/result.<ext>         the output, once completed
+//! ```
+//!
+//! The record is the only source of truth about a job. It changes only through conditional writes
+//! (`If-Match` on its etag, see `store::JobStore::update`), so of two workers racing for a queued
+//! job exactly one claims it, and a cancellation can never be overwritten by a worker's progress
+//! report. Ids are UUIDv7: they sort by creation time, so a listing of `jobs/` is oldest first.
+
+pub mod error;
+pub mod routes;
+pub mod store;
+pub mod worker;
+
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+pub use error::JobApiError;
+pub use store::JobStore;
+pub use worker::{run_job, JobQueue, RunOutcome, Workers};
+
+/// Where job records and files live.
+pub const JOBS_PREFIX: &str = "jobs/";
+
+/// How many times a job may be started. A job whose worker died is retried once, then failed
+/// with `worker_lost`: a second death is more likely the job's fault than bad luck.
+pub const MAX_ATTEMPTS: u32 = 2;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Queued, Self::Running, Self::Completed, Self::Failed, Self::Cancelled]
+            .into_iter()
+            .find(|status| status.as_str() == text)
+    }
+
+    /// No worker will touch a job in this state again.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// Why a job failed, with the same stable codes as the synchronous API's errors.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobFailure {
+    pub code: String,
+    pub message: String,
+}
+
+/// The objects a job reads: uploaded ones under `jobs/<id>/inputs/`, or objects that were already
+/// in storage when the job was created from JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobInputs {
+    pub sources: Vec<String>,
+    pub target: String,
+}
+
+/// The job record, stored as `jobs/<id>.json` and returned by the API as is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: String,
+    pub status: JobStatus,
+    /// 0-100.
+    pub progress: u8,
+    /// RFC 3339 UTC timestamps.
+    pub created_at: String,
+    pub updated_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// How many times a worker started it.
+    pub attempts: u32,
+    pub error: Option<JobFailure>,
+    pub inputs: JobInputs,
+    /// The processing options as the client gave them (FaceFusion names), validated at creation.
+    pub options: serde_json::Value,
+    /// `jpg`, `png`, `webp` or `bmp`; `None` keeps the target's format.
+    pub output_format: Option<String>,
+    /// Key of the result, once completed.
+    pub output: Option<String>,
+    /// Incremented by every write, so no two versions of a record have the same bytes.
+    pub revision: u64,
+    /// The claim of the worker running it: a fresh id per attempt, so a worker that lost its
+    /// claim (recovered as dead, or cancelled) can tell the record is no longer its own.
+    pub worker: Option<String>,
+}
+
+impl Job {
+    pub fn new(id: String, inputs: JobInputs, options: serde_json::Value, output_format: Option<String>) -> Self {
+        let now = now_rfc3339();
+        Self {
+            id,
+            status: JobStatus::Queued,
+            progress: 0,
+            created_at: now.clone(),
+            updated_at: now,
+            started_at: None,
+            finished_at: None,
+            attempts: 0,
+            error: None,
+            inputs,
+            options,
+            output_format,
+            output: None,
+            revision: 0,
+            worker: None,
+        }
+    }
+
+    /// The next version of this record: the revision and update time move on.
+    pub fn next(&self) -> Self {
+        let mut next = self.clone();
+        next.revision += 1;
+        next.updated_at = now_rfc3339();
+        next
+    }
+
+    pub fn finish(mut self, status: JobStatus, error: Option<JobFailure>) -> Self {
+        self.status = status;
+        self.error = error;
+        self.finished_at = Some(self.updated_at.clone());
+        self.worker = None;
+        if status == JobStatus::Completed {
+            self.progress = 100;
+        }
+        self
+    }
+
+    /// Seconds since the record was last written, if its timestamp parses.
+    pub fn idle_seconds(&self) -> Option<i64> {
+        let updated = OffsetDateTime::parse(&self.updated_at, &Rfc3339).ok()?;
+        Some((OffsetDateTime::now_utc() - updated).whole_seconds())
+    }
+}
+
+pub fn record_key(id: &str) -> String {
+    format!("{JOBS_PREFIX}{id}.json")
+}
+
+/// Everything stored for a job besides its record.
+pub fn files_prefix(id: &str) -> String {
+    format!("{JOBS_PREFIX}{id}/")
+}
+
+/// A new, time-ordered job id.
+pub fn new_job_id() -> String {
+    uuid::Uuid::now_v7().hyphenated().to_string()
+}
+
+/// Whether `id` has the shape of a job id. Checked before any storage call, so a path parameter
+/// can never name anything but a job record.
+pub fn is_job_id(id: &str) -> bool {
+    uuid::Uuid::try_parse(id).is_ok_and(|uuid| uuid.hyphenated().to_string() == id)
+}
+
+pub fn now_rfc3339() -> String {
+    // Formatting a valid UTC time as RFC 3339 cannot fail; the fallback only keeps this panic-free.
+    OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_serialise_as_their_lowercase_names() {
+        for status in
+            [JobStatus::Queued, JobStatus::Running, JobStatus::Completed, JobStatus::Failed, JobStatus::Cancelled]
+        {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+            assert_eq!(JobStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(JobStatus::parse("done"), None);
+    }
+
+    #[test]
+    fn only_canonical_uuids_are_job_ids() {
+        let id = new_job_id();
+        assert!(is_job_id(&id));
+        assert!(!is_job_id(&id.to_uppercase()));
+        assert!(!is_job_id(&id.replace('-', "")));
+        assert!(!is_job_id("../secrets"));
+        assert!(!is_job_id(""));
+    }
+
+    #[test]
+    fn ids_sort_by_creation_time() {
+        let first = new_job_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(new_job_id() > first);
+    }
+
+    #[test]
+    fn a_record_round_trips_through_json() {
+        let inputs = JobInputs { sources: vec!["a.jpg".into()], target: "b.jpg".into() };
+        let job = Job::new(new_job_id(), inputs, serde_json::json!({"face_swapper_model": "inswapper_128"}), None);
+        let text = serde_json::to_string(&job).unwrap();
+        assert_eq!(serde_json::from_str::<Job>(&text).unwrap(), job);
+        assert!(job.idle_seconds().unwrap() <= 1);
+    }
+
+    #[test]
+    fn finishing_completed_sets_full_progress_and_drops_the_claim() {
+        let inputs = JobInputs { sources: vec![], target: "t.png".into() };
+        let mut job = Job::new(new_job_id(), inputs, serde_json::json!({}), None);
+        job.worker = Some("w".into());
+        let done = job.next().finish(JobStatus::Completed, None);
+        assert_eq!((done.progress, done.worker.as_deref(), done.revision), (100, None, 1));
+        assert_eq!(done.finished_at.as_deref(), Some(done.updated_at.as_str()));
+    }
+}

@@ -1,0 +1,195 @@
+//! Job records in storage: create, read, compare-and-swap update, list, delete.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+
+use super::{files_prefix, is_job_id, record_key, Job, JobStatus, JOBS_PREFIX};
+use crate::storage::{ListRequest, Storage, StorageError, WriteCondition};
+
+/// A record is a few hundred bytes; anything much larger is not one of ours.
+const MAX_RECORD_BYTES: u64 = 1024 * 1024;
+/// Conflicting writers are rare (a worker and a cancel); a record still changing after this many
+/// tries is being fought over, and the caller gets a conflict rather than a livelock.
+const MAX_UPDATE_TRIES: usize = 16;
+/// Records read at once while listing.
+const LIST_READ_CONCURRENCY: usize = 8;
+/// The most records one listing call reads while filtering by status, so a filter that matches
+/// nothing cannot make one request read the whole bucket; the cursor lets the client continue.
+const MAX_SCANNED_PER_LIST: usize = 1000;
+
+/// What an update did.
+#[derive(Debug)]
+pub enum Update {
+    /// The change was written; the record as stored now.
+    Written(Job),
+    /// The decision function declined to change this version of the record.
+    Unchanged(Job),
+    /// There is no such job.
+    Missing,
+}
+
+/// One page of a job listing.
+#[derive(Debug, Default)]
+pub struct JobPage {
+    pub jobs: Vec<Job>,
+    /// Id to pass as `cursor` for the next page; `None` when there is nothing more.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("job `{id}` kept changing while being updated")]
+    Contended { id: String },
+    #[error("job record `{key}` is not valid: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+#[derive(Clone, Debug)]
+pub struct JobStore {
+    storage: Arc<dyn Storage>,
+}
+
+impl JobStore {
+    pub fn new(storage: Arc<dyn Storage>) -> Self {
+        Self { storage }
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// Writes a new record; fails with `PreconditionFailed` if the id is taken.
+    pub async fn create(&self, job: &Job) -> Result<(), StoreError> {
+        self.storage.put_bytes(&record_key(&job.id), encode(job)?, WriteCondition::IfAbsent).await?;
+        Ok(())
+    }
+
+    /// The record and its etag; `None` for an unknown id.
+    pub async fn load(&self, id: &str) -> Result<Option<(Job, String)>, StoreError> {
+        let key = record_key(id);
+        match self.storage.get_bytes(&key, MAX_RECORD_BYTES).await {
+            Ok((bytes, meta)) => Ok(Some((decode(&key, &bytes)?, meta.etag))),
+            Err(StorageError::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Reads the record, asks `decide` for its next version (`None`: leave it), and writes that
+    /// only if the record is still the version read. On a lost race it reads again and asks
+    /// again, so `decide` always judges the newest record and no concurrent change is lost.
+    pub async fn update(&self, id: &str, mut decide: impl FnMut(&Job) -> Option<Job>) -> Result<Update, StoreError> {
+        let key = record_key(id);
+        for _ in 0..MAX_UPDATE_TRIES {
+            let Some((current, etag)) = self.load(id).await? else {
+                return Ok(Update::Missing);
+            };
+            let Some(mut next) = decide(&current) else {
+                return Ok(Update::Unchanged(current));
+            };
+            // Every write moves the revision on, whatever `decide` built the new version from.
+            next.revision = current.revision + 1;
+            match self.storage.put_bytes(&key, encode(&next)?, WriteCondition::IfMatch(etag)).await {
+                Ok(_) => return Ok(Update::Written(next)),
+                // Someone wrote (or deleted) it since we read it: judge the new version.
+                Err(StorageError::PreconditionFailed { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(StoreError::Contended { id: id.to_string() })
+    }
+
+    /// Jobs in creation order, optionally only those in `status`, after the job `cursor`.
+    pub async fn list(
+        &self,
+        status: Option<JobStatus>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<JobPage, StoreError> {
+        let limit = limit.max(1);
+        let mut start_after = cursor.map(record_key);
+        let mut page = JobPage::default();
+        let mut scanned = 0;
+        loop {
+            let request = ListRequest { start_after: start_after.clone(), limit: limit.max(100), shallow: true };
+            let listing = self.storage.list(JOBS_PREFIX, request).await?;
+            let ids: Vec<String> = listing
+                .objects
+                .iter()
+                .filter_map(|object| object.key.strip_prefix(JOBS_PREFIX)?.strip_suffix(".json"))
+                .filter(|id| is_job_id(id))
+                .map(str::to_string)
+                .collect();
+            // Read in order, a few at a time; a record deleted meanwhile is skipped.
+            let reads = ids.clone().into_iter().map(|id| {
+                let store = self.clone();
+                async move { Ok::<_, StoreError>(store.load(&id).await?.map(|(job, _)| job)) }
+            });
+            let records: Vec<Option<Job>> =
+                futures_util::stream::iter(reads).buffered(LIST_READ_CONCURRENCY).try_collect().await?;
+            for (id, record) in ids.iter().zip(records) {
+                scanned += 1;
+                if let Some(job) = record.filter(|job| status.is_none_or(|wanted| job.status == wanted)) {
+                    page.jobs.push(job);
+                }
+                if page.jobs.len() == limit || scanned == MAX_SCANNED_PER_LIST {
+                    // More may follow: this id, or the listing's next page.
+                    let is_last = listing.next_start_after.is_none() && ids.last() == Some(id);
+                    page.next_cursor = (!is_last).then(|| id.clone());
+                    return Ok(page);
+                }
+            }
+            match listing.next_start_after {
+                Some(next) => start_after = Some(next),
+                None => return Ok(page),
+            }
+        }
+    }
+
+    /// Removes everything stored for a job except its record (inputs and result), and keeps
+    /// going past failures so one bad object does not keep the rest; reports the first failure.
+    pub async fn delete_files(&self, id: &str) -> Result<(), StoreError> {
+        let prefix = files_prefix(id);
+        let mut first_error = None;
+        let mut start_after = None;
+        loop {
+            let request = ListRequest { start_after: start_after.clone(), limit: 1000, shallow: false };
+            let listing = self.storage.list(&prefix, request).await?;
+            for object in &listing.objects {
+                if let Err(error) = self.storage.delete(&object.key).await {
+                    tracing::warn!(key = %object.key, %error, "could not delete a job file");
+                    first_error.get_or_insert(error);
+                }
+            }
+            match listing.next_start_after {
+                // The backend lists after a key, so deleted keys do not shift the next page.
+                Some(next) => start_after = Some(next),
+                None => break,
+            }
+        }
+        match first_error {
+            Some(error) => Err(error.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Removes a job's files, then its record.
+    pub async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        self.delete_files(id).await?;
+        self.storage.delete(&record_key(id)).await?;
+        Ok(())
+    }
+}
+
+fn encode(job: &Job) -> Result<Bytes, StoreError> {
+    serde_json::to_vec_pretty(job)
+        .map(Bytes::from)
+        .map_err(|e| StoreError::Corrupt { key: record_key(&job.id), reason: e.to_string() })
+}
+
+fn decode(key: &str, bytes: &[u8]) -> Result<Job, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { key: key.to_string(), reason: e.to_string() })
+}

@@ -1,0 +1,537 @@
+//! Running jobs: `run_job` (one job, idempotent, shared by every kind of worker), the bounded
+//! queue of `ff serve`, its in-process workers and the start-up recovery.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ff_pipeline::image_io::ImageFormat;
+use ff_pipeline::options::ProcessOptions;
+use ff_pipeline::{Engine, ImageRequest};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::store::{JobStore, StoreError, Update};
+use super::{files_prefix, Job, JobFailure, JobStatus, MAX_ATTEMPTS};
+use crate::error::ApiError;
+use crate::limiter::Busy;
+use crate::state::AppState;
+use crate::storage::{Storage, StorageError, WriteCondition};
+
+/// The largest input object a job reads; uploads are already bounded by FF_MAX_UPLOAD_SIZE_MB,
+/// this bounds objects named by a JSON job.
+pub const MAX_INPUT_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// A `running` job whose record has not moved for this long is taken to have lost its worker
+/// (longer than a Lambda invocation may live, so a live Lambda worker is never overtaken).
+pub const STALE_RUNNING: Duration = Duration::from_secs(20 * 60);
+
+/// How often a worker waiting for a processing slot (all taken by /process requests) looks again.
+const SLOT_POLL: Duration = Duration::from_millis(100);
+
+/// What `run_job` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunOutcome {
+    Completed {
+        output: String,
+    },
+    /// Finished as failed: a bad input, a pipeline error, or out of attempts.
+    Failed {
+        code: String,
+    },
+    /// Cancelled (or deleted) while running; its files are gone.
+    Cancelled,
+    /// Nothing done: no such job, or it is not waiting to run (a duplicate or late trigger, or
+    /// another worker has it). `None` when the job does not exist.
+    Skipped {
+        status: Option<JobStatus>,
+    },
+    /// This run had claimed the job but the record moved on without it (taken over as stale, or
+    /// re-queued by a recovery); its work was discarded.
+    Superseded {
+        status: JobStatus,
+    },
+}
+
+/// Runs one job if it is queued (or its worker died long ago), and does nothing otherwise, so any
+/// number of duplicate or late triggers for one job run it once.
+///
+/// The job is claimed by a conditional write of `running` with a fresh claim id; of workers
+/// racing for it, only one write succeeds. Between steps the worker writes its progress the same
+/// way, which is also how it notices a cancellation: the write finds a record that is no longer
+/// its own. An error from storage is returned (retrying can help: see `StorageError::is_transient`);
+/// everything about the job itself ends in its record as `failed` with a stable code.
+pub async fn run_job(storage: Arc<dyn Storage>, engine: Arc<Engine>, job_id: &str) -> Result<RunOutcome, StoreError> {
+    let store = JobStore::new(Arc::clone(&storage));
+    let claim = uuid::Uuid::new_v4().simple().to_string();
+    let job = match store.update(job_id, |job| decide_claim(job, &claim)).await? {
+        Update::Missing => return Ok(RunOutcome::Skipped { status: None }),
+        Update::Unchanged(job) => return Ok(RunOutcome::Skipped { status: Some(job.status) }),
+        Update::Written(job) if job.status == JobStatus::Failed => {
+            return Ok(RunOutcome::Failed { code: failure_code(&job) });
+        }
+        Update::Written(job) => job,
+    };
+    tracing::info!(job = %job.id, attempt = job.attempts, "job started");
+    let run = Run { store, engine, id: job.id.clone(), claim };
+    let outcome = run.execute(&job).await;
+    match &outcome {
+        Ok(outcome) => tracing::info!(job = %job_id, ?outcome, "job ended"),
+        Err(error) => tracing::error!(job = %job_id, %error, "job interrupted by a storage failure"),
+    }
+    outcome
+}
+
+/// The claim decision for one version of the record.
+fn decide_claim(job: &Job, claim: &str) -> Option<Job> {
+    match job.status {
+        JobStatus::Queued => Some(claimed(job, claim)),
+        JobStatus::Running if job.idle_seconds().is_some_and(|idle| idle >= STALE_RUNNING.as_secs() as i64) => {
+            Some(after_worker_lost(job, Some(claim)))
+        }
+        _ => None,
+    }
+}
+
+fn claimed(job: &Job, claim: &str) -> Job {
+    let mut next = job.next();
+    next.status = JobStatus::Running;
+    next.attempts += 1;
+    next.worker = Some(claim.to_string());
+    next.started_at = Some(next.updated_at.clone());
+    next.progress = 0;
+    next.error = None;
+    next
+}
+
+/// The next version of a job whose worker died: run again (claimed by `claim`, or queued when
+/// `None`) if it has attempts left, else failed with `worker_lost`.
+pub fn after_worker_lost(job: &Job, claim: Option<&str>) -> Job {
+    if job.attempts < MAX_ATTEMPTS {
+        match claim {
+            Some(claim) => claimed(job, claim),
+            None => {
+                let mut next = job.next();
+                next.status = JobStatus::Queued;
+                next.worker = None;
+                next.progress = 0;
+                next
+            }
+        }
+    } else {
+        let message = format!("the worker running this job stopped {} times; it is not retried again", job.attempts);
+        job.next().finish(JobStatus::Failed, Some(JobFailure { code: "worker_lost".into(), message }))
+    }
+}
+
+fn failure_code(job: &Job) -> String {
+    job.error.as_ref().map_or_else(|| "internal".to_string(), |e| e.code.clone())
+}
+
+/// One claimed run of a job.
+struct Run {
+    store: JobStore,
+    engine: Arc<Engine>,
+    id: String,
+    claim: String,
+}
+
+/// Whether the run still owns its job after writing a step.
+enum Step {
+    Owned,
+    /// The record is no longer this run's: cancelled, taken over (its status), or deleted (`None`).
+    Lost(Option<JobStatus>),
+}
+
+impl Run {
+    async fn execute(&self, job: &Job) -> Result<RunOutcome, StoreError> {
+        let request = match self.prepare(job).await {
+            Ok(request) => request,
+            Err(Prepare::Fail(failure)) => return self.fail(failure).await,
+            Err(Prepare::Storage(error)) => return self.fail_on_storage(error).await,
+        };
+        if let Step::Lost(status) = self.progress(10).await? {
+            return self.stop(status, None).await;
+        }
+        let engine = Arc::clone(&self.engine);
+        let processed = tokio::task::spawn_blocking(move || engine.process_image(request)).await;
+        let output = match processed {
+            Ok(Ok(output)) => output,
+            Ok(Err(error)) => return self.fail(failure_of(ApiError::from(error))).await,
+            Err(join_error) => {
+                let failure = failure_of(ApiError::internal(format!("the pipeline task failed: {join_error}")));
+                return self.fail(failure).await;
+            }
+        };
+        if let Step::Lost(status) = self.progress(90).await? {
+            return self.stop(status, None).await;
+        }
+        let key = format!("{}result.{}", files_prefix(&self.id), output.format.extension());
+        if let Err(error) = self.store.storage().put_bytes(&key, output.bytes.into(), WriteCondition::None).await {
+            return self.fail_on_storage(error).await;
+        }
+        let written = self
+            .advance(|mut next| {
+                next.output = Some(key.clone());
+                next.finish(JobStatus::Completed, None)
+            })
+            .await?;
+        match written {
+            Step::Owned => Ok(RunOutcome::Completed { output: key }),
+            Step::Lost(status) => self.stop(status, Some(&key)).await,
+        }
+    }
+
+    /// Reads the inputs and options into a pipeline request.
+    async fn prepare(&self, job: &Job) -> Result<ImageRequest, Prepare> {
+        let options = ProcessOptions::from_json(&job.options).map_err(|e| Prepare::Fail(failure_of(e.into())))?;
+        let output_format = match job.output_format.as_deref() {
+            None => None,
+            Some(name) => Some(ImageFormat::from_name(name).ok_or_else(|| {
+                Prepare::Fail(JobFailure {
+                    code: "invalid_option".into(),
+                    message: format!("invalid option `output_format`: `{name}` is not jpg, png, webp or bmp"),
+                })
+            })?),
+        };
+        let mut sources = Vec::with_capacity(job.inputs.sources.len());
+        for key in &job.inputs.sources {
+            sources.push(self.read_input(key).await?);
+        }
+        let target = self.read_input(&job.inputs.target).await?;
+        Ok(ImageRequest { sources, target, options, output_format })
+    }
+
+    async fn read_input(&self, key: &str) -> Result<Vec<u8>, Prepare> {
+        match self.store.storage().get_bytes(key, MAX_INPUT_BYTES).await {
+            Ok((bytes, _)) => Ok(bytes.into()),
+            Err(StorageError::NotFound { .. }) => Err(Prepare::Fail(JobFailure {
+                code: "input_missing".into(),
+                message: format!("input `{key}` no longer exists"),
+            })),
+            Err(StorageError::TooLarge { limit, .. }) => Err(Prepare::Fail(JobFailure {
+                code: "payload_too_large".into(),
+                message: format!("input `{key}` is larger than {limit} bytes"),
+            })),
+            Err(error) => Err(Prepare::Storage(error)),
+        }
+    }
+
+    /// Writes the next version of the record if it is still this run's.
+    async fn advance(&self, change: impl Fn(Job) -> Job) -> Result<Step, StoreError> {
+        let update = self
+            .store
+            .update(&self.id, |job| {
+                let ours = job.status == JobStatus::Running && job.worker.as_deref() == Some(self.claim.as_str());
+                ours.then(|| change(job.next()))
+            })
+            .await?;
+        Ok(match update {
+            Update::Written(_) => Step::Owned,
+            Update::Unchanged(job) => Step::Lost(Some(job.status)),
+            Update::Missing => Step::Lost(None),
+        })
+    }
+
+    async fn progress(&self, percent: u8) -> Result<Step, StoreError> {
+        self.advance(|mut next| {
+            next.progress = percent;
+            next
+        })
+        .await
+    }
+
+    async fn fail(&self, failure: JobFailure) -> Result<RunOutcome, StoreError> {
+        let code = failure.code.clone();
+        match self.advance(|next| next.finish(JobStatus::Failed, Some(failure.clone()))).await? {
+            Step::Owned => Ok(RunOutcome::Failed { code }),
+            Step::Lost(status) => self.stop(status, None).await,
+        }
+    }
+
+    /// Storage failed mid-run: the job fails with the storage's code if storage still takes the
+    /// write; if not, the error is returned and the job stays `running` until it is recovered.
+    async fn fail_on_storage(&self, error: StorageError) -> Result<RunOutcome, StoreError> {
+        tracing::error!(job = %self.id, %error, "storage failed during a job");
+        self.fail(JobFailure { code: storage_code(&error).into(), message: error.to_string() }).await
+    }
+
+    /// The run lost its job: clean up what it wrote and say why it stopped.
+    async fn stop(&self, status: Option<JobStatus>, written: Option<&str>) -> Result<RunOutcome, StoreError> {
+        if let Some(key) = written {
+            // Whoever cancelled or deleted the job removed its files before this result existed.
+            if let Err(error) = self.store.storage().delete(key).await {
+                tracing::warn!(job = %self.id, %error, "could not remove the result of a cancelled job");
+            }
+        }
+        Ok(match status {
+            Some(JobStatus::Cancelled) | None => RunOutcome::Cancelled,
+            Some(status) => RunOutcome::Superseded { status },
+        })
+    }
+}
+
+enum Prepare {
+    /// The job cannot run as given.
+    Fail(JobFailure),
+    Storage(StorageError),
+}
+
+fn failure_of(error: ApiError) -> JobFailure {
+    JobFailure { code: error.code().to_string(), message: error.to_string() }
+}
+
+pub(crate) fn storage_code(error: &StorageError) -> &'static str {
+    match error {
+        StorageError::NotFound { .. } => "object_not_found",
+        StorageError::PreconditionFailed { .. } => "conflict",
+        StorageError::Timeout { .. } => "storage_timeout",
+        StorageError::TooLarge { .. } => "payload_too_large",
+        StorageError::InvalidKey { .. } => "bad_request",
+        StorageError::Backend { .. } => "storage_unavailable",
+    }
+}
+
+/// Jobs waiting for an in-process worker: a bounded line of job ids.
+#[derive(Clone, Debug)]
+pub struct JobQueue {
+    sender: mpsc::Sender<String>,
+    receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<String>>>,
+    in_process: bool,
+}
+
+/// A reserved place in the queue, taken before a job's upload is read so that a client who
+/// would get 429 learns it before sending the files.
+#[derive(Debug)]
+pub struct QueuePlace(mpsc::OwnedPermit<String>);
+
+impl QueuePlace {
+    pub fn enqueue(self, job_id: String) {
+        self.0.send(job_id);
+    }
+}
+
+impl JobQueue {
+    /// `capacity` waiting jobs; `in_process` false when no worker of this process takes jobs
+    /// (FF_WORKERS=0: jobs run on storage events elsewhere), and then nothing is queued here.
+    pub fn new(capacity: usize, in_process: bool) -> Self {
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        Self { sender, receiver: Arc::new(tokio::sync::Mutex::new(receiver)), in_process }
+    }
+
+    /// A place for a job about to be created; `Ok(None)` when jobs are not run in this process.
+    pub fn reserve(&self) -> Result<Option<QueuePlace>, Busy> {
+        if !self.in_process {
+            return Ok(None);
+        }
+        self.sender.clone().try_reserve_owned().map(|permit| Some(QueuePlace(permit))).map_err(|_| Busy)
+    }
+
+    /// Jobs waiting now.
+    pub fn depth(&self) -> usize {
+        self.sender.max_capacity() - self.sender.capacity()
+    }
+
+    /// Waits for room, then queues; for recovery, which must not drop jobs.
+    async fn push(&self, job_id: String) -> bool {
+        self.sender.send(job_id).await.is_ok()
+    }
+
+    async fn next(&self) -> Option<String> {
+        self.receiver.lock().await.recv().await
+    }
+}
+
+/// Finds what a previous run of the server left behind and returns the ids to queue: `queued`
+/// jobs, and `running` ones (whose worker died with that server) re-queued while they have
+/// attempts left, failed with `worker_lost` otherwise.
+///
+/// Only for a server whose workers are the only ones using this storage: another live server's
+/// running jobs would look dead too. Lambda workers never call it; they rely on `STALE_RUNNING`.
+pub async fn recover(store: &JobStore) -> Result<Vec<String>, StoreError> {
+    let mut to_queue = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store.list(None, 100, cursor.as_deref()).await?;
+        for job in &page.jobs {
+            match job.status {
+                JobStatus::Queued => to_queue.push(job.id.clone()),
+                JobStatus::Running => {
+                    let update = store
+                        .update(&job.id, |job| (job.status == JobStatus::Running).then(|| after_worker_lost(job, None)))
+                        .await?;
+                    match update {
+                        Update::Written(job) if job.status == JobStatus::Queued => {
+                            tracing::warn!(job = %job.id, attempts = job.attempts, "re-queued a job left running");
+                            to_queue.push(job.id);
+                        }
+                        Update::Written(job) => {
+                            tracing::warn!(job = %job.id, attempts = job.attempts, "failed a job whose worker died again");
+                        }
+                        Update::Unchanged(_) | Update::Missing => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(to_queue),
+        }
+    }
+}
+
+/// The in-process workers of `ff serve`.
+#[derive(Debug)]
+pub struct Workers {
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Recovers what a previous run left, then starts FF_WORKERS workers; with FF_WORKERS=0 it
+    /// starts nothing (and recovers nothing: jobs then belong to an external worker).
+    pub fn start(state: &AppState) -> Self {
+        let stop = CancellationToken::new();
+        let count = state.config().workers;
+        if count == 0 {
+            return Self { stop, tasks: Vec::new() };
+        }
+        let state = state.clone();
+        let token = stop.clone();
+        // Recovery runs before any worker claims a job, so a job claimed by this server can
+        // never be mistaken for one left running by the previous one.
+        let supervisor = tokio::spawn(async move {
+            let store = JobStore::new(Arc::clone(state.storage()));
+            let to_queue = tokio::select! {
+                () = token.cancelled() => return,
+                ids = recover_until_done(&store, &token) => ids,
+            };
+            let workers: Vec<JoinHandle<()>> =
+                (0..count).map(|index| tokio::spawn(work(state.clone(), token.clone(), index))).collect();
+            for id in to_queue {
+                tokio::select! {
+                    () = token.cancelled() => break,
+                    queued = state.job_queue().push(id) => if !queued { break },
+                }
+            }
+            for worker in workers {
+                let _ = worker.await;
+            }
+        });
+        Self { stop, tasks: vec![supervisor] }
+    }
+
+    /// Stops taking jobs and waits up to `grace` for the ones running; a job still running after
+    /// that stays `running` in storage and is recovered at the next start.
+    pub async fn shutdown(self, grace: Duration) {
+        self.stop.cancel();
+        let all = futures_util::future::join_all(self.tasks);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!("workers still busy at shutdown; their jobs will be recovered at the next start");
+        }
+    }
+}
+
+/// Recovery, retried while storage is unreachable (a server starting before its MinIO).
+async fn recover_until_done(store: &JobStore, stop: &CancellationToken) -> Vec<String> {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match recover(store).await {
+            Ok(ids) => {
+                tracing::info!(queued = ids.len(), "job recovery done");
+                return ids;
+            }
+            Err(error) => {
+                tracing::error!(%error, retry_in_ms = delay.as_millis() as u64, "job recovery failed");
+                tokio::select! {
+                    () = stop.cancelled() => return Vec::new(),
+                    () = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// One worker: takes ids off the queue until told to stop; each job waits for a processing slot
+/// shared with /process so jobs and requests together never oversubscribe the CPU.
+async fn work(state: AppState, stop: CancellationToken, index: usize) {
+    loop {
+        let id = tokio::select! {
+            () = stop.cancelled() => return,
+            id = state.job_queue().next() => match id { Some(id) => id, None => return },
+        };
+        let slot = loop {
+            match state.limiter().try_admit() {
+                Ok(admission) => break admission.wait_for_slot().await,
+                Err(Busy) => tokio::time::sleep(SLOT_POLL).await,
+            }
+        };
+        let result = run_job(Arc::clone(state.storage()), Arc::clone(state.engine()), &id).await;
+        drop(slot);
+        if let Err(error) = result {
+            tracing::error!(worker = index, job = %id, %error, "job run failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::{new_job_id, JobInputs};
+
+    fn job(status: JobStatus, attempts: u32) -> Job {
+        let inputs = JobInputs { sources: vec![], target: "t.png".into() };
+        let mut job = Job::new(new_job_id(), inputs, serde_json::json!({}), None);
+        job.status = status;
+        job.attempts = attempts;
+        job
+    }
+
+    #[test]
+    fn only_queued_jobs_are_claimed() {
+        let claimed = decide_claim(&job(JobStatus::Queued, 0), "c").unwrap();
+        assert_eq!((claimed.status, claimed.attempts, claimed.worker.as_deref()), (JobStatus::Running, 1, Some("c")));
+        assert!(claimed.started_at.is_some());
+        for status in [JobStatus::Running, JobStatus::Completed, JobStatus::Failed, JobStatus::Cancelled] {
+            assert!(decide_claim(&job(status, 1), "c").is_none(), "{status:?}");
+        }
+    }
+
+    #[test]
+    fn a_long_silent_running_job_is_taken_over() {
+        let mut stale = job(JobStatus::Running, 1);
+        stale.updated_at = "2000-01-01T00:00:00Z".into();
+        let taken = decide_claim(&stale, "new").unwrap();
+        assert_eq!((taken.status, taken.attempts, taken.worker.as_deref()), (JobStatus::Running, 2, Some("new")));
+    }
+
+    #[test]
+    fn a_lost_job_is_retried_once_then_failed() {
+        let requeued = after_worker_lost(&job(JobStatus::Running, 1), None);
+        assert_eq!((requeued.status, requeued.attempts, requeued.worker), (JobStatus::Queued, 1, None));
+        let failed = after_worker_lost(&job(JobStatus::Running, MAX_ATTEMPTS), None);
+        assert_eq!(failed.status, JobStatus::Failed);
+        assert_eq!(failed.error.unwrap().code, "worker_lost");
+        assert!(failed.finished_at.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_and_frees_a_place_when_one_is_taken() {
+        let queue = JobQueue::new(1, true);
+        let place = queue.reserve().unwrap().unwrap();
+        assert!(queue.reserve().is_err());
+        place.enqueue("a".into());
+        assert_eq!(queue.depth(), 1);
+        assert_eq!(queue.next().await.as_deref(), Some("a"));
+        assert!(queue.reserve().is_ok());
+    }
+
+    #[test]
+    fn without_in_process_workers_nothing_is_queued() {
+        let queue = JobQueue::new(1, false);
+        assert!(queue.reserve().unwrap().is_none());
+        assert!(queue.reserve().unwrap().is_none());
+    }
+}
