@@ -5,7 +5,7 @@ use std::io::Cursor;
 
 use ff_pipeline::image_io::{self, ImageFormat};
 use ff_pipeline::options::ProcessOptions;
-use ff_pipeline::testing::assets_dir;
+use ff_pipeline::testing::{assets_dir, parity_dir};
 use ff_pipeline::{Engine, EngineConfig, ImageRequest, PipelineError};
 
 fn engine() -> Engine {
@@ -140,7 +140,8 @@ fn a_missing_model_is_reported_by_name() {
     .unwrap();
     let opts = options(&[("face_swapper_model", "inswapper_128")]);
     match engine.process_image(request(&["obama.jpg"], image("biden.jpg"), opts, ImageFormat::Jpeg)) {
-        Err(PipelineError::ModelMissing { name, .. }) => assert_eq!(name, "yoloface_8n"),
+        // The NSFW gate's models are checked first, as FaceFusion pre-checks the content analyser first.
+        Err(PipelineError::ModelMissing { name, .. }) => assert_eq!(name, "nsfw_1"),
         Err(other) => panic!("expected ModelMissing, got {other}"),
         Ok(_) => panic!("expected ModelMissing"),
     }
@@ -163,4 +164,80 @@ fn concurrent_requests_share_one_engine() {
     assert!(together.iter().all(|bytes| *bytes == alone));
     let swapper = engine.registry().get("inswapper_128").unwrap();
     assert_eq!(swapper.run_stats().0, 4, "one swap per request, each through the shared pool");
+}
+
+fn decoded(output: &ff_pipeline::ImageOutput) -> ff_pipeline::Frame {
+    image_io::decode(&output.bytes, u64::MAX).unwrap().frame
+}
+
+fn count_color(frame: &ff_pipeline::Frame, bgr: [u8; 3]) -> usize {
+    frame.data.chunks_exact(3).filter(|px| *px == bgr).count()
+}
+
+/// swap → enhance → debug in one request: each stage changes the result, the debugger draws the
+/// refined 5 points (green) and the mask outline on the faces found in the original frame.
+#[test]
+fn a_chain_of_three_processors_runs_in_order() {
+    let engine = engine();
+    let run = |processors: &str| {
+        let opts = options(&[("face_swapper_model", "inswapper_128"), ("processors", processors)]);
+        engine.process_image(request(&["obama.jpg"], image("biden.jpg"), opts, ImageFormat::Png)).unwrap()
+    };
+    let swapped = run("face_swapper");
+    let enhanced = run("face_swapper face_enhancer");
+    let debugged = run("face_swapper face_enhancer face_debugger");
+    assert_eq!(debugged.faces_processed, 1);
+    assert_ne!(decoded(&swapped), decoded(&enhanced), "the enhancer changes the swapped face");
+    let (before, after) = (decoded(&enhanced), decoded(&debugged));
+    let green = [0u8, 255, 0];
+    assert!(count_color(&after, green) > count_color(&before, green) + 5 * 20, "5/68 points and mask outline");
+    // The debugger only draws: pixels away from its marks keep the enhanced values.
+    let unchanged = before.data.iter().zip(&after.data).filter(|(a, b)| a == b).count();
+    assert!(unchanged as f64 > 0.95 * before.data.len() as f64);
+}
+
+/// A frame enhancer enlarges the running frame; a face enhancer after it gets the faces of the
+/// original frame scaled up; the output follows --output-image-scale (FaceFusion's finalize).
+#[test]
+fn frame_enhancer_then_face_enhancer_follow_the_output_scale() {
+    let engine = engine();
+    let target = std::fs::read(parity_dir().join("inputs/obama_small.png")).unwrap();
+    let run = |scale: &str, processors: &str| {
+        let opts = options(&[
+            ("processors", processors),
+            ("frame_enhancer_model", "clear_reality_x4"),
+            ("output_image_scale", scale),
+        ]);
+        engine.process_image(request(&[], target.clone(), opts, ImageFormat::Png)).unwrap()
+    };
+    let large = run("4", "frame_enhancer face_enhancer");
+    let frame = decoded(&large);
+    assert_eq!((frame.width, frame.height), (1280, 960));
+    assert_eq!(large.faces_processed, 1);
+    let only_frame = decoded(&run("4", "frame_enhancer"));
+    assert_ne!(frame, only_frame, "the face enhancer worked on the upscaled frame");
+    let same_size = decoded(&run("1", "frame_enhancer"));
+    assert_eq!((same_size.width, same_size.height), (320, 240));
+}
+
+/// The NSFW gate runs by default and is the operator's switch, not the request's.
+#[test]
+fn content_analysis_runs_unless_the_operator_turns_it_off() {
+    for enabled in [true, false] {
+        let engine = Engine::new(EngineConfig {
+            models_dir: assets_dir().join("standins/light"),
+            allow_download: false,
+            intra_threads: 2,
+            sessions_per_model: 1,
+            max_image_pixels: 50_000_000,
+            content_analysis: enabled,
+        })
+        .unwrap();
+        let opts = options(&[("processors", "face_enhancer")]);
+        let output = engine.process_image(request(&[], image("biden.jpg"), opts, ImageFormat::Png)).unwrap();
+        assert_eq!(output.faces_processed, 1);
+        let loaded = engine.registry().loaded();
+        assert_eq!(loaded.iter().any(|m| m == "nsfw_3"), enabled, "{loaded:?}");
+        assert!(!loaded.iter().any(|m| m.starts_with("hyperswap")), "no swapper without face_swapper: {loaded:?}");
+    }
 }

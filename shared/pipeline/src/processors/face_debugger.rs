@@ -254,6 +254,36 @@ mod tests {
     }
 
     #[test]
+    fn face_mask_outlines_the_box_in_green_or_cyan() {
+        // A box-only mask needs no model: a registry that can load nothing proves it.
+        let registry = ModelRegistry::new(
+            std::sync::Arc::new(|name: &str| Err(crate::error::PipelineError::UnknownModel { name: name.into() })),
+            1,
+            1,
+        );
+        let masks = crate::options::ProcessOptions::default().masks;
+        let face = face();
+        let frame = Frame::filled(100, 100, 3, 7);
+        let drawn = debug_face(&registry, &frame, &face, &[DebuggerItem::FaceMask], &masks).unwrap();
+        let outline: Vec<(usize, usize)> = (0..100)
+            .flat_map(|y| (0..100).map(move |x| (x, y)))
+            .filter(|&(x, y)| color_at(&drawn, x, y) == REFINED_COLOR)
+            .collect();
+        assert!(outline.len() > 50, "an outline of {} pixels", outline.len());
+        // The outline surrounds the eyes and mouth and leaves the inside untouched.
+        let (xs, ys): (Vec<usize>, Vec<usize>) = outline.iter().copied().unzip();
+        assert!(*xs.iter().min().unwrap() < 40 && *xs.iter().max().unwrap() > 60);
+        assert!(*ys.iter().min().unwrap() < 40 && *ys.iter().max().unwrap() > 62);
+        assert_eq!(color_at(&drawn, 50, 50), [7, 7, 7]);
+        // Unrefined points (5 = 5/68) switch to cyan.
+        let mut unrefined = face.clone();
+        unrefined.landmark_5_68 = unrefined.landmark_5;
+        let drawn = debug_face(&registry, &frame, &unrefined, &[DebuggerItem::FaceMask], &masks).unwrap();
+        assert!(drawn.data.chunks_exact(3).any(|px| px == UNREFINED_COLOR));
+        assert!(!drawn.data.chunks_exact(3).any(|px| px == REFINED_COLOR));
+    }
+
+    #[test]
     fn thick_lines_are_capsules() {
         let mut frame = Frame::filled(20, 20, 3, 0);
         draw_line(&mut frame, [2.0, 10.0], [17.0, 10.0], 3, [1, 2, 3]);

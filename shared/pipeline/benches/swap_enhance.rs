@@ -1,0 +1,126 @@
+//! Swap + enhance benchmark: obama.jpg → biden.jpg through the engine (NSFW gate, face analysis,
+//! hyperswap_1a_256, gfpgan_1.4) with the `costed` stand-ins, whose compute approximates the real
+//! models. Prints per-stage wall time, the time inside ONNX Runtime per model, and peak RSS.
+//!
+//! `cargo bench -p ff-pipeline --bench swap_enhance` (FF_TEST_ASSETS points at ../shared/assets;
+//! FF_BENCH_RUNS sets the number of measured runs, default 2, after one warm-up).
+
+use std::time::Duration;
+
+use ff_pipeline::engine::StageTimings;
+use ff_pipeline::image_io::ImageFormat;
+use ff_pipeline::options::ProcessOptions;
+use ff_pipeline::testing::assets_dir;
+use ff_pipeline::{Engine, EngineConfig, ImageRequest};
+
+fn main() {
+    let runs: usize = std::env::var("FF_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(2).max(1);
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let engine = Engine::new(EngineConfig {
+        models_dir: assets_dir().join("standins/costed"),
+        allow_download: false,
+        intra_threads: threads,
+        sessions_per_model: 1,
+        max_image_pixels: 50_000_000,
+        content_analysis: true,
+    })
+    .expect("engine");
+    let source = std::fs::read(assets_dir().join("images/obama.jpg")).expect("obama.jpg");
+    let target = std::fs::read(assets_dir().join("images/biden.jpg")).expect("biden.jpg");
+    let options = ProcessOptions::from_pairs(&[(
+        "processors".to_string(),
+        vec!["face_swapper".to_string(), "face_enhancer".to_string()],
+    )])
+    .expect("valid options");
+    let run = || {
+        let request = ImageRequest {
+            sources: vec![source.clone()],
+            target: target.clone(),
+            options: options.clone(),
+            output_format: Some(ImageFormat::Jpeg),
+        };
+        engine.process_image(request).expect("swap + enhance").timings
+    };
+
+    run();
+    let before = ort_time(&engine);
+    let mut total: Vec<(String, Duration)> = Vec::new();
+    for _ in 0..runs {
+        for (stage, time) in stages(&run()) {
+            match total.iter_mut().find(|(s, _)| *s == stage) {
+                Some((_, sum)) => *sum += time,
+                None => total.push((stage, time)),
+            }
+        }
+    }
+    let after = ort_time(&engine);
+    print_table(&total, runs, &before, &after, threads);
+}
+
+/// The engine's stages, with the processing split per processor.
+fn stages(timings: &StageTimings) -> Vec<(String, Duration)> {
+    let mut stages = vec![
+        ("decode".to_string(), timings.decode),
+        ("nsfw gate".to_string(), timings.content),
+        ("face analysis".to_string(), timings.analyse),
+    ];
+    stages.extend(timings.processors.iter().cloned());
+    stages.push(("encode".to_string(), timings.encode));
+    stages
+}
+
+fn ort_time(engine: &Engine) -> Vec<(String, u64, Duration)> {
+    let registry = engine.registry();
+    registry
+        .loaded()
+        .into_iter()
+        .filter_map(|name| {
+            let (runs, time) = registry.get(&name).ok()?.run_stats();
+            Some((name, runs, time))
+        })
+        .collect()
+}
+
+fn ms(duration: Duration, runs: usize) -> f64 {
+    duration.as_secs_f64() * 1000.0 / runs as f64
+}
+
+fn print_table(
+    total: &[(String, Duration)],
+    runs: usize,
+    before: &[(String, u64, Duration)],
+    after: &[(String, u64, Duration)],
+    threads: usize,
+) {
+    println!(
+        "swap + enhance obama.jpg -> biden.jpg, hyperswap_1a_256 + gfpgan_1.4, costed stand-ins, \
+         {threads} ORT threads, mean of {runs} runs"
+    );
+    println!("{:<16} {:>10}", "stage", "ms");
+    for (stage, duration) in total {
+        println!("{stage:<16} {:>10.1}", ms(*duration, runs));
+    }
+    let wall: Duration = total.iter().map(|(_, d)| *d).sum();
+    println!("{:<16} {:>10.1}", "total", ms(wall, runs));
+    println!();
+    println!("{:<20} {:>6} {:>12}", "model (ORT only)", "calls", "ms per run");
+    let mut ort_total = Duration::ZERO;
+    for (name, runs_after, time_after) in after {
+        let (runs_before, time_before) =
+            before.iter().find(|(n, _, _)| n == name).map(|(_, r, t)| (*r, *t)).unwrap_or((0, Duration::ZERO));
+        let time = time_after.saturating_sub(time_before);
+        ort_total += time;
+        println!("{name:<20} {:>6} {:>12.1}", (runs_after - runs_before) / runs as u64, ms(time, runs));
+    }
+    println!("{:<20} {:>6} {:>12.1}", "ORT total", "", ms(ort_total, runs));
+    println!("{:<20} {:>6} {:>12.1}", "outside ORT", "", ms(wall.saturating_sub(ort_total), runs));
+    println!();
+    println!("peak RSS: {} MiB", peak_rss_kib() / 1024);
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
