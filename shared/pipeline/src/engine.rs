@@ -272,7 +272,18 @@ impl Engine {
                     }
                 }
                 "frame_enhancer" => {
-                    frame = FrameEnhancer::new(&self.registry, &options.frame_enhancer)?.enhance(&frame)?;
+                    let enhancer = FrameEnhancer::new(&self.registry, &options.frame_enhancer)?;
+                    // The upscaled frame is held in memory several times over (tiles, canvas,
+                    // blend); past the host's pixel limit it is refused instead of exhausting memory.
+                    let (width, height) = (frame.width * enhancer.scale(), frame.height * enhancer.scale());
+                    if (width as u64) * (height as u64) > self.config.max_image_pixels {
+                        return Err(PipelineError::ImageTooLarge {
+                            width: width.min(u32::MAX as usize) as u32,
+                            height: height.min(u32::MAX as usize) as u32,
+                            limit: self.config.max_image_pixels,
+                        });
+                    }
+                    frame = enhancer.enhance(&frame)?;
                     alpha = alpha.map(|a| resize_linear(&a, frame.width, frame.height));
                 }
                 other => {
