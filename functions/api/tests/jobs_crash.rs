@@ -1,0 +1,172 @@
+//! A job survives `kill -9` of `ff serve`: the server is killed while a job runs, started again
+//! on the same data directory, and every job ends completed or failed, never stuck `running`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ff_pipeline::testing::assets_dir;
+
+const BOUNDARY: &str = "ff-crash-test-8d1e0b";
+const STARTUP_BUDGET: Duration = Duration::from_secs(30);
+const JOBS_BUDGET: Duration = Duration::from_secs(300);
+
+/// A running `ff serve`; killed when dropped, so a failing test leaves no server behind.
+struct Server {
+    child: Child,
+    base_url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A data directory removed when the test ends.
+struct DataDir(PathBuf);
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn free_port() -> u16 {
+    let probe = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    probe.local_addr().expect("local address").port()
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+fn start_server(data_dir: &Path) -> Server {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_ff"))
+        .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .env("FF_MODELS_DIR", assets_dir().join("standins/light"))
+        .env("FF_ALLOW_MODEL_DOWNLOAD", "false")
+        .env("FF_EXECUTION_THREAD_COUNT", "1")
+        .env("FF_MAX_CONCURRENT_REQUESTS", "1")
+        .env("FF_WORKERS", "1")
+        .env("FF_DATA_DIR", data_dir)
+        .env_remove("FF_S3_BUCKET")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ff serve");
+    let mut server = Server { child, base_url: format!("http://127.0.0.1:{port}") };
+    let deadline = Instant::now() + STARTUP_BUDGET;
+    loop {
+        if let Some(status) = server.child.try_wait().expect("poll the child") {
+            panic!("ff serve exited during start-up with {status}");
+        }
+        let health = agent().get(format!("{}/api/v1/health", server.base_url)).call();
+        if health.is_ok_and(|response| response.status() == 200) {
+            return server;
+        }
+        assert!(Instant::now() < deadline, "ff serve did not become healthy within {STARTUP_BUDGET:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn swap_form() -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, file) in [("source", "obama.jpg"), ("target", "biden.jpg")] {
+        let bytes = std::fs::read(assets_dir().join("images").join(file)).expect("test image");
+        let head = format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file}\"\r\n\
+             Content-Type: image/jpeg\r\n\r\n"
+        );
+        body.extend_from_slice(head.as_bytes());
+        body.extend_from_slice(&bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    // A pixel boost of 512 runs the swapper on 16 tiles per face, so a job lasts long enough to
+    // be caught running.
+    for (name, value) in [("face_swapper_model", "inswapper_128"), ("face_swapper_pixel_boost", "512x512")] {
+        body.extend_from_slice(
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
+        );
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+fn create_job(server: &Server) -> String {
+    let mut response = agent()
+        .post(format!("{}/api/v1/jobs", server.base_url))
+        .header("Content-Type", format!("multipart/form-data; boundary={BOUNDARY}"))
+        .send(&swap_form()[..])
+        .expect("POST /api/v1/jobs");
+    let body = response.body_mut().read_to_string().expect("body");
+    assert_eq!(response.status(), 202, "{body}");
+    let job: serde_json::Value = serde_json::from_str(&body).expect("job JSON");
+    job["id"].as_str().expect("job id").to_string()
+}
+
+fn job(server: &Server, id: &str) -> serde_json::Value {
+    let mut response = agent().get(format!("{}/api/v1/jobs/{id}", server.base_url)).call().expect("GET job");
+    assert_eq!(response.status(), 200);
+    serde_json::from_str(&response.body_mut().read_to_string().expect("body")).expect("job JSON")
+}
+
+/// The record as stored, read without a server (the one that wrote it is dead).
+fn stored(data_dir: &Path, id: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(data_dir.join("jobs").join(format!("{id}.json"))).expect("job record");
+    serde_json::from_str(&text).expect("record JSON")
+}
+
+#[test]
+fn a_job_running_when_the_server_is_killed_completes_after_a_restart() {
+    let data_dir = DataDir(std::env::temp_dir().join(format!("ff-jobs-crash-{}", std::process::id())));
+    let server = start_server(&data_dir.0);
+    let ids: Vec<String> = (0..3).map(|_| create_job(&server)).collect();
+
+    // Wait until a job is running, then kill -9: no shutdown code runs.
+    let deadline = Instant::now() + JOBS_BUDGET;
+    let running = loop {
+        if let Some(id) = ids.iter().find(|id| job(&server, id)["status"] == "running") {
+            break id.clone();
+        }
+        assert!(Instant::now() < deadline, "no job started within {JOBS_BUDGET:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut server = server;
+    server.child.kill().expect("SIGKILL ff serve");
+    server.child.wait().expect("reap ff serve");
+    drop(server);
+
+    // What the crash left: normally the job still `running` (unless it finished in the moment
+    // between the poll and the kill).
+    let left = stored(&data_dir.0, &running);
+    let was_running = left["status"] == "running";
+    eprintln!("killed ff serve while job {running} was {}", left["status"]);
+
+    let server = start_server(&data_dir.0);
+    let deadline = Instant::now() + JOBS_BUDGET;
+    for id in &ids {
+        let record = loop {
+            let record = job(&server, id);
+            if !matches!(record["status"].as_str(), Some("queued" | "running")) {
+                break record;
+            }
+            assert!(Instant::now() < deadline, "job {id} still {} after the restart", record["status"]);
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(record["status"], "completed", "{record}");
+        let result = agent().get(format!("{}/api/v1/jobs/{id}/result", server.base_url)).call().expect("result");
+        assert_eq!(result.status(), 200);
+    }
+    if was_running {
+        let retried = job(&server, &running);
+        assert_eq!(retried["attempts"], 2, "the interrupted job ran again: {retried}");
+    }
+}
