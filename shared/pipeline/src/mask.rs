@@ -189,56 +189,101 @@ fn convex_hull(points: &[[i64; 2]]) -> Vec<[i64; 2]> {
     hull
 }
 
-/// `cv2.fillConvexPoly(mask, hull, 1.0)` with 8-connected edges: every row between the top and
-/// bottom vertex is filled between the polygon's left and right edge (rounded to the nearest
-/// pixel, as OpenCV's fixed-point edge walk does), and the outline itself is drawn as
-/// Bresenham lines so thin or degenerate hulls still mark their pixels.
+/// `cv2.fillConvexPoly(mask, hull, 1.0)` (8-connected, no sub-pixel shift), following OpenCV's
+/// own scan so the filled pixels match: the outline is drawn as lines first; then from the top
+/// vertex two edges walk down the polygon in opposite directions in 16.16 fixed point, the step
+/// per row rounded as OpenCV rounds it, and each row is filled between the rounded edge positions.
 fn fill_convex_polygon(mask: &mut Mask, polygon: &[[i64; 2]]) {
+    const SHIFT: u32 = 16;
+    const ONE: i64 = 1 << SHIFT;
+    const HALF: i64 = ONE >> 1;
     if polygon.is_empty() || mask.width == 0 || mask.height == 0 {
         return;
     }
     let (width, height) = (mask.width as i64, mask.height as i64);
-    let set = |x: i64, y: i64, mask: &mut Mask| {
-        if (0..width).contains(&x) && (0..height).contains(&y) {
-            mask.data[(y * width + x) as usize] = 1.0;
+    let set_row = |mask: &mut Mask, y: i64, from: i64, to: i64| {
+        if !(0..height).contains(&y) || to < 0 || from >= width {
+            return;
         }
+        let (from, to) = (from.max(0) as usize, to.min(width - 1) as usize);
+        let row = y as usize * mask.width;
+        mask.data[row + from..=row + to].fill(1.0);
     };
-    for (i, &a) in polygon.iter().enumerate() {
-        let b = polygon[(i + 1) % polygon.len()];
-        for [x, y] in bresenham(a, b) {
-            set(x, y, mask);
+    let n = polygon.len();
+    for i in 0..n {
+        for [x, y] in bresenham(polygon[(i + n - 1) % n], polygon[i]) {
+            set_row(mask, y, x, x);
         }
     }
-    if polygon.len() < 3 {
+    if n < 3 {
         return;
     }
-    let y_min = polygon.iter().map(|p| p[1]).min().unwrap_or(0).max(0);
-    let y_max = polygon.iter().map(|p| p[1]).max().unwrap_or(-1).min(height - 1);
-    for y in y_min..=y_max {
-        let (mut left, mut right) = (f64::INFINITY, f64::NEG_INFINITY);
-        for (i, &a) in polygon.iter().enumerate() {
-            let b = polygon[(i + 1) % polygon.len()];
-            let (lo, hi) = if a[1] <= b[1] { (a, b) } else { (b, a) };
-            if y < lo[1] || y > hi[1] {
+    let mut top = 0;
+    for (i, p) in polygon.iter().enumerate() {
+        if p[1] < polygon[top][1] {
+            top = i;
+        }
+    }
+    let y_min = polygon[top][1];
+    let y_max = polygon.iter().map(|p| p[1]).max().unwrap_or(y_min);
+    let x_min = polygon.iter().map(|p| p[0]).min().unwrap_or(0);
+    let x_max = polygon.iter().map(|p| p[0]).max().unwrap_or(0);
+    if x_max < 0 || y_max < 0 || x_min >= width || y_min >= height {
+        return;
+    }
+    let y_max = y_max.min(height - 1);
+    struct Edge {
+        idx: usize,
+        step: usize,
+        x: i64,
+        dx: i64,
+        y_end: i64,
+    }
+    let mut edges = [
+        Edge { idx: top, step: 1, x: -ONE, dx: 0, y_end: y_min },
+        Edge { idx: top, step: n - 1, x: -ONE, dx: 0, y_end: y_min },
+    ];
+    // Vertices left to visit over both walks; running out ends the scan.
+    let mut remaining = n as i64;
+    let mut y = y_min;
+    loop {
+        for edge in &mut edges {
+            if y < edge.y_end {
                 continue;
             }
-            let xs: Vec<f64> = if lo[1] == hi[1] {
-                vec![lo[0] as f64, hi[0] as f64]
-            } else {
-                vec![lo[0] as f64 + (hi[0] - lo[0]) as f64 * (y - lo[1]) as f64 / (hi[1] - lo[1]) as f64]
-            };
-            for x in xs {
-                left = left.min(x);
-                right = right.max(x);
+            let mut from = edge.idx;
+            let mut to = (from + edge.step) % n;
+            loop {
+                let more = remaining > 0;
+                remaining -= 1;
+                if !more {
+                    break;
+                }
+                let to_y = polygon[to][1];
+                if to_y > y {
+                    let (xs, xe) = (polygon[from][0] << SHIFT, polygon[to][0] << SHIFT);
+                    edge.y_end = to_y;
+                    edge.dx = ((xe - xs) * 2 + (to_y - y)) / (2 * (to_y - y));
+                    edge.x = xs;
+                    edge.idx = to;
+                    break;
+                }
+                from = to;
+                to = (to + edge.step) % n;
             }
         }
-        if left > right {
-            continue;
+        if remaining < 0 {
+            break;
         }
-        let from = (left + 0.5).floor().max(0.0) as i64;
-        let to = ((right + 0.5).floor() as i64).min(width - 1);
-        for x in from..=to {
-            set(x, y, mask);
+        if y >= 0 {
+            let (left, right) = if edges[0].x > edges[1].x { (1, 0) } else { (0, 1) };
+            set_row(mask, y, (edges[left].x + HALF) >> SHIFT, (edges[right].x + HALF) >> SHIFT);
+        }
+        edges[0].x += edges[0].dx;
+        edges[1].x += edges[1].dx;
+        y += 1;
+        if y > y_max {
+            break;
         }
     }
 }
@@ -421,6 +466,46 @@ mod tests {
         assert_eq!(mask.data.len(), 64);
         let mask = create_box_mask(3, 3, 1.0, [0.0; 4]);
         assert!(mask.data.iter().all(|&v| (0.0..=1.0).contains(&v)));
+    }
+
+    #[test]
+    fn convex_fill_covers_the_hull_inclusively() {
+        // Interior points are dropped by the hull; the rectangle's edges are part of the fill.
+        let points = [[2, 2], [6, 2], [4, 3], [6, 5], [2, 5], [3, 4]];
+        let hull = convex_hull(&points);
+        assert_eq!(hull.len(), 4);
+        let mut mask = Raster::new(9, 8, 1);
+        fill_convex_polygon(&mut mask, &hull);
+        for y in 0..8 {
+            for x in 0..9 {
+                let inside = (2..=6).contains(&x) && (2..=5).contains(&y);
+                assert_eq!(mask.data[y * 9 + x], if inside { 1.0 } else { 0.0 }, "({x}, {y})");
+            }
+        }
+        // A triangle: each row spans the rounded edge positions.
+        let mut mask = Raster::new(9, 8, 1);
+        fill_convex_polygon(&mut mask, &convex_hull(&[[0, 0], [8, 0], [0, 7]]));
+        assert_eq!(mask.data[0..9].iter().filter(|&&v| v == 1.0).count(), 9);
+        assert_eq!(mask.data[7 * 9], 1.0);
+        assert_eq!(mask.data[7 * 9 + 2], 0.0);
+        // Polygons partly or wholly outside the mask are clipped, not a panic.
+        let mut mask = Raster::new(4, 4, 1);
+        fill_convex_polygon(&mut mask, &convex_hull(&[[-10, -10], [20, -5], [2, 30]]));
+        fill_convex_polygon(&mut mask, &convex_hull(&[[100, 100], [120, 100], [110, 130]]));
+        assert!(mask.data.iter().any(|&v| v == 1.0));
+    }
+
+    #[test]
+    fn area_and_soften_stay_in_range() {
+        let landmarks: Vec<[f64; 2]> =
+            (0..68).map(|i| [20.0 + (i % 10) as f64 * 8.0, 20.0 + (i / 10) as f64 * 10.0]).collect();
+        let mask = create_area_mask(128, 128, &landmarks, &["upper-face".into(), "mouth".into()]);
+        assert!(mask.data.iter().all(|&v| (0.0..=1.0).contains(&v)));
+        assert_eq!(mask.data[60 * 128 + 60], 1.0);
+        assert_eq!(mask.data[0], 0.0);
+        // No landmarks or unknown areas give an empty mask instead of a panic.
+        assert!(create_area_mask(16, 16, &[], &["mouth".into()]).data.iter().all(|&v| v == 0.0));
+        assert!(create_area_mask(16, 16, &landmarks, &["nose".into()]).data.iter().all(|&v| v == 0.0));
     }
 
     #[test]
