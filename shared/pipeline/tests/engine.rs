@@ -241,3 +241,27 @@ fn content_analysis_runs_unless_the_operator_turns_it_off() {
         assert!(!loaded.iter().any(|m| m.starts_with("hyperswap")), "no swapper without face_swapper: {loaded:?}");
     }
 }
+
+/// Every mask type through every face processor, on a 128 model (the region mask then resizes
+/// the swapped crop up to BiSeNet's 512): the mask models load and change the result.
+#[test]
+fn every_mask_type_works_in_every_face_processor() {
+    let engine = engine();
+    let run = |masks: &str| {
+        let opts = options(&[
+            ("face_swapper_model", "inswapper_128"),
+            ("processors", "face_swapper face_enhancer face_debugger"),
+            ("face_mask_types", masks),
+            ("face_debugger_items", "bounding-box face-mask"),
+        ]);
+        engine.process_image(request(&["obama.jpg"], image("biden.jpg"), opts, ImageFormat::Png)).unwrap()
+    };
+    let boxed = run("box");
+    let all = run("box occlusion area region");
+    assert_eq!(all.faces_processed, 1);
+    assert_ne!(decoded(&boxed), decoded(&all));
+    let loaded = engine.registry().loaded();
+    for model in ["xseg_1", "bisenet_resnet_34", "gfpgan_1.4", "inswapper_128"] {
+        assert!(loaded.iter().any(|m| m == model), "{model} not loaded: {loaded:?}");
+    }
+}
