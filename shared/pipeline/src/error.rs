@@ -30,6 +30,10 @@ pub enum PipelineError {
     /// The content analyser judged the target NSFW (two of its three models agreed); nothing was processed.
     #[error("the target was rejected by the content analyser")]
     ContentRejected,
+    /// A video/ffmpeg failure that is not the input's fault. `code`: `ffmpeg_missing`, `ffmpeg_failed`,
+    /// `ffmpeg_timeout`, `processing_panicked`, or `cancelled` (a job stopped on request).
+    #[error("{message}")]
+    Media { code: &'static str, message: String },
     #[error("I/O error on {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }

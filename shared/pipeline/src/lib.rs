@@ -20,6 +20,7 @@ pub mod runtime;
 pub mod sessions;
 #[doc(hidden)]
 pub mod testing;
+pub mod video;
 
 pub use engine::{Engine, EngineConfig, ImageOutput, ImageRequest};
 pub use error::{PipelineError, Result};

@@ -146,6 +146,9 @@ impl From<PipelineError> for ApiError {
             | PipelineError::UnknownModel { .. }
             | PipelineError::ModelContract { .. }
             | PipelineError::Io { .. } => Self::internal(error.to_string()),
+            // ffmpeg missing, crashed or over its deadline, or a cancelled job: server-side; an input
+            // that ffmpeg cannot read is UnsupportedMedia instead.
+            PipelineError::Media { .. } => Self::internal(error.to_string()),
         }
     }
 }

@@ -1,0 +1,214 @@
+//! `ffprobe` → [`VideoInfo`], with OpenCV's reading of fps and frame count, which is what FaceFusion
+//! uses (`detect_video_fps`, `count_video_frame_total`).
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::command::{run_capture, Toolchain};
+use crate::error::{PipelineError, Result};
+
+/// ffprobe reads headers only; anything slower than this is a stuck or hostile input.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+const PROBE_OUTPUT_LIMIT: usize = 4 * 1024 * 1024;
+
+/// A frame rate as ffprobe states it (`2997/100`), plus its value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rational {
+    pub num: u32,
+    pub den: u32,
+}
+
+impl Rational {
+    pub fn as_f64(self) -> f64 {
+        self.num as f64 / self.den as f64
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        let (num, den) = text.split_once('/').unwrap_or((text, "1"));
+        let rational = Self { num: num.trim().parse().ok()?, den: den.trim().parse().ok()? };
+        (rational.num > 0 && rational.den > 0).then_some(rational)
+    }
+}
+
+/// What the pipeline needs to know about a video before decoding it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VideoInfo {
+    /// Displayed size: ffmpeg applies the rotation metadata when decoding, so a 90°-rotated stream's
+    /// sides are swapped here too.
+    pub width: u32,
+    pub height: u32,
+    /// The frame rate ffmpeg guesses (`av_guess_frame_rate`), as OpenCV's `CAP_PROP_FPS` reports it.
+    pub fps_rational: Rational,
+    pub fps: f64,
+    /// The container's frame count, else round(duration · fps), as OpenCV's `CAP_PROP_FRAME_COUNT`.
+    pub frame_count: u64,
+    /// Seconds: the video stream's duration, else the container's.
+    pub duration: f64,
+    pub has_audio: bool,
+    /// The video codec, e.g. `h264`.
+    pub codec: String,
+    /// Clockwise display rotation in degrees (0, 90, 180, 270).
+    pub rotation: u32,
+}
+
+impl VideoInfo {
+    /// FaceFusion's trim range: missing ends mean 0 and the frame count, both clamped to
+    /// [0, frame count]. An empty range is an error, since there would be nothing to process.
+    pub fn trim_range(&self, start: Option<u64>, end: Option<u64>) -> Result<(u64, u64)> {
+        let start = start.unwrap_or(0).min(self.frame_count);
+        let end = end.unwrap_or(self.frame_count).min(self.frame_count);
+        if start >= end {
+            return Err(PipelineError::invalid_option(
+                "trim_frame_start",
+                format!("the trim range {start}..{end} holds no frame of this {}-frame video", self.frame_count),
+            ));
+        }
+        Ok((start, end))
+    }
+}
+
+/// Probes `path` with the toolchain from the environment.
+pub fn probe(path: &Path) -> Result<VideoInfo> {
+    Toolchain::from_env().probe(path)
+}
+
+impl Toolchain {
+    pub fn probe(&self, path: &Path) -> Result<VideoInfo> {
+        if !path.is_file() {
+            return Err(PipelineError::MissingInput(format!("video `{}` does not exist", path.display())));
+        }
+        let args: Vec<String> = ["-v", "error", "-print_format", "json", "-show_format", "-show_streams"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([path.to_string_lossy().into_owned()])
+            .collect();
+        let (status, stdout, stderr) = run_capture("ffprobe", &self.ffprobe, &args, PROBE_TIMEOUT, PROBE_OUTPUT_LIMIT)?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if !status.success() {
+            return Err(PipelineError::UnsupportedMedia(format!(
+                "`{name}` is not a readable video (corrupt or truncated?): {}",
+                last_line(&stderr)
+            )));
+        }
+        let json: Value = serde_json::from_slice(&stdout)
+            .map_err(|e| PipelineError::UnsupportedMedia(format!("`{name}`: unreadable ffprobe answer: {e}")))?;
+        parse_probe(&json).map_err(|reason| PipelineError::UnsupportedMedia(format!("`{name}` {reason}")))
+    }
+}
+
+fn last_line(text: &str) -> &str {
+    let line = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no detail");
+    line.trim()
+}
+
+fn number(value: &Value) -> Option<f64> {
+    match value {
+        Value::String(s) => s.trim().parse().ok(),
+        Value::Number(n) => n.as_f64(),
+        _ => None,
+    }
+}
+
+/// The pure part of probing, over ffprobe's JSON (kept apart so recorded answers can be tested).
+pub(crate) fn parse_probe(json: &Value) -> std::result::Result<VideoInfo, String> {
+    let streams = json.get("streams").and_then(Value::as_array).cloned().unwrap_or_default();
+    let is_type = |s: &Value, kind: &str| s.get("codec_type").and_then(Value::as_str) == Some(kind);
+    // Cover art is stored as a one-frame video stream with the attached_pic disposition; ffmpeg's
+    // default stream choice skips it, and so do we.
+    let attached = |s: &Value| s.pointer("/disposition/attached_pic").and_then(Value::as_i64) == Some(1);
+    let video = streams
+        .iter()
+        .find(|s| is_type(s, "video") && !attached(s))
+        .ok_or_else(|| "has no video stream".to_string())?;
+    let has_audio = streams.iter().any(|s| is_type(s, "audio"));
+
+    let coded_width = video.get("width").and_then(Value::as_u64).unwrap_or(0) as u32;
+    let coded_height = video.get("height").and_then(Value::as_u64).unwrap_or(0) as u32;
+    if coded_width == 0 || coded_height == 0 {
+        return Err("has a video stream without a frame size".into());
+    }
+    let rotation = rotation_of(video);
+    let (width, height) = if rotation % 180 == 90 { (coded_height, coded_width) } else { (coded_width, coded_height) };
+
+    let rate = |key: &str| video.get(key).and_then(Value::as_str).and_then(Rational::parse);
+    let fps_rational = match (rate("r_frame_rate"), rate("avg_frame_rate")) {
+        // av_guess_frame_rate: a field-rate r_frame_rate far above a plausible average is replaced.
+        (Some(r), Some(avg)) if avg.as_f64() < 70.0 && r.as_f64() > 210.0 => avg,
+        (Some(r), _) => r,
+        (None, Some(avg)) => avg,
+        (None, None) => return Err("has a video stream without a frame rate".into()),
+    };
+    let fps = fps_rational.as_f64();
+
+    let duration = video
+        .get("duration")
+        .and_then(number)
+        .or_else(|| json.pointer("/format/duration").and_then(number))
+        .filter(|d| d.is_finite() && *d >= 0.0)
+        .unwrap_or(0.0);
+    let frame_count = match video.get("nb_frames").and_then(number) {
+        Some(n) if n >= 1.0 => n as u64,
+        _ => (duration * fps + 0.5).floor() as u64,
+    };
+    if frame_count == 0 {
+        return Err("has a video stream without frames".into());
+    }
+    let codec = video.get("codec_name").and_then(Value::as_str).unwrap_or("unknown").to_string();
+    Ok(VideoInfo { width, height, fps_rational, fps, frame_count, duration, has_audio, codec, rotation })
+}
+
+/// The display rotation, from the display-matrix side data (ffmpeg ≥ 5) or the legacy `rotate` tag.
+fn rotation_of(video: &Value) -> u32 {
+    let side = video
+        .get("side_data_list")
+        .and_then(Value::as_array)
+        .and_then(|list| list.iter().find_map(|d| d.get("rotation").and_then(number)));
+    let tag = video.pointer("/tags/rotate").and_then(number);
+    let degrees = side.or(tag).unwrap_or(0.0).round() as i64;
+    degrees.rem_euclid(360) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_answer_of_the_hamilton_clip() {
+        let json = serde_json::json!({
+            "streams": [
+                {"codec_type": "video", "codec_name": "h264", "width": 640, "height": 360,
+                 "r_frame_rate": "2997/100", "avg_frame_rate": "2997/100", "nb_frames": "275",
+                 "duration": "9.175843", "disposition": {"attached_pic": 0}},
+                {"codec_type": "audio", "codec_name": "aac"}
+            ],
+            "format": {"duration": "10.008000"}
+        });
+        let info = parse_probe(&json).unwrap();
+        assert_eq!((info.width, info.height, info.frame_count), (640, 360, 275));
+        assert_eq!(info.fps_rational, Rational { num: 2997, den: 100 });
+        assert!(info.has_audio);
+        assert_eq!(info.trim_range(Some(120), Some(180)).unwrap(), (120, 180));
+        assert_eq!(info.trim_range(None, Some(9999)).unwrap(), (0, 275));
+        assert!(info.trim_range(Some(300), None).is_err());
+    }
+
+    #[test]
+    fn rotation_swaps_sides_and_missing_count_comes_from_duration() {
+        let json = serde_json::json!({
+            "streams": [{"codec_type": "video", "codec_name": "h264", "width": 1920, "height": 1080,
+                "r_frame_rate": "30/1", "avg_frame_rate": "30/1", "duration": "2.0",
+                "side_data_list": [{"rotation": -90}]}]
+        });
+        let info = parse_probe(&json).unwrap();
+        assert_eq!((info.width, info.height, info.rotation, info.frame_count), (1080, 1920, 270, 60));
+        assert!(!info.has_audio);
+    }
+
+    #[test]
+    fn audio_only_is_refused() {
+        let json = serde_json::json!({"streams": [{"codec_type": "audio", "codec_name": "pcm_s16le"}]});
+        assert_eq!(parse_probe(&json).unwrap_err(), "has no video stream");
+    }
+}
