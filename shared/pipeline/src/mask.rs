@@ -288,27 +288,35 @@ fn fill_convex_polygon(mask: &mut Mask, polygon: &[[i64; 2]]) {
     }
 }
 
-/// The pixels of an 8-connected line from `a` to `b`, both ends included.
+/// The pixels of OpenCV's 8-connected line from `a` to `b` (its `LineIterator`, left to right):
+/// the major axis advances every pixel; the minor one when the error term, started at
+/// `major − 2·minor`, is negative before the step. The tie-breaking matters for which outline
+/// pixels `fillConvexPoly` adds beyond its scanlines.
 fn bresenham(a: [i64; 2], b: [i64; 2]) -> Vec<[i64; 2]> {
-    let (dx, dy) = ((b[0] - a[0]).abs(), -(b[1] - a[1]).abs());
-    let (sx, sy) = (if a[0] < b[0] { 1 } else { -1 }, if a[1] < b[1] { 1 } else { -1 });
-    let (mut x, mut y, mut error) = (a[0], a[1], dx + dy);
-    let mut pixels = Vec::with_capacity((dx - dy + 1) as usize);
-    loop {
+    let (a, b) = if a[0] > b[0] { (b, a) } else { (a, b) };
+    let (dx, dy) = (b[0] - a[0], (b[1] - a[1]).abs());
+    let y_step = if b[1] < a[1] { -1 } else { 1 };
+    let (major, minor, x_major) = if dy > dx { (dy, dx, false) } else { (dx, dy, true) };
+    let (mut x, mut y) = (a[0], a[1]);
+    let mut error = major - 2 * minor;
+    let mut pixels = Vec::with_capacity(major as usize + 1);
+    for _ in 0..=major {
         pixels.push([x, y]);
-        if x == b[0] && y == b[1] {
-            return pixels;
-        }
-        let doubled = 2 * error;
-        if doubled >= dy {
-            error += dy;
-            x += sx;
-        }
-        if doubled <= dx {
-            error += dx;
-            y += sy;
+        let minor_step = error < 0;
+        error += -2 * minor + if minor_step { 2 * major } else { 0 };
+        if x_major {
+            x += 1;
+            if minor_step {
+                y += y_step;
+            }
+        } else {
+            y += y_step;
+            if minor_step {
+                x += 1;
+            }
         }
     }
+    pixels
 }
 
 /// FaceFusion's `create_box_mask` for a `width`×`height` crop: ones with a zeroed border, blurred.

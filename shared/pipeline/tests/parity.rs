@@ -343,9 +343,14 @@ fn swapper_masks_match_facefusion_dumps() {
         let max = diffs.iter().fold(0.0f32, |m, &d| m.max(d));
         let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
         println!("{name} mask vs FaceFusion: max {max:.2e}, mean {mean:.2e}");
-        // The README's tolerance for blurred masks: mean ≤ 1e-3 (max 1e-2 where the hull or the
-        // class boundaries land on the same pixels).
-        assert!(mean <= 1e-3, "{name}: mean abs difference {mean}");
+        if std::env::var_os("FF_DEBUG_MASKS").is_some() {
+            let at = diffs.iter().position(|&d| d == max).unwrap();
+            let signed: f32 = ours.data.iter().zip(&golden.data).map(|(a, b)| a - b).sum();
+            println!("  worst at ({}, {}), ours − golden summed {signed:.3}", at % 512, at / 512);
+        }
+        // The README allows 1e-2 (mean 1e-3) for blurred masks; measured max 1.3e-4 (occlusion,
+        // ONNX Runtime float noise) and png16 quantisation alone for area and region.
+        assert!(max <= 1e-3 && mean <= 1e-5, "{name}: max {max}, mean {mean}");
     }
 }
 
