@@ -395,6 +395,32 @@ fn corrupt_and_videoless_files_give_clear_errors() {
     assert_eq!(left, ["audio_only.mp4", "cut.mp4", "truncated.mp4"]);
 }
 
+#[test]
+fn a_decoder_over_its_time_limit_is_killed_with_a_timeout_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.mp4");
+    std::fs::copy(hamilton(), &input).unwrap();
+    let info = tools().probe(&input).unwrap();
+    let options = ReadOptions { timeout: std::time::Duration::from_millis(200), ..ReadOptions::default() };
+    let mut reader = FrameReader::open(&tools(), &input, &info, &options).unwrap();
+    // The first frame arrives in time; then the reader stalls (as behind a slow processor) and the
+    // watchdog ends ffmpeg at the deadline.
+    assert!(reader.next_frame().unwrap().is_some());
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let error = reader.by_ref().find_map(|r| r.err()).expect("a timeout error");
+    assert_eq!(media_code(&error), Some("ffmpeg_timeout"), "{error}");
+    drop(reader);
+    assert!(children_mentioning(dir.path()).is_empty());
+}
+
+#[test]
+fn local_encoders_give_facefusion_defaults() {
+    let available = tools().available_encoders().unwrap();
+    assert_eq!(available.default_video(), Some(VideoEncoder::Libx264));
+    assert_eq!(available.default_audio(), Some(ff_pipeline::video::AudioEncoder::Flac));
+    assert!(available.video.contains(&VideoEncoder::LibvpxVp9));
+}
+
 /// Peak RSS of a child run of [`rss_child`] on `input`, in KiB.
 fn peak_rss_kib(input: &Path, out_dir: &Path) -> (u64, u64) {
     let output = Command::new(std::env::current_exe().unwrap())
