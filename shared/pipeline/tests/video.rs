@@ -182,6 +182,21 @@ fn identity_round_trip_keeps_frames_fps_duration_and_audio() {
     assert!(worst >= 40.0, "{worst}");
 }
 
+/// The golden output.mp4 decodes to 60 frames close to FaceFusion's processed frames before encoding:
+/// the reference the integration's video-swap parity test will hold its own output to.
+#[test]
+fn golden_output_decodes_close_to_facefusion_processed_frames() {
+    let case = parity_dir().join("08_video_swap_hamilton_2s");
+    let (info, frames) = decode_all(&case.join("output.mp4"), &ReadOptions::default());
+    assert_eq!((info.frame_count, frames.len(), info.has_audio), (60, 60, true));
+    for index in [0, 30, 59] {
+        let processed = read_bgr(&case.join(format!("dump/f{index:05}_output_frame.png")));
+        let db = psnr(&processed, &frames[index]);
+        println!("golden output.mp4 frame {index}: {db:.2} dB against the processed frame");
+        assert!(db >= 35.0, "frame {index}: {db}");
+    }
+}
+
 /// The encoder side is FaceFusion's merge: the same frames written as rgb24 PNGs and merged with its
 /// command decode to exactly the frames our pipe encoding decodes to.
 #[test]
