@@ -265,3 +265,129 @@ fn every_mask_type_works_in_every_face_processor() {
         assert!(loaded.iter().any(|m| m == model), "{model} not loaded: {loaded:?}");
     }
 }
+
+/// A minimal ONNX model whose `output` is a constant, whatever its `input`: enough to make the
+/// content analyser's models vote a chosen way. Hand-encoded protobuf (ModelProto, IR 8, opset 17).
+mod constant_onnx {
+    fn varint(mut value: u64, out: &mut Vec<u8>) {
+        while value >= 0x80 {
+            out.push((value as u8) | 0x80);
+            value >>= 7;
+        }
+        out.push(value as u8);
+    }
+
+    fn int_field(field: u32, value: u64, out: &mut Vec<u8>) {
+        varint((field as u64) << 3, out);
+        varint(value, out);
+    }
+
+    fn bytes_field(field: u32, bytes: &[u8], out: &mut Vec<u8>) {
+        varint(((field as u64) << 3) | 2, out);
+        varint(bytes.len() as u64, out);
+        out.extend_from_slice(bytes);
+    }
+
+    /// ValueInfoProto of a float tensor with a fixed shape.
+    fn value_info(name: &str, shape: &[usize]) -> Vec<u8> {
+        let mut dims = Vec::new();
+        for &d in shape {
+            let mut dim = Vec::new();
+            int_field(1, d as u64, &mut dim);
+            bytes_field(1, &dim, &mut dims);
+        }
+        let mut tensor_type = Vec::new();
+        int_field(1, 1, &mut tensor_type);
+        bytes_field(2, &dims, &mut tensor_type);
+        let mut type_proto = Vec::new();
+        bytes_field(1, &tensor_type, &mut type_proto);
+        let mut info = Vec::new();
+        bytes_field(1, name.as_bytes(), &mut info);
+        bytes_field(2, &type_proto, &mut info);
+        info
+    }
+
+    pub fn model(input_size: usize, output_shape: &[usize], values: &[f32]) -> Vec<u8> {
+        let count: usize = output_shape.iter().product();
+        let mut tensor = Vec::new();
+        for &d in output_shape {
+            int_field(1, d as u64, &mut tensor);
+        }
+        int_field(2, 1, &mut tensor);
+        let raw: Vec<u8> = (0..count).flat_map(|i| values[i % values.len()].to_le_bytes()).collect();
+        bytes_field(9, &raw, &mut tensor);
+        let mut attribute = Vec::new();
+        bytes_field(1, b"value", &mut attribute);
+        bytes_field(5, &tensor, &mut attribute);
+        int_field(20, 4, &mut attribute);
+        let mut node = Vec::new();
+        bytes_field(2, b"output", &mut node);
+        bytes_field(4, b"Constant", &mut node);
+        bytes_field(5, &attribute, &mut node);
+        let mut graph = Vec::new();
+        bytes_field(1, &node, &mut graph);
+        bytes_field(2, b"constant", &mut graph);
+        bytes_field(11, &value_info("input", &[1, 3, input_size, input_size]), &mut graph);
+        bytes_field(12, &value_info("output", output_shape), &mut graph);
+        let mut opset = Vec::new();
+        bytes_field(1, b"", &mut opset);
+        int_field(2, 17, &mut opset);
+        let mut model = Vec::new();
+        int_field(1, 8, &mut model);
+        bytes_field(7, &graph, &mut model);
+        bytes_field(8, &opset, &mut model);
+        model
+    }
+}
+
+/// A models directory with the light stand-ins for face analysis and gfpgan, and NSFW models that
+/// vote (nsfw_1, nsfw_2, nsfw_3) as given.
+fn models_with_votes(votes: [bool; 3]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let light = assets_dir().join("standins/light");
+    for name in ["yoloface_8n", "fan_68_5", "2dfan4", "arcface_w600k_r50", "fairface", "gfpgan_1.4"] {
+        for ext in ["onnx", "hash"] {
+            let file = format!("{name}.{ext}");
+            std::os::unix::fs::symlink(light.join(&file), dir.path().join(&file)).unwrap();
+        }
+    }
+    let models = [
+        ("nsfw_1", 640, vec![1, 9, 8400], if votes[0] { vec![0.9f32] } else { vec![0.05] }),
+        ("nsfw_2", 384, vec![1, 2], if votes[1] { vec![0.9, 0.1] } else { vec![0.1, 0.9] }),
+        ("nsfw_3", 448, vec![1, 4], if votes[2] { vec![-3.0, -3.0, 3.0, 3.0] } else { vec![2.0, 2.0, -2.0, -2.0] }),
+    ];
+    for (name, size, shape, values) in models {
+        let bytes = constant_onnx::model(size, &shape, &values);
+        std::fs::write(dir.path().join(format!("{name}.hash")), format!("{:08x}", crc32fast::hash(&bytes))).unwrap();
+        std::fs::write(dir.path().join(format!("{name}.onnx")), bytes).unwrap();
+    }
+    dir
+}
+
+/// Two yes votes of three reject the target before any processor runs; one is not enough; the
+/// operator's switch turns the gate off.
+#[test]
+fn an_nsfw_target_is_rejected() {
+    let run = |votes: [bool; 3], content_analysis: bool| {
+        let dir = models_with_votes(votes);
+        let engine = Engine::new(EngineConfig {
+            models_dir: dir.path().to_path_buf(),
+            allow_download: false,
+            intra_threads: 1,
+            sessions_per_model: 1,
+            max_image_pixels: 50_000_000,
+            content_analysis,
+        })
+        .unwrap();
+        let opts = options(&[("processors", "face_enhancer")]);
+        let result = engine.process_image(request(&[], image("biden.jpg"), opts, ImageFormat::Png));
+        let enhancer_runs = engine.registry().get("gfpgan_1.4").unwrap().run_stats().0;
+        (result, enhancer_runs)
+    };
+    let (rejected, enhancer_runs) = run([true, true, false], true);
+    assert!(matches!(rejected, Err(PipelineError::ContentRejected)), "{:?}", rejected.err());
+    assert_eq!(enhancer_runs, 0, "nothing is processed once the target is rejected");
+    assert!(matches!(run([false, true, true], true).0, Err(PipelineError::ContentRejected)));
+    assert_eq!(run([true, false, false], true).0.unwrap().faces_processed, 1, "one vote is not enough");
+    assert_eq!(run([true, true, true], false).0.unwrap().faces_processed, 1, "the operator turned the gate off");
+}
