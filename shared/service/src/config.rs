@@ -34,6 +34,8 @@ pub struct ServiceConfig {
     pub max_image_pixels: u64,
     /// FF_ALLOW_MODEL_DOWNLOAD: whether a missing model may be fetched from FaceFusion's URLs.
     pub allow_model_download: bool,
+    /// FF_CONTENT_ANALYSIS: FaceFusion's NSFW gate on every target. Only the operator can turn it off.
+    pub content_analysis: bool,
     /// FF_DATA_DIR: where jobs and files live when no bucket is set (default `.data`).
     pub data_dir: PathBuf,
     /// FF_S3_BUCKET: keep jobs and files in this S3 bucket instead of FF_DATA_DIR.
@@ -101,6 +103,7 @@ impl ServiceConfig {
                 1..=1_000_000_000,
             )?,
             allow_model_download: parse_bool(value("FF_ALLOW_MODEL_DOWNLOAD"), "FF_ALLOW_MODEL_DOWNLOAD", true)?,
+            content_analysis: parse_bool(value("FF_CONTENT_ANALYSIS"), "FF_CONTENT_ANALYSIS", true)?,
             data_dir: value("FF_DATA_DIR").map_or_else(|| PathBuf::from(".data"), PathBuf::from),
             s3_bucket: value("FF_S3_BUCKET").map(parse_bucket).transpose()?,
             s3_prefix: parse_s3_prefix(value("FF_S3_PREFIX"))?,
@@ -120,6 +123,7 @@ impl ServiceConfig {
         EngineConfig {
             models_dir: self.models_dir.clone(),
             allow_download: self.allow_model_download,
+            content_analysis: self.content_analysis,
             intra_threads: self.execution_thread_count,
             // One session per processing slot, so concurrent requests never queue on one model.
             sessions_per_model: self.max_concurrent_requests,
