@@ -4,6 +4,7 @@
 //! lives in `ff_pipeline`: this crate only moves bytes in and out, limits how much runs at once and
 //! turns failures into stable JSON errors.
 
+mod admin;
 pub mod config;
 pub mod error;
 pub mod form;

@@ -49,6 +49,11 @@ impl ConcurrencyLimiter {
     pub fn idle_slots(&self) -> usize {
         self.processing.available_permits()
     }
+
+    /// Places (slots plus waiting line) free right now; what is not free is running or waiting.
+    pub fn free_places(&self) -> usize {
+        self.admission.available_permits()
+    }
 }
 
 impl Admission {
