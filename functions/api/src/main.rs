@@ -1,8 +1,9 @@
 //! `ff`: FaceFusion 3.5.3's processing as a CLI (`ff process`, same flags as `facefusion.py
 //! headless-run`), an HTTP server (`ff serve`) and model management (`ff models`).
 //!
-//! Started by the Lambda runtime (`AWS_LAMBDA_RUNTIME_API` set), `ff` is instead one Lambda function
-//! serving the whole /api/v1 router, whatever its arguments.
+//! Started by the Lambda runtime (`AWS_LAMBDA_RUNTIME_API` set), `ff` is instead one Lambda function,
+//! whatever its arguments: the whole /api/v1 router for function-URL requests, the job worker for
+//! S3 events.
 
 mod models_cmd;
 mod process_cmd;
@@ -45,14 +46,14 @@ fn main() -> Result<()> {
     }
 }
 
-/// The whole API as one Lambda function, with the same FF_* settings and JSON logs as the
-/// per-handler functions of `functions/`.
+/// Everything as one Lambda function: the whole API for function-URL requests and the job worker
+/// for S3 events, with the same FF_* settings and JSON logs as the functions of `functions/`.
 fn run_as_lambda() -> Result<()> {
     ff_lambda::init_tracing();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let state = ff_lambda::state_from_env().map_err(|error| anyhow::anyhow!(error))?;
-        ff_lambda::run_router(ff_service::router(state)).await.map_err(|error| anyhow::anyhow!(error))
+        ff_lambda::run_all_in_one(state).await.map_err(|error| anyhow::anyhow!(error))
     })
 }
 

@@ -1,0 +1,353 @@
+//! Every payload in `events/` through the function it is for, the way Lambda runs it: the JSON is
+//! deserialised by lambda_http into a request, the function's router answers, and the answer is
+//! serialised into the function-URL response JSON Lambda hands back to the caller (status, headers,
+//! body, base64 flag). S3 events go through the worker's handler the same way. The same files work
+//! with `cargo lambda invoke --data-file`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use ff_lambda::worker::handle_s3_event;
+use ff_lambda::{dispatch, function_router, Function};
+use ff_pipeline::testing::assets_dir;
+use ff_service::storage::{FsStorage, Storage, WriteCondition};
+use ff_service::{AppState, ServiceConfig};
+use lambda_http::request::LambdaRequest;
+use lambda_http::{Adapter, Context, LambdaEvent};
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// One fixture, the function it is sent to and what must come back.
+struct Case {
+    function: Function,
+    file: &'static str,
+    status: u16,
+    check: fn(&Answer),
+}
+
+/// The fixtures that need no stored jobs; the job and worker fixtures run in order in
+/// `a_job_runs_through_its_functions_and_the_worker`.
+const CASES: &[Case] = &[
+    Case { function: Function::Process, file: "process/no-source-face.json", status: 422, check: no_source_face },
+    Case { function: Function::Process, file: "process/health.json", status: 200, check: healthy },
+    Case { function: Function::Models, file: "models/list.json", status: 200, check: downloaded_swapper_models },
+    Case { function: Function::Models, file: "models/download.json", status: 200, check: all_present },
+    Case { function: Function::Models, file: "models/download-unknown.json", status: 400, check: unknown_model },
+    Case { function: Function::Models, file: "models/processors.json", status: 200, check: face_swapper_listed },
+    Case { function: Function::System, file: "system/system.json", status: 200, check: system_described },
+    Case { function: Function::System, file: "system/not-this-function.json", status: 404, check: not_found },
+];
+
+/// What Lambda would return for one invocation.
+struct Answer {
+    json: Value,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn status(&self) -> u16 {
+        self.json["statusCode"].as_u64().and_then(|code| u16::try_from(code).ok()).unwrap_or(0)
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.json["headers"][name].as_str()
+    }
+
+    fn body_json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.json))
+    }
+
+    fn error_code(&self) -> String {
+        self.body_json()["error"]["code"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+fn events_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events")
+}
+
+/// The stand-in models, never a download, so the fixtures answer the same on every machine.
+/// The job id in the job fixtures; the tests put the id of the job they created in its place.
+const FIXTURE_JOB_ID: &str = "0192f1a2-3b4c-7d5e-8f60-718293a4b5c6";
+/// The bucket the S3 fixtures name, as template.yaml would name it.
+const FIXTURE_BUCKET: &str = "ff-data-123456789012-eu-west-1";
+
+/// The stand-in models, never a download, so the fixtures answer the same on every machine; the
+/// bucket of the fixtures over `storage`, as the Lambda functions see S3 (FF_WORKERS=0).
+fn state_with(storage: Arc<dyn Storage>) -> AppState {
+    let models = assets_dir().join("standins/light").to_string_lossy().into_owned();
+    let vars = [
+        ("FF_MODELS_DIR", models.as_str()),
+        ("FF_ALLOW_MODEL_DOWNLOAD", "false"),
+        ("FF_EXECUTION_THREAD_COUNT", "1"),
+        ("FF_MAX_CONCURRENT_REQUESTS", "2"),
+        ("FF_MAX_QUEUED_REQUESTS", "3"),
+        ("FF_S3_BUCKET", FIXTURE_BUCKET),
+        ("FF_WORKERS", "0"),
+    ];
+    let config =
+        ServiceConfig::from_lookup(|name| vars.iter().find(|(key, _)| *key == name).map(|(_, v)| v.to_string()))
+            .expect("test configuration is valid");
+    AppState::new(config).expect("engine builds").with_storage(storage)
+}
+
+/// For fixtures that never reach storage.
+fn state() -> AppState {
+    state_with(Arc::new(FsStorage::new(std::env::temp_dir().join("ff-lambda-events-no-jobs"))))
+}
+
+fn read_event(file: &str) -> Value {
+    let path = events_dir().join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Invokes the function's handler with the payload exactly as `lambda_http::run` does.
+async fn invoke(function: Function, state: AppState, payload: Value) -> Answer {
+    let request: LambdaRequest = serde_json::from_value(payload).expect("a function-URL payload");
+    let adapter = Adapter::from(function_router(function, state));
+    let response = adapter.oneshot(LambdaEvent::new(request, Context::default())).await.expect("infallible");
+    let json = serde_json::to_value(&response).expect("the response serialises");
+    let body = match json["body"].as_str() {
+        None => Vec::new(),
+        Some(text) if json["isBase64Encoded"] == Value::Bool(true) => {
+            base64::engine::general_purpose::STANDARD.decode(text).expect("base64 body")
+        }
+        Some(text) => text.as_bytes().to_vec(),
+    };
+    Answer { json, body }
+}
+
+#[tokio::test]
+async fn every_fixture_gets_its_documented_answer() {
+    let state = state();
+    for case in CASES {
+        let answer = invoke(case.function, state.clone(), read_event(case.file)).await;
+        assert_eq!(answer.status(), case.status, "{}: {:?}", case.file, String::from_utf8_lossy(&answer.body));
+        (case.check)(&answer);
+    }
+}
+
+#[tokio::test]
+async fn a_function_answers_only_its_own_routes() {
+    let state = state();
+    let job_fixtures = [
+        (Function::JobCreate, "job-create/from-stored-objects.json"),
+        (Function::JobStatus, "job-status/show.json"),
+        (Function::JobResult, "job-result/result.json"),
+        (Function::JobDelete, "job-delete/delete.json"),
+    ];
+    let owned = CASES.iter().filter(|case| case.status != 404).map(|case| (case.function, case.file));
+    for (function, file) in owned.chain(job_fixtures) {
+        let event = read_event(file);
+        let path = event["rawPath"].as_str().unwrap_or_default().to_string();
+        let method = event["requestContext"]["http"]["method"].as_str().unwrap_or_default().to_string();
+        for other in Function::ALL.into_iter().filter(|f| *f != function) {
+            let route_matches = |route: &str| {
+                let (route, path) = (route.split('/').collect::<Vec<_>>(), path.split('/').collect::<Vec<_>>());
+                route.len() == path.len() && route.iter().zip(&path).all(|(r, p)| r == p || r.starts_with('{'))
+            };
+            if other.routes().iter().any(|(m, route)| m.as_str() == method && route_matches(route)) {
+                continue;
+            }
+            let answer = invoke(other, state.clone(), event.clone()).await;
+            let status = answer.status();
+            assert!(matches!(status, 404 | 405), "{method} {path} on {other:?}: {status}");
+            assert!(matches!(answer.error_code().as_str(), "not_found" | "method_not_allowed"), "{path} on {other:?}");
+        }
+    }
+}
+
+/// The job fixtures in the order a client and S3 would send them, each through its own function:
+/// create → (S3 event) worker → status → result → duplicate event → delete → status again.
+#[tokio::test]
+async fn a_job_runs_through_its_functions_and_the_worker() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let storage: Arc<dyn Storage> = Arc::new(FsStorage::new(dir.path()));
+    let state = state_with(Arc::clone(&storage));
+    let image = |name: &str| std::fs::read(assets_dir().join("images").join(name)).expect("test image");
+    for (key, name) in [("uploads/source.jpg", "obama.jpg"), ("uploads/target.jpg", "biden.jpg")] {
+        storage.put_bytes(key, image(name).into(), WriteCondition::None).await.expect("seeded input");
+    }
+
+    let created = invoke(Function::JobCreate, state.clone(), read_event("job-create/from-stored-objects.json")).await;
+    assert_eq!(created.status(), 202, "{:?}", String::from_utf8_lossy(&created.body));
+    let job = created.body_json();
+    assert_eq!(job["status"], "queued");
+    let id = job["id"].as_str().expect("a job id").to_string();
+    let with_id = |file: &str| {
+        let text = serde_json::to_string(&read_event(file)).expect("serialises");
+        serde_json::from_str::<Value>(&text.replace(FIXTURE_JOB_ID, &id)).expect("still JSON")
+    };
+
+    let s3_event = |file: &str| serde_json::from_value(with_id(file)).expect("an S3 event");
+    let report = handle_s3_event(&state, s3_event("worker/job-record-created.json")).await.expect("no retry needed");
+    assert_eq!(report.records.len(), 1);
+    assert_eq!((report.records[0].action, report.records[0].outcome.as_str()), ("job", "completed"));
+
+    let shown = invoke(Function::JobStatus, state.clone(), with_id("job-status/show.json")).await;
+    assert_eq!(shown.status(), 200, "{:?}", String::from_utf8_lossy(&shown.body));
+    assert_eq!(
+        (shown.body_json()["status"].as_str(), shown.body_json()["progress"].as_u64()),
+        (Some("completed"), Some(100))
+    );
+    let listed = invoke(Function::JobStatus, state.clone(), read_event("job-status/list.json")).await;
+    assert_eq!(listed.status(), 200);
+    assert!(listed.body_json()["jobs"].as_array().unwrap().iter().any(|job| job["id"] == id.as_str()));
+
+    // The filesystem backend has no presigned URLs, so the result comes back in the answer.
+    let result = invoke(Function::JobResult, state.clone(), with_id("job-result/result.json")).await;
+    assert_eq!(result.status(), 200);
+    assert_eq!(result.header("content-type"), Some("image/png"));
+    assert!(image::load_from_memory(&result.body).is_ok(), "the result is an image");
+
+    // Every later write of the record raises the event again: a no-op.
+    let again = handle_s3_event(&state, s3_event("worker/job-record-created.json")).await.expect("no retry needed");
+    assert_eq!(again.records[0].outcome, "skipped: completed");
+    let input = handle_s3_event(&state, s3_event("worker/job-input-created.json")).await.expect("no retry needed");
+    assert_eq!(input.records[0].action, "ignored");
+
+    let deleted = invoke(Function::JobDelete, state.clone(), with_id("job-delete/delete.json")).await;
+    assert!(matches!(deleted.status(), 200 | 204), "{}", deleted.status());
+    let gone = invoke(Function::JobStatus, state.clone(), with_id("job-status/show.json")).await;
+    assert_eq!((gone.status(), gone.error_code().as_str()), (404, "job_not_found"));
+}
+
+/// `ff` as one function takes both kinds of event.
+#[tokio::test]
+async fn the_all_in_one_function_routes_http_and_s3_events() {
+    let state = state();
+    let router = ff_service::router(state.clone());
+    let http = LambdaEvent::new(read_event("system/system.json"), Context::default());
+    let answer = dispatch(&state, router.clone(), http).await.expect("an HTTP answer");
+    assert_eq!(answer["statusCode"], 200);
+    let s3 = LambdaEvent::new(read_event("worker/job-record-created.json"), Context::default());
+    let report = dispatch(&state, router.clone(), s3).await.expect("a worker report");
+    assert_eq!(report["records"][0]["outcome"], "skipped: no such job");
+    let junk = LambdaEvent::new(serde_json::json!({ "hello": "world" }), Context::default());
+    let error = dispatch(&state, router, junk).await.expect_err("neither kind");
+    assert_eq!(error.error_type, "InvalidEvent");
+}
+
+#[test]
+fn every_fixture_file_is_tested() {
+    let mut files = Vec::new();
+    for folder in std::fs::read_dir(events_dir()).expect("events/ exists") {
+        let folder = folder.expect("readable entry").path();
+        for file in std::fs::read_dir(&folder).expect("readable folder") {
+            let file = file.expect("readable entry").path();
+            let relative = file.strip_prefix(events_dir()).expect("under events/").to_string_lossy().into_owned();
+            files.push(relative);
+        }
+    }
+    let sequenced = [
+        "job-create/from-stored-objects.json",
+        "job-status/show.json",
+        "job-status/list.json",
+        "job-result/result.json",
+        "job-delete/delete.json",
+        "worker/job-record-created.json",
+        "worker/job-input-created.json",
+    ];
+    let tested: Vec<&str> = CASES.iter().map(|case| case.file).chain(sequenced).collect();
+    for file in files {
+        assert!(tested.contains(&file.as_str()), "events/{file} has no case in tests/events.rs");
+    }
+}
+
+/// The happy path of /process through Lambda: two real photos, an image back, base64-encoded
+/// because it is binary. Built from the fixture's envelope so only the body differs; the photos
+/// stay in the shared test assets instead of being copied into `events/`.
+#[tokio::test]
+async fn process_answers_an_image_as_base64() {
+    let boundary = "ff-lambda-test-8d1c";
+    let image = |name: &str| std::fs::read(assets_dir().join("images").join(name)).expect("test image");
+    let mut body = Vec::new();
+    for (field, name) in [("source", "obama.jpg"), ("target", "biden.jpg")] {
+        let head = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{name}\"\r\n\
+             Content-Type: image/jpeg\r\n\r\n"
+        );
+        body.extend_from_slice(head.as_bytes());
+        body.extend_from_slice(&image(name));
+        body.extend_from_slice(b"\r\n");
+    }
+    let field = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"face_swapper_model\"\r\n\r\n");
+    body.extend_from_slice(format!("{field}inswapper_128\r\n--{boundary}--\r\n").as_bytes());
+    let mut event = read_event("process/no-source-face.json");
+    event["headers"]["content-type"] = format!("multipart/form-data; boundary={boundary}").into();
+    event["headers"]["content-length"] = body.len().to_string().into();
+    event["body"] = base64::engine::general_purpose::STANDARD.encode(&body).into();
+
+    let answer = invoke(Function::Process, state(), event).await;
+    assert_eq!(answer.status(), 200, "{:?}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(answer.json["isBase64Encoded"], Value::Bool(true));
+    assert_eq!(answer.header("content-type"), Some("image/jpeg"));
+    assert_eq!(answer.header("x-faces-processed"), Some("1"));
+    let decoded = image::load_from_memory(&answer.body).expect("a decodable image");
+    let original = image::load_from_memory(&image("biden.jpg")).expect("the target decodes");
+    assert_eq!((decoded.width(), decoded.height()), (original.width(), original.height()));
+}
+
+fn no_source_face(answer: &Answer) {
+    assert_eq!(answer.error_code(), "no_source_face");
+    assert_eq!(answer.header("content-type"), Some("application/json"));
+    assert_eq!(answer.json["isBase64Encoded"], Value::Bool(false));
+}
+
+fn healthy(answer: &Answer) {
+    assert_eq!(answer.body_json()["status"], "ok");
+}
+
+fn downloaded_swapper_models(answer: &Answer) {
+    let body = answer.body_json();
+    let models = body["models"].as_array().expect("a model list");
+    assert!(!models.is_empty());
+    for model in models {
+        assert!(model["modules"].as_array().unwrap().contains(&"face_swapper".into()), "{model}");
+        assert_eq!(model["downloaded"], true, "{model}");
+    }
+    let inswapper = models.iter().find(|m| m["name"] == "inswapper_128").expect("inswapper_128 listed");
+    assert_eq!(inswapper["verified"], true);
+    assert_eq!(inswapper["file"], "inswapper_128.onnx", "a file name, not a server path");
+}
+
+fn all_present(answer: &Answer) {
+    let body = answer.body_json();
+    let results = body["results"].as_array().expect("per-model results");
+    let names: Vec<&str> = results.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"inswapper_128") && names.contains(&"yoloface_8n"), "{names:?}");
+    for result in results {
+        assert_eq!((result["status"].as_str(), result["verified"].as_bool()), (Some("present"), Some(true)));
+    }
+}
+
+fn unknown_model(answer: &Answer) {
+    assert_eq!(answer.error_code(), "bad_request");
+    assert!(answer.body_json()["error"]["message"].as_str().unwrap().contains("inswapper_129"));
+}
+
+fn face_swapper_listed(answer: &Answer) {
+    let body = answer.body_json();
+    let swapper = body["processors"].as_array().unwrap().iter().find(|p| p["name"] == "face_swapper").unwrap();
+    assert_eq!(swapper["available"], true);
+    let model = swapper["options"].as_array().unwrap().iter().find(|o| o["name"] == "face_swapper_model").unwrap();
+    assert_eq!(model["default"], "hyperswap_1a_256");
+    assert!(!body["common_options"].as_array().unwrap().is_empty());
+}
+
+fn system_described(answer: &Answer) {
+    let body = answer.body_json();
+    assert_eq!(body["execution_providers"], serde_json::json!(["cpu"]));
+    assert_eq!(body["execution_thread_count"], 1);
+    assert_eq!(body["processing"]["slots"], 2);
+    assert_eq!(body["processing"]["queue_capacity"], 3);
+    assert_eq!(body["processing"]["queued"], 0);
+    assert_eq!(body["onnxruntime"]["version"], ff_pipeline::runtime::ORT_VERSION);
+    assert!(body["cpu_count"].as_u64().unwrap() >= 1);
+}
+
+fn not_found(answer: &Answer) {
+    assert_eq!(answer.error_code(), "not_found");
+}
