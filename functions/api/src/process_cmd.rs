@@ -1,13 +1,20 @@
 //! `ff process`: FaceFusion's `headless-run` flags, built from the pipeline's option table so the
 //! CLI, the HTTP API and `/processors` can never disagree.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
+use ff_pipeline::engine::VideoRequest;
 use ff_pipeline::image_io::ImageFormat;
 use ff_pipeline::options::{OptionKind, OptionSpec, ProcessOptions, Support, OPTIONS};
+use ff_pipeline::video::{AudioOutcome, Progress, VIDEO_FORMATS};
 use ff_pipeline::{Engine, EngineConfig, ImageRequest};
+
+/// A CLI run has no request budget; this only bounds a stuck ffmpeg.
+const VIDEO_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 pub struct ProcessArgs {
     sources: Vec<PathBuf>,
@@ -20,8 +27,8 @@ impl Args for ProcessArgs {
     fn augment_args(command: Command) -> Command {
         let command = command
             .arg(Arg::new("source_paths").short('s').long("source-paths").num_args(1..).help("source images"))
-            .arg(Arg::new("target_path").short('t').long("target-path").required(true).help("target image"))
-            .arg(Arg::new("output_path").short('o').long("output-path").required(true).help("output image"));
+            .arg(Arg::new("target_path").short('t').long("target-path").required(true).help("target image or video"))
+            .arg(Arg::new("output_path").short('o').long("output-path").required(true).help("output image or video"));
         OPTIONS.iter().fold(command, |command, spec| command.arg(option_arg(spec)))
     }
 
@@ -89,11 +96,14 @@ fn given_values(matches: &ArgMatches, spec: &OptionSpec) -> Option<Vec<String>> 
 
 pub fn run(args: ProcessArgs) -> Result<()> {
     let options = ProcessOptions::from_pairs(&args.options)?;
-    let format = ImageFormat::from_name(&args.output.to_string_lossy())
-        .with_context(|| format!("output {}: use a .jpg, .png, .webp or .bmp file name", args.output.display()))?;
     if args.target.as_os_str().is_empty() {
         bail!("a target is required (-t)");
     }
+    if is_video(&args.target) {
+        return run_video(args, options);
+    }
+    let format = ImageFormat::from_name(&args.output.to_string_lossy())
+        .with_context(|| format!("output {}: use a .jpg, .png, .webp or .bmp file name", args.output.display()))?;
     let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
     let request = ImageRequest {
         sources: args.sources.iter().map(read).collect::<Result<_>>()?,
@@ -111,6 +121,61 @@ pub fn run(args: ProcessArgs) -> Result<()> {
         analyse_ms = output.timings.analyse.as_millis() as u64,
         process_ms = output.timings.process.as_millis() as u64,
         encode_ms = output.timings.encode.as_millis() as u64,
+        "processed"
+    );
+    Ok(())
+}
+
+/// A target is a video when its extension is one of FaceFusion's video formats.
+fn is_video(path: &Path) -> bool {
+    let extension = path.extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default();
+    VIDEO_FORMATS.contains(&extension.as_str())
+}
+
+fn run_video(args: ProcessArgs, options: ProcessOptions) -> Result<()> {
+    if !is_video(&args.output) {
+        bail!("output {}: a video target needs a video output ({})", args.output.display(), VIDEO_FORMATS.join(", "));
+    }
+    let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+    let request = VideoRequest {
+        sources: args.sources.iter().map(read).collect::<Result<_>>()?,
+        target: args.target.clone(),
+        output: args.output.clone(),
+        options,
+        parallelism: None,
+        timeout: VIDEO_TIMEOUT,
+    };
+    let engine = Engine::new(engine_config()?)?;
+    let cancel = AtomicBool::new(false);
+    // A line per second at most, and the last frame always.
+    let mut last_log: Option<Instant> = None;
+    let progress = |p: Progress| {
+        let due = last_log.is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
+        if due || p.frames_done == p.frames_total {
+            last_log = Some(Instant::now());
+            tracing::info!(
+                frames = p.frames_done,
+                total = p.frames_total,
+                fps = format!("{:.2}", p.fps),
+                eta_s = p.eta.map(|eta| eta.as_secs()),
+                "progress"
+            );
+        }
+    };
+    let output = engine.process_video(request, progress, &cancel)?;
+    if let AudioOutcome::Skipped { reason } = &output.video.audio {
+        tracing::warn!(%reason, "the video was written without audio");
+    }
+    tracing::info!(
+        output = %output.video.path.display(),
+        frames = output.frames,
+        fps = format!("{:.2}", output.processing_fps),
+        encoder = %output.video.encoder,
+        audio = ?output.video.audio,
+        faces = output.faces_processed,
+        elapsed_ms = output.elapsed.as_millis() as u64,
+        analyse_ms = output.timings.analyse.as_millis() as u64,
+        process_ms = output.timings.process.as_millis() as u64,
         "processed"
     );
     Ok(())

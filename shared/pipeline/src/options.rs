@@ -111,6 +111,29 @@ pub const FRAME_ENHANCER_MODELS: &[&str] = &[
     "ultra_sharp_2_x4",
 ];
 
+/// FaceFusion's `output_video_encoders`, in its preference order (the local ffmpeg decides which work).
+pub const VIDEO_ENCODERS: &[&str] = &[
+    "libx264",
+    "libx264rgb",
+    "libx265",
+    "libvpx-vp9",
+    "h264_nvenc",
+    "hevc_nvenc",
+    "h264_amf",
+    "hevc_amf",
+    "h264_qsv",
+    "hevc_qsv",
+    "h264_videotoolbox",
+    "hevc_videotoolbox",
+    "rawvideo",
+];
+
+/// FaceFusion's `output_audio_encoders`.
+pub const AUDIO_ENCODERS: &[&str] = &["flac", "aac", "libmp3lame", "libopus", "libvorbis", "pcm_s16le", "pcm_s32le"];
+
+pub const VIDEO_PRESETS: &[&str] =
+    &["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"];
+
 pub const FACE_DEBUGGER_ITEMS: &[&str] =
     &["bounding-box", "face-landmark-5", "face-landmark-5/68", "face-landmark-68", "face-landmark-68/5", "face-mask"];
 
@@ -283,6 +306,42 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt("face_mask_padding", OptionKind::Sides, "0 0 0 0", "box mask padding in percent (top right bottom left)"),
     opt("output_image_quality", OptionKind::Int { min: 0, max: 100 }, "80", "JPEG/WebP output quality"),
     opt("output_image_scale", float(0.25, 8.0, 0.25), "1.0", "output size relative to the target"),
+    opt(
+        "trim_frame_start",
+        OptionKind::Int { min: 0, max: i64::MAX },
+        "",
+        "first frame of a video target to process (clamped to the frame count)",
+    ),
+    opt(
+        "trim_frame_end",
+        OptionKind::Int { min: 0, max: i64::MAX },
+        "",
+        "frame of a video target to stop before (default: the frame count)",
+    ),
+    opt(
+        "output_audio_encoder",
+        OptionKind::Choice { choices: AUDIO_ENCODERS },
+        "",
+        "audio encoder (default: aac, fixed per container as FaceFusion does; FaceFusion's own default, \
+         the first available (flac), is refused in MP4 and silently loses the audio)",
+    ),
+    opt("output_audio_quality", OptionKind::Int { min: 0, max: 100 }, "80", "audio quality"),
+    opt("output_audio_volume", OptionKind::Int { min: 0, max: 100 }, "100", "audio volume, percent; 0 drops the audio"),
+    opt(
+        "output_video_encoder",
+        OptionKind::Choice { choices: VIDEO_ENCODERS },
+        "",
+        "video encoder (default: the first of these the local ffmpeg offers)",
+    ),
+    opt("output_video_preset", OptionKind::Choice { choices: VIDEO_PRESETS }, "veryfast", "encoder speed preset"),
+    opt("output_video_quality", OptionKind::Int { min: 0, max: 100 }, "80", "video quality, mapped to CRF/CQ"),
+    opt("output_video_scale", float(0.25, 8.0, 0.25), "1.0", "output size relative to the target"),
+    opt(
+        "output_video_fps",
+        float(0.0, 1000.0, 0.01),
+        "",
+        "output frame rate, clamped to 1..60 (default: the target's)",
+    ),
     swapper(
         "face_swapper_model",
         OptionKind::Choice { choices: FACE_SWAPPER_MODELS },
@@ -403,9 +462,6 @@ const PLANNED_OPTION_PREFIXES: &[&str] = &[
     "deep_swapper_",
     "background_remover_",
     "voice_extractor_",
-    "trim_frame_",
-    "output_video_",
-    "output_audio_",
 ];
 
 pub fn spec(name: &str) -> Option<&'static OptionSpec> {
@@ -554,6 +610,29 @@ pub enum DebuggerItem {
 pub struct OutputOptions {
     pub image_quality: u8,
     pub image_scale: f32,
+    pub video: VideoOutputOptions,
+}
+
+/// The video target options (spec §2.4). Encoder names are checked against the local ffmpeg when a
+/// video runs, since which exist depends on its build.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VideoOutputOptions {
+    pub trim_frame_start: Option<u64>,
+    pub trim_frame_end: Option<u64>,
+    /// `None`: the first encoder of FaceFusion's list the local ffmpeg has.
+    pub video_encoder: Option<String>,
+    pub video_preset: String,
+    /// 0..=100.
+    pub video_quality: u8,
+    pub video_scale: f32,
+    /// As given (FaceFusion clamps it to 1..60 when used); `None` keeps the target's fps.
+    pub video_fps: Option<f64>,
+    /// `None`: aac (see the option's help).
+    pub audio_encoder: Option<String>,
+    /// 0..=100.
+    pub audio_quality: u8,
+    /// 0..=100; 0 drops the audio.
+    pub audio_volume: u8,
 }
 
 /// Validated, typed options for one run.
@@ -728,6 +807,18 @@ impl RawValues {
             output: OutputOptions {
                 image_quality: self.int("output_image_quality").unwrap_or(80) as u8,
                 image_scale: self.float("output_image_scale"),
+                video: VideoOutputOptions {
+                    trim_frame_start: self.int("trim_frame_start").map(|v| v.max(0) as u64),
+                    trim_frame_end: self.int("trim_frame_end").map(|v| v.max(0) as u64),
+                    video_encoder: self.one("output_video_encoder").map(str::to_string),
+                    video_preset: self.one("output_video_preset").unwrap_or("veryfast").to_string(),
+                    video_quality: self.int("output_video_quality").unwrap_or(80).clamp(0, 100) as u8,
+                    video_scale: self.float("output_video_scale"),
+                    video_fps: self.one("output_video_fps").and_then(|v| v.parse().ok()),
+                    audio_encoder: self.one("output_audio_encoder").map(str::to_string),
+                    audio_quality: self.int("output_audio_quality").unwrap_or(80).clamp(0, 100) as u8,
+                    audio_volume: self.int("output_audio_volume").unwrap_or(100).clamp(0, 100) as u8,
+                },
             },
         })
     }

@@ -1,0 +1,172 @@
+//! Parity case 08 (a 2 s video swap) through the engine's `process_video` on the light stand-ins:
+//! our encoded output, decoded, against FaceFusion's golden output.mp4, decoded the same way. Needs
+//! ffmpeg and ffprobe on PATH (or FF_FFMPEG/FF_FFPROBE) and FF_TEST_ASSETS.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use ff_pipeline::engine::VideoRequest;
+use ff_pipeline::options::ProcessOptions;
+use ff_pipeline::testing::{assets_dir, diff_box, parity_dir, psnr, read_bgr};
+use ff_pipeline::video::{AudioOutcome, FrameReader, Parallelism, ReadOptions, Toolchain};
+use ff_pipeline::{Engine, EngineConfig, Frame};
+
+const CASE: &str = "08_video_swap_hamilton_2s";
+
+/// Pixels whose channels differ by more than this between the golden and the unprocessed frame
+/// belong to the swap; encoding noise at quality 80 stays well below it.
+const CHANGE_THRESHOLD: u8 = 24;
+
+fn engine() -> Engine {
+    Engine::new(EngineConfig {
+        models_dir: assets_dir().join("standins/light"),
+        allow_download: false,
+        intra_threads: 2,
+        sessions_per_model: 1,
+        max_image_pixels: 50_000_000,
+        content_analysis: true,
+    })
+    .unwrap()
+}
+
+/// Sources, target and option pairs of a case's FaceFusion command line.
+type CaseArgs = (Vec<PathBuf>, PathBuf, Vec<(String, Vec<String>)>);
+
+/// The case's command line, `-o` dropped.
+fn case_args(dir: &Path) -> CaseArgs {
+    let summary: Value = serde_json::from_slice(&std::fs::read(dir.join("case.json")).unwrap()).unwrap();
+    let args: Vec<&str> = summary["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let shared = parity_dir().join("..");
+    let (mut sources, mut target, mut pairs) = (Vec::new(), PathBuf::new(), Vec::new());
+    let mut i = 1;
+    while i < args.len() {
+        let name = args[i];
+        let mut values = Vec::new();
+        i += 1;
+        while i < args.len() && !args[i].starts_with('-') {
+            values.push(args[i].to_string());
+            i += 1;
+        }
+        match name {
+            "-s" => sources = values.iter().map(|v| shared.join(v)).collect(),
+            "-t" => target = shared.join(&values[0]),
+            "-o" => {}
+            _ => pairs.push((name.to_string(), values)),
+        }
+    }
+    (sources, target, pairs)
+}
+
+fn decode(path: &Path, options: &ReadOptions) -> Vec<Frame> {
+    let tools = Toolchain::from_env();
+    let info = tools.probe(path).unwrap();
+    let mut reader = FrameReader::open(&tools, path, &info, options).unwrap();
+    let mut frames = Vec::new();
+    while let Some(frame) = reader.next_frame().unwrap() {
+        frames.push(frame);
+    }
+    frames
+}
+
+/// The box of pixels where some channel differs by more than `threshold`.
+fn changed_box(a: &Frame, b: &Frame, threshold: u8) -> Option<(usize, usize, usize, usize)> {
+    let mut bounds: Option<(usize, usize, usize, usize)> = None;
+    for y in 0..a.height {
+        for x in 0..a.width {
+            let (pa, pb) = (a.pixel(x, y), b.pixel(x, y));
+            if pa.iter().zip(pb).any(|(&u, &v)| u.abs_diff(v) > threshold) {
+                let (x0, y0, x1, y1) = bounds.unwrap_or((x, y, x + 1, y + 1));
+                bounds = Some((x0.min(x), y0.min(y), x1.max(x + 1), y1.max(y + 1)));
+            }
+        }
+    }
+    bounds
+}
+
+fn summary(values: &[f64]) -> (f64, f64) {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    (min, mean)
+}
+
+#[test]
+fn video_swap_matches_facefusion_golden() {
+    let dir = parity_dir().join(CASE);
+    let (sources, target, pairs) = case_args(&dir);
+    let out_dir = tempfile::tempdir().unwrap();
+    let output = out_dir.path().join("output.mp4");
+    let request = VideoRequest {
+        sources: sources.iter().map(|p| std::fs::read(p).unwrap()).collect(),
+        target: target.clone(),
+        output: output.clone(),
+        options: ProcessOptions::from_pairs(&pairs).unwrap(),
+        parallelism: Some(Parallelism { workers: 2, max_in_flight: 4 }),
+        timeout: Duration::from_secs(900),
+    };
+    let mut updates = Vec::new();
+    let result = engine().process_video(request, |p| updates.push(p.frames_done), &AtomicBool::new(false)).unwrap();
+    println!(
+        "{CASE}: {} frames in {:.1} s ({:.2} fps), {} faces, audio {:?}",
+        result.frames,
+        result.elapsed.as_secs_f64(),
+        result.processing_fps,
+        result.faces_processed,
+        result.video.audio
+    );
+    assert_eq!(result.frames, 60);
+    assert_eq!(updates, (1..=60).collect::<Vec<u64>>(), "progress after every frame, in order");
+    assert_eq!(result.faces_processed, 60, "one face swapped per frame, as FaceFusion's 60/60");
+    assert_eq!(result.video.audio, AudioOutcome::Restored);
+
+    let tools = Toolchain::from_env();
+    let ours_info = tools.probe(&output).unwrap();
+    let golden_info = tools.probe(&dir.join("output.mp4")).unwrap();
+    assert_eq!(ours_info.frame_count, 60);
+    assert_eq!((ours_info.width, ours_info.height), (golden_info.width, golden_info.height));
+    assert!((ours_info.fps - golden_info.fps).abs() < 1e-6, "fps {} vs {}", ours_info.fps, golden_info.fps);
+    assert!(ours_info.has_audio, "the target's audio is kept");
+    assert!((ours_info.duration - golden_info.duration).abs() < 0.1);
+    // Nothing but the output is left beside it.
+    let names: Vec<_> = std::fs::read_dir(out_dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("output.mp4")]);
+
+    let ours = decode(&output, &ReadOptions::default());
+    let golden = decode(&dir.join("output.mp4"), &ReadOptions::default());
+    let untouched = decode(
+        &target,
+        &ReadOptions { trim_frame_start: Some(120), trim_frame_end: Some(180), ..ReadOptions::default() },
+    );
+    assert_eq!((ours.len(), golden.len(), untouched.len()), (60, 60, 60));
+
+    let (mut in_box, mut whole) = (Vec::new(), Vec::new());
+    for (index, ((ours, golden), untouched)) in ours.iter().zip(&golden).zip(&untouched).enumerate() {
+        let region = changed_box(golden, untouched, CHANGE_THRESHOLD).expect("the golden frame shows a swap");
+        let (boxed, full) = (psnr(ours, golden, Some(region)), psnr(ours, golden, None));
+        println!("frame {index:2}: box {region:?} PSNR {boxed:.2} dB, whole frame {full:.2} dB");
+        in_box.push(boxed);
+        whole.push(full);
+    }
+    let ((box_min, box_mean), (whole_min, whole_mean)) = (summary(&in_box), summary(&whole));
+    println!("{CASE}: PSNR in the changed box min {box_min:.2} / mean {box_mean:.2} dB");
+    println!("{CASE}: PSNR whole frame min {whole_min:.2} / mean {whole_mean:.2} dB");
+
+    // FaceFusion's own processed frames (lossless PNGs): the swap's exact box, against our encoded frame.
+    for index in [0usize, 30, 59] {
+        let processed = read_bgr(&dir.join(format!("dump/f{index:05}_output_frame.png")));
+        let input = read_bgr(&dir.join(format!("dump/f{index:05}_input_frame.png")));
+        let region = diff_box(&processed, &input).expect("FaceFusion changed the frame");
+        println!(
+            "frame {index:2} vs FaceFusion's PNG: box {region:?} PSNR {:.2} dB (golden mp4 {:.2} dB)",
+            psnr(&ours[index], &processed, Some(region)),
+            psnr(&golden[index], &processed, Some(region)),
+        );
+    }
+
+    for (index, (&boxed, &full)) in in_box.iter().zip(&whole).enumerate() {
+        assert!(boxed >= 35.0, "frame {index}: PSNR {boxed:.2} dB in the changed box");
+        assert!(full >= 35.0, "frame {index}: PSNR {full:.2} dB over the whole frame");
+    }
+}
