@@ -6,6 +6,7 @@
 pub mod content_analyser;
 pub mod engine;
 pub mod error;
+pub mod face;
 pub mod geometry;
 pub mod image_io;
 pub mod imgproc;
@@ -14,7 +15,6 @@ pub mod models;
 pub mod onnx_initializer;
 pub mod options;
 pub mod processors;
-pub mod face;
 pub mod raster;
 pub mod runtime;
 pub mod sessions;
