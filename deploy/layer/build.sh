@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
 # Builds the Lambda layer every function of template.yaml runs with: the ONNX Runtime library that
-# `ort` loads at run time (lib/) and a static ffmpeg (bin/). Both come from PyPI wheels, the same
-# source scripts/setup uses, so building needs no other download site.
+# `ort` loads at run time (lib/), and static ffmpeg and ffprobe for video (bin/). ONNX Runtime and
+# ffmpeg come from PyPI wheels (the source scripts/setup uses), ffprobe from an npm package, since
+# no PyPI wheel ships one; building needs python3 with pip, and npm.
 #
 #   deploy/layer/build.sh OUT_DIR [arm64|x86_64]      (default arm64, as in template.yaml)
 #
-# Lambda mounts a layer at /opt; template.yaml points ORT_DYLIB_PATH at /opt/lib and /opt/bin is on
-# Lambda's PATH. `sam build` calls this through the Makefile beside it.
+# Lambda mounts a layer at /opt; template.yaml points ORT_DYLIB_PATH at /opt/lib and FF_FFMPEG at
+# /opt/bin/ffmpeg (ffprobe is found beside it). `sam build` calls this through the Makefile beside it.
 set -euo pipefail
 
 ORT_VERSION="1.31.1"          # must match ff_pipeline::runtime::ORT_VERSION and scripts/setup
 IMAGEIO_FFMPEG_VERSION="0.7.0" # ships ffmpeg 7.0.2 as a static binary
+FFPROBE_NPM_VERSION="5.2.0"    # @ffprobe-installer/linux-*: a static ffprobe (johnvansickle build)
 
 out="${1:?usage: build.sh OUT_DIR [arm64|x86_64]}"
 arch="${2:-arm64}"
 case "$arch" in
-  arm64) ort_platform="manylinux_2_28_aarch64"; ffmpeg_platform="manylinux2014_aarch64" ;;
-  x86_64) ort_platform="manylinux_2_28_x86_64"; ffmpeg_platform="manylinux2014_x86_64" ;;
+  arm64) ort_platform="manylinux_2_28_aarch64"; ffmpeg_platform="manylinux2014_aarch64"; npm_cpu="arm64" ;;
+  x86_64) ort_platform="manylinux_2_28_x86_64"; ffmpeg_platform="manylinux2014_x86_64"; npm_cpu="x64" ;;
   *) echo "unknown architecture '$arch' (arm64 or x86_64)" >&2; exit 2 ;;
 esac
 
@@ -28,6 +30,7 @@ download() {
 }
 download "$ort_platform" "onnxruntime==$ORT_VERSION"
 download "$ffmpeg_platform" "imageio-ffmpeg==$IMAGEIO_FFMPEG_VERSION"
+(cd "$work" && npm pack --silent "@ffprobe-installer/linux-$npm_cpu@$FFPROBE_NPM_VERSION" > /dev/null)
 
 mkdir -p "$out/lib" "$out/bin"
 python3 - "$work" "$out" "$ORT_VERSION" <<'PY'
@@ -49,5 +52,8 @@ name = f"libonnxruntime.so.{version}"
 extract("onnxruntime-*.whl", lambda m: m.endswith("/capi/" + name), os.path.join(out, "lib", name), 0o755)
 extract("imageio_ffmpeg-*.whl", lambda m: "/binaries/ffmpeg-" in m, os.path.join(out, "bin", "ffmpeg"), 0o755)
 PY
+tar -xzf "$work"/ffprobe-installer-linux-*.tgz -C "$work" package/ffprobe
+install -m 0755 "$work/package/ffprobe" "$out/bin/ffprobe"
+echo "ffprobe <- @ffprobe-installer/linux-$npm_cpu@$FFPROBE_NPM_VERSION"
 ln -sf "libonnxruntime.so.$ORT_VERSION" "$out/lib/libonnxruntime.so"
 echo "layer for $arch in $out"

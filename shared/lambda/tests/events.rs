@@ -345,6 +345,8 @@ fn system_described(answer: &Answer) {
     assert_eq!(body["processing"]["queue_capacity"], 3);
     assert_eq!(body["processing"]["queued"], 0);
     assert_eq!(body["onnxruntime"]["version"], ff_pipeline::runtime::ORT_VERSION);
+    assert_eq!(body["content_analysis"], true);
+    assert_eq!((body["jobs"]["workers"].as_u64(), body["jobs"]["storage"].as_str()), (Some(0), Some("fs")));
     assert!(body["cpu_count"].as_u64().unwrap() >= 1);
 }
 

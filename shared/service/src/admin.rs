@@ -376,6 +376,8 @@ async fn system(State(state): State<AppState>) -> Json<Value> {
             "queued": state.job_queue().depth(),
         },
         "models": { "download_allowed": state.engine().store().allow_download() },
+        // FF_CONTENT_ANALYSIS: whether every target goes through FaceFusion's NSFW gate.
+        "content_analysis": config.content_analysis,
     }))
 }
 
