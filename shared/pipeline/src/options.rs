@@ -1089,6 +1089,14 @@ mod tests {
             ("processors", "age_modifier"),
             ("face_mask_padding", "1 2 3 4 5"),
             ("face_mask_types", "box hair"),
+            ("output_video_encoder", "libx266"),
+            ("output_video_preset", "quick"),
+            ("output_video_quality", "101"),
+            ("output_video_scale", "0.1"),
+            ("output_video_fps", "-5"),
+            ("output_audio_encoder", "mp3"),
+            ("output_audio_volume", "200"),
+            ("trim_frame_start", "-1"),
         ];
         for (name, value) in cases {
             let error = ProcessOptions::from_pairs(&pairs(&[(name, value)])).unwrap_err();
@@ -1100,6 +1108,51 @@ mod tests {
     fn planned_processor_is_named_as_not_available() {
         let error = ProcessOptions::from_pairs(&pairs(&[("processors", "lip_syncer")])).unwrap_err();
         assert!(error.to_string().contains("not available in this engine yet"), "{error}");
+    }
+
+    #[test]
+    fn video_options_have_facefusions_defaults_and_values() {
+        let video = ProcessOptions::default().output.video;
+        assert_eq!((video.trim_frame_start, video.trim_frame_end), (None, None));
+        assert_eq!((video.video_encoder, video.audio_encoder), (None, None));
+        assert_eq!((video.video_preset.as_str(), video.video_quality, video.video_scale), ("veryfast", 80, 1.0));
+        assert_eq!((video.video_fps, video.audio_quality, video.audio_volume), (None, 80, 100));
+        let video = ProcessOptions::from_pairs(&pairs(&[
+            ("--trim-frame-start", "120"),
+            ("--trim-frame-end", "180"),
+            ("--output-video-encoder", "libx265"),
+            ("--output-video-preset", "slow"),
+            ("--output-video-quality", "50"),
+            ("--output-video-scale", "0.5"),
+            ("--output-video-fps", "90"),
+            ("--output-audio-encoder", "libopus"),
+            ("--output-audio-quality", "10"),
+            ("--output-audio-volume", "0"),
+        ]))
+        .unwrap()
+        .output
+        .video;
+        assert_eq!((video.trim_frame_start, video.trim_frame_end), (Some(120), Some(180)));
+        assert_eq!(video.video_encoder.as_deref(), Some("libx265"));
+        assert_eq!((video.video_preset.as_str(), video.video_quality, video.video_scale), ("slow", 50, 0.5));
+        // Kept as given; the engine clamps it to 1..60 as FaceFusion does.
+        assert_eq!(video.video_fps, Some(90.0));
+        assert_eq!(video.audio_encoder.as_deref(), Some("libopus"));
+        assert_eq!((video.audio_quality, video.audio_volume), (10, 0));
+        // The temp options stay accepted without effect.
+        ProcessOptions::from_pairs(&pairs(&[("temp_frame_format", "jpeg"), ("keep_temp", "true")])).unwrap();
+    }
+
+    #[test]
+    fn encoder_choices_match_the_video_module() {
+        use crate::video::{AudioEncoder, VideoEncoder, VideoPreset};
+        let video: Vec<&str> = VideoEncoder::ALL.iter().map(|e| e.name()).collect();
+        let audio: Vec<&str> = AudioEncoder::ALL.iter().map(|e| e.name()).collect();
+        let presets: Vec<&str> = VideoPreset::ALL.iter().map(|e| e.name()).collect();
+        assert_eq!(
+            (VIDEO_ENCODERS, AUDIO_ENCODERS, VIDEO_PRESETS),
+            (video.as_slice(), audio.as_slice(), presets.as_slice())
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use ff_pipeline::engine::VideoRequest;
 use ff_pipeline::options::ProcessOptions;
 use ff_pipeline::testing::{assets_dir, diff_box, parity_dir, psnr, read_bgr};
 use ff_pipeline::video::{AudioOutcome, FrameReader, Parallelism, ReadOptions, Toolchain};
-use ff_pipeline::{Engine, EngineConfig, Frame};
+use ff_pipeline::{Engine, EngineConfig, Frame, PipelineError};
 
 const CASE: &str = "08_video_swap_hamilton_2s";
 
@@ -169,4 +169,107 @@ fn video_swap_matches_facefusion_golden() {
         assert!(boxed >= 35.0, "frame {index}: PSNR {boxed:.2} dB in the changed box");
         assert!(full >= 35.0, "frame {index}: PSNR {full:.2} dB over the whole frame");
     }
+}
+
+fn case_request(output: &Path, extra: &[(&str, &str)]) -> VideoRequest {
+    let dir = parity_dir().join(CASE);
+    let (sources, target, mut pairs) = case_args(&dir);
+    pairs.extend(extra.iter().map(|(n, v)| (n.to_string(), v.split_whitespace().map(str::to_string).collect())));
+    VideoRequest {
+        sources: sources.iter().map(|p| std::fs::read(p).unwrap()).collect(),
+        target,
+        output: output.to_path_buf(),
+        options: ProcessOptions::from_pairs(&pairs).unwrap(),
+        parallelism: Some(Parallelism { workers: 2, max_in_flight: 3 }),
+        timeout: Duration::from_secs(900),
+    }
+}
+
+#[test]
+fn cancelling_a_video_stops_it_and_leaves_nothing() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let request = case_request(&out_dir.path().join("output.mp4"), &[]);
+    let cancel = AtomicBool::new(false);
+    let mut done = 0;
+    let result = engine().process_video(
+        request,
+        |p| {
+            done = p.frames_done;
+            if p.frames_done == 5 {
+                cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        },
+        &cancel,
+    );
+    match result {
+        Err(PipelineError::Media { code, .. }) => assert_eq!(code, "cancelled"),
+        Err(other) => panic!("expected a cancellation, got {other}"),
+        Ok(_) => panic!("expected a cancellation, the video finished"),
+    }
+    assert_eq!(done, 5, "no frame is written after the cancel");
+    assert_eq!(std::fs::read_dir(out_dir.path()).unwrap().count(), 0, "no partial output is left");
+}
+
+#[test]
+fn video_requests_are_checked_before_any_work() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let engine = engine();
+    let run = |request: VideoRequest| engine.process_video(request, |_| {}, &AtomicBool::new(false)).err().unwrap();
+
+    let error = run(case_request(&out_dir.path().join("output.png"), &[]));
+    assert!(matches!(error, PipelineError::InvalidOption { .. }), "{error}");
+
+    let mut request = case_request(&out_dir.path().join("output.mp4"), &[]);
+    request.sources.clear();
+    let error = run(request);
+    assert!(matches!(error, PipelineError::MissingInput(_)), "{error}");
+
+    let error = run(case_request(&out_dir.path().join("output.mp4"), &[("trim_frame_start", "100000")]));
+    assert!(matches!(error, PipelineError::InvalidOption { .. }), "{error}");
+
+    let error = run(case_request(&out_dir.path().join("output.mp4"), &[("output_video_encoder", "hevc_videotoolbox")]));
+    assert!(matches!(error, PipelineError::InvalidOption { .. }), "{error}");
+
+    let mut request = case_request(&out_dir.path().join("output.mp4"), &[]);
+    request.target = out_dir.path().join("missing.mp4");
+    let error = run(request);
+    assert!(matches!(error, PipelineError::MissingInput(_)), "{error}");
+    assert_eq!(std::fs::read_dir(out_dir.path()).unwrap().count(), 0);
+}
+
+/// FaceFusion's default selector mode on video: the reference face comes from frame
+/// `reference_frame_number` of the original video; here frame 150 lies inside the trim range, so its
+/// own face matches. A smaller output scale and fps go through the reader and the encoder.
+#[test]
+fn reference_mode_scale_and_fps_on_video() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let output = out_dir.path().join("output.mkv");
+    let request = case_request(
+        &output,
+        &[
+            ("face_selector_mode", "reference"),
+            ("reference_frame_number", "151"),
+            ("trim_frame_start", "140"),
+            ("trim_frame_end", "160"),
+            ("output_video_scale", "0.5"),
+            ("output_video_fps", "15"),
+            ("output_audio_volume", "0"),
+        ],
+    );
+    let result = engine().process_video(request, |_| {}, &AtomicBool::new(false)).unwrap();
+    let tools = Toolchain::from_env();
+    let target = tools.probe(&parity_dir().join("..").join("assets/video/short_hamilton_clip.mp4")).unwrap();
+    let info = tools.probe(&output).unwrap();
+    println!(
+        "reference mode: {} frames, {} faces, {}x{}",
+        result.frames, result.faces_processed, info.width, info.height
+    );
+    assert!(result.faces_processed > 0, "the reference frame's face is found again");
+    assert_eq!(result.video.audio, AudioOutcome::None);
+    assert!(!info.has_audio);
+    assert_eq!((info.width as usize, info.height as usize), result.resolution);
+    let half = |side: u32| ((side / 2) as f64 / 2.0).round_ties_even() as u32 * 2;
+    assert_eq!((info.width, info.height), (half(target.width), half(target.height)));
+    assert!((info.fps - 15.0).abs() < 1e-6, "fps {}", info.fps);
+    assert!((info.duration - 20.0 / target.fps).abs() < 0.15, "duration {}", info.duration);
 }
