@@ -23,6 +23,7 @@ fn main() {
         sessions_per_model: 1,
         max_image_pixels: 50_000_000,
         content_analysis: true,
+        video_memory_strategy: Default::default(),
     })
     .expect("engine");
     let source = std::fs::read(assets_dir().join("images/obama.jpg")).expect("obama.jpg");

@@ -42,6 +42,8 @@ pub struct EngineConfig {
     /// Run FaceFusion's NSFW gate on every target (FF_CONTENT_ANALYSIS). On by default, as in
     /// FaceFusion; only the operator can turn it off, never a request.
     pub content_analysis: bool,
+    /// FF_VIDEO_MEMORY_STRATEGY: how many video frames may be held per worker.
+    pub video_memory_strategy: VideoMemoryStrategy,
 }
 
 /// One image job: encoded source images, an encoded target, validated options.
@@ -139,20 +141,26 @@ pub struct VideoOutput {
 /// FF_VIDEO_MEMORY_STRATEGY: how many frames may wait between decoder and encoder per worker.
 /// FaceFusion's strategy decides which sessions it drops between processors; here sessions are kept
 /// and the strategy bounds the frames held in memory instead.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum VideoMemoryStrategy {
+    #[default]
     Strict,
     Moderate,
     Tolerant,
 }
 
-impl VideoMemoryStrategy {
-    /// From FF_VIDEO_MEMORY_STRATEGY; unset or unknown means strict, FaceFusion's default.
-    pub fn from_env() -> Self {
-        match std::env::var("FF_VIDEO_MEMORY_STRATEGY").unwrap_or_default().trim() {
-            "tolerant" => Self::Tolerant,
-            "moderate" => Self::Moderate,
-            _ => Self::Strict,
+impl std::str::FromStr for VideoMemoryStrategy {
+    type Err = PipelineError;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "strict" => Ok(Self::Strict),
+            "moderate" => Ok(Self::Moderate),
+            "tolerant" => Ok(Self::Tolerant),
+            other => Err(PipelineError::invalid_option(
+                "video_memory_strategy",
+                format!("`{other}` is not one of: strict, moderate, tolerant"),
+            )),
         }
     }
 }
@@ -533,7 +541,7 @@ impl Engine {
         };
         let writer = FrameWriter::create(&toolchain, &request.output, encode)?;
         let parallelism =
-            request.parallelism.unwrap_or_else(|| self.video_parallelism(VideoMemoryStrategy::from_env()));
+            request.parallelism.unwrap_or_else(|| self.video_parallelism(self.config.video_memory_strategy));
 
         let shared = Mutex::new((StageTimings::default(), 0usize));
         let process = |_index: usize, frame: Frame| -> Result<Frame> {

@@ -16,6 +16,7 @@ fn engine() -> Engine {
         sessions_per_model: 2,
         max_image_pixels: 50_000_000,
         content_analysis: true,
+        video_memory_strategy: Default::default(),
     })
     .unwrap()
 }
@@ -136,6 +137,7 @@ fn a_missing_model_is_reported_by_name() {
         sessions_per_model: 1,
         max_image_pixels: 50_000_000,
         content_analysis: true,
+        video_memory_strategy: Default::default(),
     })
     .unwrap();
     let opts = options(&[("face_swapper_model", "inswapper_128")]);
@@ -231,6 +233,7 @@ fn content_analysis_runs_unless_the_operator_turns_it_off() {
             sessions_per_model: 1,
             max_image_pixels: 50_000_000,
             content_analysis: enabled,
+            video_memory_strategy: Default::default(),
         })
         .unwrap();
         let opts = options(&[("processors", "face_enhancer")]);
@@ -377,6 +380,7 @@ fn an_nsfw_target_is_rejected() {
             sessions_per_model: 1,
             max_image_pixels: 50_000_000,
             content_analysis,
+            video_memory_strategy: Default::default(),
         })
         .unwrap();
         let opts = options(&[("processors", "face_enhancer")]);

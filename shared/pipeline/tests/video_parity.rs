@@ -28,6 +28,7 @@ fn engine() -> Engine {
         sessions_per_model: 1,
         max_image_pixels: 50_000_000,
         content_analysis: true,
+        video_memory_strategy: Default::default(),
     })
     .unwrap()
 }

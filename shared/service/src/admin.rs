@@ -355,7 +355,8 @@ async fn system(State(state): State<AppState>) -> Json<Value> {
             "version": ff_pipeline::runtime::ORT_VERSION,
             "library_found": ff_pipeline::runtime::default_library_path().is_file(),
         },
-        "execution_providers": ["cpu"],
+        "execution_providers": config.execution_providers,
+        "video_memory_strategy": format!("{:?}", config.video_memory_strategy).to_lowercase(),
         "execution_thread_count": config.execution_thread_count,
         "cpu_count": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "memory": {

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use ff_pipeline::engine::VideoMemoryStrategy;
 use ff_pipeline::EngineConfig;
 
 const MIB: usize = 1024 * 1024;
@@ -36,6 +37,10 @@ pub struct ServiceConfig {
     pub allow_model_download: bool,
     /// FF_CONTENT_ANALYSIS: FaceFusion's NSFW gate on every target. Only the operator can turn it off.
     pub content_analysis: bool,
+    /// FF_VIDEO_MEMORY_STRATEGY: strict, moderate or tolerant (FaceFusion's names); bounds video frames in flight.
+    pub video_memory_strategy: VideoMemoryStrategy,
+    /// FF_EXECUTION_PROVIDERS: a JSON array as FaceFusion's; this build runs the CPU provider only.
+    pub execution_providers: Vec<String>,
     /// FF_DATA_DIR: where jobs and files live when no bucket is set (default `.data`).
     pub data_dir: PathBuf,
     /// FF_S3_BUCKET: keep jobs and files in this S3 bucket instead of FF_DATA_DIR.
@@ -104,6 +109,8 @@ impl ServiceConfig {
             )?,
             allow_model_download: parse_bool(value("FF_ALLOW_MODEL_DOWNLOAD"), "FF_ALLOW_MODEL_DOWNLOAD", true)?,
             content_analysis: parse_bool(value("FF_CONTENT_ANALYSIS"), "FF_CONTENT_ANALYSIS", true)?,
+            video_memory_strategy: parse_memory_strategy(value("FF_VIDEO_MEMORY_STRATEGY"))?,
+            execution_providers: parse_execution_providers(value("FF_EXECUTION_PROVIDERS"))?,
             data_dir: value("FF_DATA_DIR").map_or_else(|| PathBuf::from(".data"), PathBuf::from),
             s3_bucket: value("FF_S3_BUCKET").map(parse_bucket).transpose()?,
             s3_prefix: parse_s3_prefix(value("FF_S3_PREFIX"))?,
@@ -124,6 +131,7 @@ impl ServiceConfig {
             models_dir: self.models_dir.clone(),
             allow_download: self.allow_model_download,
             content_analysis: self.content_analysis,
+            video_memory_strategy: self.video_memory_strategy,
             intra_threads: self.execution_thread_count,
             // One session per processing slot, so concurrent requests never queue on one model.
             sessions_per_model: self.max_concurrent_requests,
@@ -197,6 +205,30 @@ fn parse_endpoint(text: String) -> Result<String, ConfigError> {
     }
 }
 
+fn parse_memory_strategy(value: Option<String>) -> Result<VideoMemoryStrategy, ConfigError> {
+    let Some(text) = value else { return Ok(VideoMemoryStrategy::default()) };
+    text.parse().map_err(|_| ConfigError {
+        variable: "FF_VIDEO_MEMORY_STRATEGY",
+        value: text,
+        expected: "strict, moderate or tolerant".into(),
+    })
+}
+
+/// A JSON array of provider names, e.g. `["cpu"]`. Only the CPU provider is built in, so any other
+/// name stops start-up rather than silently running on the CPU.
+fn parse_execution_providers(value: Option<String>) -> Result<Vec<String>, ConfigError> {
+    let Some(text) = value else { return Ok(vec!["cpu".to_string()]) };
+    let invalid = |text: &str| ConfigError {
+        variable: "FF_EXECUTION_PROVIDERS",
+        value: text.to_string(),
+        expected: "a JSON array of execution providers available in this build: [\"cpu\"]".into(),
+    };
+    match serde_json::from_str::<Vec<String>>(&text) {
+        Ok(providers) if !providers.is_empty() && providers.iter().all(|p| p == "cpu") => Ok(providers),
+        _ => Err(invalid(&text)),
+    }
+}
+
 fn parse_bool(value: Option<String>, variable: &'static str, default: bool) -> Result<bool, ConfigError> {
     let Some(text) = value else {
         return Ok(default);
@@ -227,6 +259,25 @@ mod tests {
         assert_eq!(config.request_timeout, Duration::from_secs(300));
         assert_eq!(config.max_image_pixels, 50_000_000);
         assert!(config.allow_model_download);
+    }
+
+    #[test]
+    fn memory_strategy_and_execution_providers_are_checked_at_start_up() {
+        let config =
+            parse(&[("FF_VIDEO_MEMORY_STRATEGY", "tolerant"), ("FF_EXECUTION_PROVIDERS", r#"["cpu"]"#)]).unwrap();
+        assert_eq!(config.video_memory_strategy, VideoMemoryStrategy::Tolerant);
+        assert_eq!(config.to_engine_config().video_memory_strategy, VideoMemoryStrategy::Tolerant);
+        assert_eq!(config.execution_providers, ["cpu"]);
+        assert_eq!(parse(&[]).unwrap().video_memory_strategy, VideoMemoryStrategy::Strict);
+        for (variable, value) in [
+            ("FF_VIDEO_MEMORY_STRATEGY", "lavish"),
+            ("FF_EXECUTION_PROVIDERS", r#"["cuda"]"#),
+            ("FF_EXECUTION_PROVIDERS", "cpu"),
+            ("FF_EXECUTION_PROVIDERS", "[]"),
+        ] {
+            let error = parse(&[(variable, value)]).unwrap_err();
+            assert_eq!(error.variable, variable, "{value}");
+        }
     }
 
     #[test]
