@@ -214,6 +214,38 @@ async fn a_job_runs_through_its_functions_and_the_worker() {
     assert_eq!((gone.status(), gone.error_code().as_str()), (404, "job_not_found"));
 }
 
+/// An upload under `inbox/` through the worker: the result lands in `outbox/`, and the same event
+/// again (S3 delivers at least once) does nothing.
+#[tokio::test]
+async fn an_inbox_upload_runs_through_the_worker_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let storage: Arc<dyn Storage> = Arc::new(FsStorage::new(dir.path()));
+    let state = state_with(Arc::clone(&storage));
+    let image = |name: &str| std::fs::read(assets_dir().join("images").join(name)).expect("test image");
+    let sidecar = serde_json::json!({ "face_swapper_model": "inswapper_128", "sources": ["sources/obama.jpg"] });
+    // The fixture's key is form-encoded: `holiday+photo.jpg` is the object `holiday photo.jpg`.
+    for (key, bytes) in [
+        ("sources/obama.jpg", image("obama.jpg")),
+        ("inbox/holiday photo.jpg.json", sidecar.to_string().into_bytes()),
+        ("inbox/holiday photo.jpg", image("biden.jpg")),
+    ] {
+        storage.put_bytes(key, bytes.into(), WriteCondition::None).await.expect("seeded input");
+    }
+    let event = || serde_json::from_value(read_event("worker/inbox-object-created.json")).expect("an S3 event");
+    let report = handle_s3_event(&state, event()).await.expect("no retry needed");
+    assert_eq!(report.records[0].key, "inbox/holiday photo.jpg");
+    assert_eq!(
+        (report.records[0].action, report.records[0].outcome.as_str()),
+        ("batch", "completed: outbox/holiday photo.jpg")
+    );
+    let (result, _) = storage.get_bytes("outbox/holiday photo.jpg", 1 << 30).await.expect("the result exists");
+    let (result, target) =
+        (image::load_from_memory(&result).unwrap(), image::load_from_memory(&image("biden.jpg")).unwrap());
+    assert_eq!((result.width(), result.height()), (target.width(), target.height()));
+    let again = handle_s3_event(&state, event()).await.expect("no retry needed");
+    assert_eq!(again.records[0].outcome, "skipped: already processed");
+}
+
 /// `ff` as one function takes both kinds of event.
 #[tokio::test]
 async fn the_all_in_one_function_routes_http_and_s3_events() {
@@ -249,6 +281,7 @@ fn every_fixture_file_is_tested() {
         "job-delete/delete.json",
         "worker/job-record-created.json",
         "worker/job-input-created.json",
+        "worker/inbox-object-created.json",
     ];
     let tested: Vec<&str> = CASES.iter().map(|case| case.file).chain(sequenced).collect();
     for file in files {

@@ -55,6 +55,10 @@ pub struct ServiceConfig {
     pub workers: usize,
     /// FF_JOB_QUEUE_LENGTH: jobs waiting for a worker before new ones get 429.
     pub job_queue_length: usize,
+    /// FF_BATCH_OPTIONS: options for `inbox/` objects without a sidecar (see `crate::batch`).
+    pub batch_options: Option<crate::batch::BatchOptions>,
+    /// FF_EVENTS_SECRET: bearer secret of POST /api/v1/events/s3; unset disables the endpoint.
+    pub events_secret: Option<String>,
 }
 
 /// A variable whose value is outside what it accepts.
@@ -122,6 +126,8 @@ impl ServiceConfig {
             )?,
             workers: parse_in_range(value("FF_WORKERS"), "FF_WORKERS", 1, 0..=64)?,
             job_queue_length: parse_in_range(value("FF_JOB_QUEUE_LENGTH"), "FF_JOB_QUEUE_LENGTH", 64, 1..=100_000)?,
+            batch_options: value("FF_BATCH_OPTIONS").map(parse_batch_options).transpose()?,
+            events_secret: value("FF_EVENTS_SECRET").map(parse_events_secret).transpose()?,
         })
     }
 
@@ -229,6 +235,28 @@ fn parse_execution_providers(value: Option<String>) -> Result<Vec<String>, Confi
     }
 }
 
+/// Checked like a sidecar, at start-up: a bad default would otherwise fail every upload.
+fn parse_batch_options(text: String) -> Result<crate::batch::BatchOptions, ConfigError> {
+    crate::batch::BatchOptions::parse(&text).map_err(|reason| ConfigError {
+        variable: "FF_BATCH_OPTIONS",
+        value: text,
+        expected: format!("a JSON object of FaceFusion options plus `sources` and `output_format` ({reason})"),
+    })
+}
+
+/// A guessable secret protects nothing; the value is not echoed back in the error.
+fn parse_events_secret(text: String) -> Result<String, ConfigError> {
+    if text.len() >= 16 && !text.contains(char::is_whitespace) {
+        Ok(text)
+    } else {
+        Err(ConfigError {
+            variable: "FF_EVENTS_SECRET",
+            value: "(hidden)".into(),
+            expected: "at least 16 characters without whitespace".into(),
+        })
+    }
+}
+
 fn parse_bool(value: Option<String>, variable: &'static str, default: bool) -> Result<bool, ConfigError> {
     let Some(text) = value else {
         return Ok(default);
@@ -277,6 +305,26 @@ mod tests {
         ] {
             let error = parse(&[(variable, value)]).unwrap_err();
             assert_eq!(error.variable, variable, "{value}");
+        }
+    }
+
+    #[test]
+    fn batch_options_and_events_secret_are_checked_at_start_up() {
+        let config = parse(&[
+            ("FF_BATCH_OPTIONS", r#"{"face_swapper_model": "inswapper_128", "sources": ["sources/a.jpg"]}"#),
+            ("FF_EVENTS_SECRET", "0123456789abcdef"),
+        ])
+        .unwrap();
+        assert_eq!(config.batch_options.unwrap().sources, ["sources/a.jpg"]);
+        assert_eq!(config.events_secret.as_deref(), Some("0123456789abcdef"));
+        assert_eq!(parse(&[]).unwrap().events_secret, None);
+        for (variable, value) in [
+            ("FF_BATCH_OPTIONS", "{"),
+            ("FF_BATCH_OPTIONS", r#"{"sources": "a.jpg"}"#),
+            ("FF_BATCH_OPTIONS", r#"{"face_swapper_model": "nope"}"#),
+            ("FF_EVENTS_SECRET", "short"),
+        ] {
+            assert_eq!(parse(&[(variable, value)]).unwrap_err().variable, variable, "{value}");
         }
     }
 

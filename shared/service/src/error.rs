@@ -31,6 +31,8 @@ pub enum ApiError {
     PayloadTooLarge { limit_bytes: usize },
     #[error("{0}")]
     NoSourceFace(String),
+    #[error("missing or wrong credentials")]
+    Unauthorized,
     #[error("{0}")]
     ContentRejected(String),
     #[error("model `{model}` is not available on this server")]
@@ -64,6 +66,7 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::Busy => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -83,6 +86,7 @@ impl ApiError {
             Self::ModelUnavailable { .. } => "model_unavailable",
             Self::RuntimeUnavailable { .. } => "runtime_unavailable",
             Self::Busy => "busy",
+            Self::Unauthorized => "unauthorized",
             Self::Timeout { .. } => "timeout",
             Self::NotFound { .. } => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
@@ -241,6 +245,12 @@ mod tests {
         let response = ApiError::Busy.into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], BUSY_RETRY_AFTER.as_secs().to_string().as_str());
+    }
+
+    #[test]
+    fn unauthorized_is_a_401() {
+        let error = ApiError::Unauthorized;
+        assert_eq!((error.status(), error.code()), (StatusCode::UNAUTHORIZED, "unauthorized"));
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! turns failures into stable JSON errors.
 
 mod admin;
+pub mod batch;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod form;
 pub mod jobs;
 pub mod limiter;

@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/process", post(process))
         .merge(crate::jobs::routes::router())
         .merge(crate::admin::routes())
+        .merge(crate::events::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(upload_limit))
