@@ -8,36 +8,21 @@ use axum::body::{Body, Bytes};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderMap, Request, StatusCode};
 use axum::Router;
-use ff_pipeline::testing::assets_dir;
 use ff_service::{router, AppState, ServiceConfig, X_FACES_PROCESSED};
 use tower::ServiceExt;
 
+mod common;
+use common::asset;
+
 const BOUNDARY: &str = "ff-test-boundary-7MA4YWxkTrZu0gW";
 
-/// Stand-in models, never a download, one ORT thread so parallel tests do not fight over cores.
 fn test_config(overrides: &[(&str, &str)]) -> ServiceConfig {
-    let models = assets_dir().join("standins/light").to_string_lossy().into_owned();
-    let defaults = [
-        ("FF_MODELS_DIR", models.as_str()),
-        ("FF_ALLOW_MODEL_DOWNLOAD", "false"),
-        ("FF_EXECUTION_THREAD_COUNT", "1"),
-        ("FF_MAX_CONCURRENT_REQUESTS", "2"),
-    ];
-    ServiceConfig::from_lookup(|name| {
-        let set = overrides.iter().chain(defaults.iter()).find(|(key, _)| *key == name);
-        set.map(|(_, value)| value.to_string())
-    })
-    .expect("test configuration is valid")
+    common::test_config(overrides, &[])
 }
 
 fn app(config: ServiceConfig) -> (AppState, Router) {
     let state = AppState::new(config).expect("engine builds");
     (state.clone(), router(state))
-}
-
-fn asset(name: &str) -> Vec<u8> {
-    let path = assets_dir().join("images").join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// A featureless sky-blue picture: nothing a face detector could find.

@@ -6,60 +6,18 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use ff_pipeline::testing::assets_dir;
 use ff_service::batch::{process_inbox_object, BatchOutcome};
-use ff_service::storage::testing::s3_test_storage;
-use ff_service::storage::{FsStorage, Storage, WriteCondition};
+use ff_service::storage::{Storage, WriteCondition};
 use ff_service::{router, AppState, ServiceConfig};
 use tower::ServiceExt;
 
+mod common;
+use common::{asset, fs_backend, s3_backend, Backend};
+
 const SECRET: &str = "batch-test-secret-0123456789";
 
-/// Stand-in models, never a download, one ORT thread per session.
 fn test_config(overrides: &[(&str, &str)]) -> ServiceConfig {
-    let models = assets_dir().join("standins/light").to_string_lossy().into_owned();
-    let defaults = [
-        ("FF_MODELS_DIR", models.as_str()),
-        ("FF_ALLOW_MODEL_DOWNLOAD", "false"),
-        ("FF_EXECUTION_THREAD_COUNT", "1"),
-        ("FF_MAX_CONCURRENT_REQUESTS", "2"),
-        ("FF_WORKERS", "0"),
-    ];
-    ServiceConfig::from_lookup(|name| {
-        let set = overrides.iter().chain(defaults.iter()).find(|(key, _)| *key == name);
-        set.map(|(_, value)| value.to_string())
-    })
-    .expect("test configuration is valid")
-}
-
-struct Backend {
-    storage: Arc<dyn Storage>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-fn fs_backend() -> Backend {
-    let dir = tempfile::tempdir().expect("temp dir");
-    Backend { storage: Arc::new(FsStorage::new(dir.path())), _dir: Some(dir) }
-}
-
-async fn s3_backend() -> Backend {
-    Backend { storage: Arc::new(s3_test_storage().await), _dir: None }
-}
-
-macro_rules! on_both_backends {
-    ($($behaviour:ident),* $(,)?) => {$(
-        mod $behaviour {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn fs() {
-                super::$behaviour(super::fs_backend()).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn s3() {
-                super::$behaviour(super::s3_backend().await).await;
-            }
-        }
-    )*};
+    common::test_config(overrides, &[("FF_WORKERS", "0")])
 }
 
 on_both_backends!(
@@ -70,11 +28,6 @@ on_both_backends!(
 
 fn state(backend: &Backend, overrides: &[(&str, &str)]) -> AppState {
     AppState::new(test_config(overrides)).expect("engine builds").with_storage(Arc::clone(&backend.storage))
-}
-
-fn asset(name: &str) -> Vec<u8> {
-    let path = assets_dir().join("images").join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 async fn put(storage: &Arc<dyn Storage>, key: &str, bytes: Vec<u8>) {

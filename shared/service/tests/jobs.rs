@@ -10,64 +10,21 @@ use axum::body::{Body, Bytes};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use axum::http::{HeaderMap, Request, StatusCode};
 use axum::Router;
-use ff_pipeline::testing::assets_dir;
 use ff_service::jobs::store::JobStore;
 use ff_service::jobs::{record_key, run_job, Job, JobInputs, JobStatus, RunOutcome, Workers};
-use ff_service::storage::testing::s3_test_storage;
-use ff_service::storage::{FsStorage, ListRequest, Storage, WriteCondition};
+use ff_service::storage::{ListRequest, WriteCondition};
 use ff_service::{router, AppState, ServiceConfig};
 use tower::ServiceExt;
+
+mod common;
+use common::{asset, fs_backend, s3_backend, Backend};
 
 const BOUNDARY: &str = "ff-jobs-test-boundary-4k2Jd9";
 /// Long enough for a swap on a loaded 2-core machine running other tests at once.
 const JOB_DEADLINE: Duration = Duration::from_secs(180);
 
-/// Stand-in models, never a download, one ORT thread per session.
 fn test_config(overrides: &[(&str, &str)]) -> ServiceConfig {
-    let models = assets_dir().join("standins/light").to_string_lossy().into_owned();
-    let defaults = [
-        ("FF_MODELS_DIR", models.as_str()),
-        ("FF_ALLOW_MODEL_DOWNLOAD", "false"),
-        ("FF_EXECUTION_THREAD_COUNT", "1"),
-        ("FF_MAX_CONCURRENT_REQUESTS", "2"),
-        ("FF_WORKERS", "1"),
-    ];
-    ServiceConfig::from_lookup(|name| {
-        let set = overrides.iter().chain(defaults.iter()).find(|(key, _)| *key == name);
-        set.map(|(_, value)| value.to_string())
-    })
-    .expect("test configuration is valid")
-}
-
-/// A storage backend and what keeps it alive (the filesystem one's directory).
-struct Backend {
-    storage: Arc<dyn Storage>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-fn fs_backend() -> Backend {
-    let dir = tempfile::tempdir().expect("temp dir");
-    Backend { storage: Arc::new(FsStorage::new(dir.path())), _dir: Some(dir) }
-}
-
-async fn s3_backend() -> Backend {
-    Backend { storage: Arc::new(s3_test_storage().await), _dir: None }
-}
-
-macro_rules! on_both_backends {
-    ($($behaviour:ident),* $(,)?) => {$(
-        mod $behaviour {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn fs() {
-                super::$behaviour(super::fs_backend()).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn s3() {
-                super::$behaviour(super::s3_backend().await).await;
-            }
-        }
-    )*};
+    common::test_config(overrides, &[("FF_WORKERS", "1")])
 }
 
 on_both_backends!(
@@ -88,11 +45,6 @@ fn app(backend: &Backend, overrides: &[(&str, &str)]) -> (AppState, Router) {
     let state =
         AppState::new(test_config(overrides)).expect("engine builds").with_storage(Arc::clone(&backend.storage));
     (state.clone(), router(state))
-}
-
-fn asset(name: &str) -> Vec<u8> {
-    let path = assets_dir().join("images").join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn image_size(bytes: &[u8]) -> (u32, u32) {
