@@ -15,7 +15,7 @@ use ff_pipeline::models::ModelStore;
 use ff_pipeline::options::ProcessOptions;
 use ff_pipeline::processors::face_swapper::{FaceSwapper, SourceFace};
 use ff_pipeline::sessions::ModelRegistry;
-use ff_pipeline::testing::assets_dir;
+use ff_pipeline::testing::{assets_dir, inference_snapshot, ms_per_run, print_inference_summary};
 use ff_pipeline::Frame;
 
 const STAGES: [&str; 7] = ["decode", "detect", "landmark", "embed", "swap", "paste", "encode"];
@@ -42,13 +42,13 @@ fn main() {
     let target_bytes = std::fs::read(assets_dir().join("images/biden.jpg")).expect("biden.jpg");
 
     run_once(&registry, &options, &source_bytes, &target_bytes);
-    let ort_before = ort_time(&registry);
+    let ort_before = inference_snapshot(&registry);
     let mut total = Timings::default();
     for _ in 0..runs {
         let timings = run_once(&registry, &options, &source_bytes, &target_bytes);
         total.0.iter_mut().zip(timings.0).for_each(|(t, d)| *t += d);
     }
-    let ort_after = ort_time(&registry);
+    let ort_after = inference_snapshot(&registry);
     print_table(&total, runs, &ort_before, &ort_after, threads);
 }
 
@@ -114,23 +114,6 @@ fn analyse(registry: &ModelRegistry, options: &ProcessOptions, frame: &Frame, t:
     }
 }
 
-/// Inference time per model so far.
-fn ort_time(registry: &ModelRegistry) -> Vec<(String, u64, Duration)> {
-    registry
-        .loaded()
-        .into_iter()
-        .filter_map(|name| {
-            let session = registry.get(&name).ok()?;
-            let (runs, time) = session.run_stats();
-            Some((name, runs, time))
-        })
-        .collect()
-}
-
-fn ms(duration: Duration, runs: usize) -> f64 {
-    duration.as_secs_f64() * 1000.0 / runs as f64
-}
-
 fn print_table(
     total: &Timings,
     runs: usize,
@@ -141,29 +124,10 @@ fn print_table(
     println!("image swap obama.jpg -> biden.jpg, inswapper_128, costed stand-ins, {threads} ORT threads, mean of {runs} runs");
     println!("{:<10} {:>10}", "stage", "ms");
     for (stage, duration) in STAGES.iter().zip(total.0) {
-        println!("{stage:<10} {:>10.1}", ms(duration, runs));
+        println!("{stage:<10} {:>10.1}", ms_per_run(duration, runs));
     }
     let wall: Duration = total.0.iter().sum();
-    println!("{:<10} {:>10.1}", "total", ms(wall, runs));
+    println!("{:<10} {:>10.1}", "total", ms_per_run(wall, runs));
     println!();
-    println!("{:<20} {:>6} {:>12}", "model (ORT only)", "calls", "ms per run");
-    let mut ort_total = Duration::ZERO;
-    for (name, runs_after, time_after) in after {
-        let (runs_before, time_before) =
-            before.iter().find(|(n, _, _)| n == name).map(|(_, r, t)| (*r, *t)).unwrap_or((0, Duration::ZERO));
-        let time = time_after.saturating_sub(time_before);
-        ort_total += time;
-        println!("{name:<20} {:>6} {:>12.1}", (runs_after - runs_before) / runs as u64, ms(time, runs));
-    }
-    println!("{:<20} {:>6} {:>12.1}", "ORT total", "", ms(ort_total, runs));
-    println!("{:<20} {:>6} {:>12.1}", "outside ORT", "", ms(wall.saturating_sub(ort_total), runs));
-    println!();
-    println!("peak RSS: {} MiB", peak_rss_kib() / 1024);
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
+    print_inference_summary(before, after, runs, wall);
 }

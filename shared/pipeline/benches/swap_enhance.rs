@@ -10,7 +10,7 @@ use std::time::Duration;
 use ff_pipeline::engine::StageTimings;
 use ff_pipeline::image_io::ImageFormat;
 use ff_pipeline::options::ProcessOptions;
-use ff_pipeline::testing::assets_dir;
+use ff_pipeline::testing::{assets_dir, inference_snapshot, ms_per_run, print_inference_summary};
 use ff_pipeline::{Engine, EngineConfig, ImageRequest};
 
 fn main() {
@@ -44,7 +44,7 @@ fn main() {
     };
 
     run();
-    let before = ort_time(&engine);
+    let before = inference_snapshot(engine.registry());
     let mut total: Vec<(String, Duration)> = Vec::new();
     for _ in 0..runs {
         for (stage, time) in stages(&run()) {
@@ -54,7 +54,7 @@ fn main() {
             }
         }
     }
-    let after = ort_time(&engine);
+    let after = inference_snapshot(engine.registry());
     print_table(&total, runs, &before, &after, threads);
 }
 
@@ -70,22 +70,6 @@ fn stages(timings: &StageTimings) -> Vec<(String, Duration)> {
     stages
 }
 
-fn ort_time(engine: &Engine) -> Vec<(String, u64, Duration)> {
-    let registry = engine.registry();
-    registry
-        .loaded()
-        .into_iter()
-        .filter_map(|name| {
-            let (runs, time) = registry.get(&name).ok()?.run_stats();
-            Some((name, runs, time))
-        })
-        .collect()
-}
-
-fn ms(duration: Duration, runs: usize) -> f64 {
-    duration.as_secs_f64() * 1000.0 / runs as f64
-}
-
 fn print_table(
     total: &[(String, Duration)],
     runs: usize,
@@ -99,29 +83,10 @@ fn print_table(
     );
     println!("{:<16} {:>10}", "stage", "ms");
     for (stage, duration) in total {
-        println!("{stage:<16} {:>10.1}", ms(*duration, runs));
+        println!("{stage:<16} {:>10.1}", ms_per_run(*duration, runs));
     }
     let wall: Duration = total.iter().map(|(_, d)| *d).sum();
-    println!("{:<16} {:>10.1}", "total", ms(wall, runs));
+    println!("{:<16} {:>10.1}", "total", ms_per_run(wall, runs));
     println!();
-    println!("{:<20} {:>6} {:>12}", "model (ORT only)", "calls", "ms per run");
-    let mut ort_total = Duration::ZERO;
-    for (name, runs_after, time_after) in after {
-        let (runs_before, time_before) =
-            before.iter().find(|(n, _, _)| n == name).map(|(_, r, t)| (*r, *t)).unwrap_or((0, Duration::ZERO));
-        let time = time_after.saturating_sub(time_before);
-        ort_total += time;
-        println!("{name:<20} {:>6} {:>12.1}", (runs_after - runs_before) / runs as u64, ms(time, runs));
-    }
-    println!("{:<20} {:>6} {:>12.1}", "ORT total", "", ms(ort_total, runs));
-    println!("{:<20} {:>6} {:>12.1}", "outside ORT", "", ms(wall.saturating_sub(ort_total), runs));
-    println!();
-    println!("peak RSS: {} MiB", peak_rss_kib() / 1024);
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
+    print_inference_summary(before, after, runs, wall);
 }

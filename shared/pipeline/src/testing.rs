@@ -99,3 +99,52 @@ pub fn diff_box(a: &Frame, b: &Frame) -> Option<(usize, usize, usize, usize)> {
     }
     bounds
 }
+
+/// Calls and time inside ONNX Runtime per loaded model, to subtract two snapshots around a benchmark.
+pub fn inference_snapshot(registry: &crate::sessions::ModelRegistry) -> Vec<(String, u64, std::time::Duration)> {
+    registry
+        .loaded()
+        .into_iter()
+        .filter_map(|name| {
+            let (runs, time) = registry.get(&name).ok()?.run_stats();
+            Some((name, runs, time))
+        })
+        .collect()
+}
+
+/// Milliseconds per run.
+pub fn ms_per_run(duration: std::time::Duration, runs: usize) -> f64 {
+    duration.as_secs_f64() * 1000.0 / runs.max(1) as f64
+}
+
+/// The benchmarks' common tail: inference time per model between two snapshots, the rest of the
+/// wall time spent outside ONNX Runtime, and the process's peak RSS.
+pub fn print_inference_summary(
+    before: &[(String, u64, std::time::Duration)],
+    after: &[(String, u64, std::time::Duration)],
+    runs: usize,
+    wall: std::time::Duration,
+) {
+    use std::time::Duration;
+    println!("{:<20} {:>6} {:>12}", "model (ORT only)", "calls", "ms per run");
+    let mut ort_total = Duration::ZERO;
+    for (name, runs_after, time_after) in after {
+        let (runs_before, time_before) =
+            before.iter().find(|(n, _, _)| n == name).map(|(_, r, t)| (*r, *t)).unwrap_or((0, Duration::ZERO));
+        let time = time_after.saturating_sub(time_before);
+        ort_total += time;
+        println!("{name:<20} {:>6} {:>12.1}", (runs_after - runs_before) / runs.max(1) as u64, ms_per_run(time, runs));
+    }
+    println!("{:<20} {:>6} {:>12.1}", "ORT total", "", ms_per_run(ort_total, runs));
+    println!("{:<20} {:>6} {:>12.1}", "outside ORT", "", ms_per_run(wall.saturating_sub(ort_total), runs));
+    println!();
+    println!("peak RSS: {} MiB", peak_rss_kib() / 1024);
+}
+
+/// VmHWM of this process, in KiB (0 where /proc is unavailable).
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
