@@ -1,20 +1,17 @@
 //! The /api/v1 API driven through its router with `oneshot`: every documented status and code,
 //! and a real face swap on the stand-in FaceFusion models.
 
-use std::io::Cursor;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::http::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderMap, Request, StatusCode};
 use axum::Router;
 use ff_service::{router, AppState, ServiceConfig, X_FACES_PROCESSED};
 use tower::ServiceExt;
 
 mod common;
-use common::asset;
-
-const BOUNDARY: &str = "ff-test-boundary-7MA4YWxkTrZu0gW";
+use common::{asset, blank_png, Form, BOUNDARY};
 
 fn test_config(overrides: &[(&str, &str)]) -> ServiceConfig {
     common::test_config(overrides, &[])
@@ -23,53 +20,6 @@ fn test_config(overrides: &[(&str, &str)]) -> ServiceConfig {
 fn app(config: ServiceConfig) -> (AppState, Router) {
     let state = AppState::new(config).expect("engine builds");
     (state.clone(), router(state))
-}
-
-/// A featureless sky-blue picture: nothing a face detector could find.
-fn blank_png(width: u32, height: u32) -> Vec<u8> {
-    let sky = image::RgbImage::from_pixel(width, height, image::Rgb([135, 190, 235]));
-    let mut bytes = Vec::new();
-    sky.write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
-    bytes
-}
-
-/// A hand-built multipart/form-data body, so the tests control every byte the server sees.
-#[derive(Default)]
-struct Form {
-    body: Vec<u8>,
-}
-
-impl Form {
-    fn file(mut self, name: &str, file_name: &str, bytes: &[u8]) -> Self {
-        let head = format!(
-            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file_name}\"\r\n\
-             Content-Type: application/octet-stream\r\n\r\n"
-        );
-        self.body.extend_from_slice(head.as_bytes());
-        self.body.extend_from_slice(bytes);
-        self.body.extend_from_slice(b"\r\n");
-        self
-    }
-
-    fn text(mut self, name: &str, value: &str) -> Self {
-        let part = format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n");
-        self.body.extend_from_slice(part.as_bytes());
-        self
-    }
-
-    fn finish(mut self) -> Vec<u8> {
-        self.body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
-        self.body
-    }
-
-    fn request(self) -> Request<Body> {
-        let body = self.finish();
-        Request::post("/api/v1/process")
-            .header(CONTENT_TYPE, format!("multipart/form-data; boundary={BOUNDARY}"))
-            .header(CONTENT_LENGTH, body.len())
-            .body(Body::from(body))
-            .unwrap()
-    }
 }
 
 fn swap_form(source: &[u8], target: &[u8]) -> Form {
@@ -142,7 +92,7 @@ async fn a_body_that_is_not_multipart_is_a_bad_request() {
 #[tokio::test]
 async fn missing_target_is_a_bad_request() {
     let (_, router) = app(test_config(&[]));
-    let request = Form::default().file("source", "obama.jpg", &asset("obama.jpg")).request();
+    let request = Form::default().file("source", "obama.jpg", &asset("obama.jpg")).post("/api/v1/process");
     let message = send(router, request).await.assert_error(StatusCode::BAD_REQUEST, "bad_request");
     assert!(message.contains("target"), "{message}");
 }
@@ -150,7 +100,8 @@ async fn missing_target_is_a_bad_request() {
 #[tokio::test]
 async fn an_unknown_file_field_is_named() {
     let (_, router) = app(test_config(&[]));
-    let request = swap_form(&asset("obama.jpg"), &asset("biden.jpg")).file("mask", "mask.png", b"x").request();
+    let request =
+        swap_form(&asset("obama.jpg"), &asset("biden.jpg")).file("mask", "mask.png", b"x").post("/api/v1/process");
     let message = send(router, request).await.assert_error(StatusCode::BAD_REQUEST, "invalid_option");
     assert!(message.contains("`mask`"), "{message}");
 }
@@ -158,7 +109,8 @@ async fn an_unknown_file_field_is_named() {
 #[tokio::test]
 async fn an_unsupported_output_format_is_an_invalid_option() {
     let (_, router) = app(test_config(&[]));
-    let request = swap_form(&asset("obama.jpg"), &asset("biden.jpg")).text("output_format", "gif").request();
+    let request =
+        swap_form(&asset("obama.jpg"), &asset("biden.jpg")).text("output_format", "gif").post("/api/v1/process");
     let message = send(router, request).await.assert_error(StatusCode::BAD_REQUEST, "invalid_option");
     assert!(message.contains("output_format"), "{message}");
 }
@@ -169,14 +121,15 @@ async fn options_as_fields_and_as_json_together_are_rejected() {
     let request = swap_form(&asset("obama.jpg"), &asset("biden.jpg"))
         .text("options", r#"{"face_swapper_model": "inswapper_128"}"#)
         .text("face_swapper_model", "inswapper_128")
-        .request();
+        .post("/api/v1/process");
     send(router, request).await.assert_error(StatusCode::BAD_REQUEST, "bad_request");
 }
 
 #[tokio::test]
 async fn an_unknown_option_field_is_named() {
     let (_, router) = app(test_config(&[]));
-    let request = swap_form(&asset("obama.jpg"), &asset("biden.jpg")).text("face_swapper_modle", "x").request();
+    let request =
+        swap_form(&asset("obama.jpg"), &asset("biden.jpg")).text("face_swapper_modle", "x").post("/api/v1/process");
     let message = send(router, request).await.assert_error(StatusCode::BAD_REQUEST, "invalid_option");
     assert!(message.contains("face_swapper_modle"), "{message}");
 }
@@ -184,7 +137,8 @@ async fn an_unknown_option_field_is_named() {
 #[tokio::test]
 async fn an_out_of_range_option_value_is_rejected() {
     let (_, router) = app(test_config(&[]));
-    let request = swap_form(&asset("obama.jpg"), &asset("biden.jpg")).text("face_mask_blur", "1.5").request();
+    let request =
+        swap_form(&asset("obama.jpg"), &asset("biden.jpg")).text("face_mask_blur", "1.5").post("/api/v1/process");
     let message = send(router, request).await.assert_error(StatusCode::BAD_REQUEST, "invalid_option");
     assert!(message.contains("face_mask_blur"), "{message}");
 }
@@ -192,7 +146,9 @@ async fn an_out_of_range_option_value_is_rejected() {
 #[tokio::test]
 async fn an_unknown_model_name_is_rejected() {
     let (_, router) = app(test_config(&[]));
-    let request = swap_form(&asset("obama.jpg"), &asset("biden.jpg")).text("face_swapper_model", "no_such").request();
+    let request = swap_form(&asset("obama.jpg"), &asset("biden.jpg"))
+        .text("face_swapper_model", "no_such")
+        .post("/api/v1/process");
     let message = send(router, request).await.assert_error(StatusCode::BAD_REQUEST, "invalid_option");
     assert!(message.contains("face_swapper_model"), "{message}");
 }
@@ -200,7 +156,7 @@ async fn an_unknown_model_name_is_rejected() {
 #[tokio::test]
 async fn a_target_that_is_not_an_image_is_unsupported_media() {
     let (_, router) = app(test_config(&[]));
-    let request = swap_form(&asset("obama.jpg"), b"this is plain text, not a picture").request();
+    let request = swap_form(&asset("obama.jpg"), b"this is plain text, not a picture").post("/api/v1/process");
     send(router, request).await.assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media");
 }
 
@@ -209,7 +165,7 @@ async fn a_declared_oversized_body_is_a_json_413() {
     let mut config = test_config(&[]);
     config.max_upload_bytes = 1024;
     let (_, router) = app(config);
-    let request = swap_form(&asset("obama.jpg"), &asset("biden.jpg")).request();
+    let request = swap_form(&asset("obama.jpg"), &asset("biden.jpg")).post("/api/v1/process");
     send(router, request).await.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
 }
 
@@ -232,7 +188,7 @@ async fn a_streamed_oversized_body_is_a_json_413() {
 async fn busy_when_every_slot_and_queue_place_is_taken() {
     let (state, router) = app(test_config(&[("FF_MAX_CONCURRENT_REQUESTS", "1"), ("FF_MAX_QUEUED_REQUESTS", "0")]));
     let _held = state.limiter().try_admit().expect("the only place is free");
-    let answer = send(router, swap_form(&asset("obama.jpg"), &asset("biden.jpg")).request()).await;
+    let answer = send(router, swap_form(&asset("obama.jpg"), &asset("biden.jpg")).post("/api/v1/process")).await;
     answer.assert_error(StatusCode::TOO_MANY_REQUESTS, "busy");
     assert!(answer.headers[RETRY_AFTER].to_str().unwrap().parse::<u64>().unwrap() >= 1);
 }
@@ -258,7 +214,7 @@ async fn a_source_without_a_face_is_unprocessable() {
         .file("source", "sky.png", &blank_png(320, 240))
         .file("target", "biden.jpg", &asset("biden.jpg"))
         .text("face_swapper_model", "inswapper_128")
-        .request();
+        .post("/api/v1/process");
     send(router, request).await.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "no_source_face");
 }
 
@@ -280,7 +236,8 @@ async fn swaps_the_face_with_options_as_fields() {
     let (_, router) = app(test_config(&[]));
     let target = asset("biden.jpg");
     let size = image::load_from_memory(&target).unwrap();
-    let request = swap_form(&asset("obama.jpg"), &target).text("face_swapper_model", "inswapper_128").request();
+    let request =
+        swap_form(&asset("obama.jpg"), &target).text("face_swapper_model", "inswapper_128").post("/api/v1/process");
     let answer = send(router, request).await;
     assert_image_of_size(&answer, "image/jpeg", (size.width(), size.height()));
     assert_eq!(faces_processed(&answer), 1);
@@ -295,7 +252,7 @@ async fn swaps_the_face_with_options_as_json_and_a_chosen_format() {
     let request = swap_form(&asset("obama.jpg"), &target)
         .text("options", r#"{"processors": ["face_swapper"], "face_swapper_model": "inswapper_128"}"#)
         .text("output_format", "png")
-        .request();
+        .post("/api/v1/process");
     let answer = send(router, request).await;
     assert_image_of_size(&answer, "image/png", (size.width(), size.height()));
     assert_eq!(faces_processed(&answer), 1);
@@ -309,7 +266,7 @@ async fn a_target_without_a_face_comes_back_unchanged() {
         .file("source", "obama.jpg", &asset("obama.jpg"))
         .file("target", "sky.png", &target)
         .text("face_swapper_model", "inswapper_128")
-        .request();
+        .post("/api/v1/process");
     let answer = send(router, request).await;
     assert_image_of_size(&answer, "image/png", (200, 150));
     assert_eq!(faces_processed(&answer), 0);

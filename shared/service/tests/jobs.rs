@@ -2,7 +2,6 @@
 //! over a `Backend`, run by a `fs` and an `s3` test (the S3 one on a real S3-compatible server,
 //! see `ff_service::storage::testing`). Jobs run real face swaps on the stand-in models.
 
-use std::io::Cursor;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,9 +16,8 @@ use ff_service::{router, AppState, ServiceConfig};
 use tower::ServiceExt;
 
 mod common;
-use common::{asset, fs_backend, s3_backend, Backend};
+use common::{asset, blank_png, fs_backend, s3_backend, Backend, Form};
 
-const BOUNDARY: &str = "ff-jobs-test-boundary-4k2Jd9";
 /// Long enough for a swap on a loaded 2-core machine running other tests at once.
 const JOB_DEADLINE: Duration = Duration::from_secs(180);
 
@@ -50,46 +48,6 @@ fn app(backend: &Backend, overrides: &[(&str, &str)]) -> (AppState, Router) {
 fn image_size(bytes: &[u8]) -> (u32, u32) {
     let image = image::load_from_memory(bytes).expect("the bytes decode as an image");
     (image.width(), image.height())
-}
-
-fn blank_png(width: u32, height: u32) -> Vec<u8> {
-    let sky = image::RgbImage::from_pixel(width, height, image::Rgb([135, 190, 235]));
-    let mut bytes = Vec::new();
-    sky.write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
-    bytes
-}
-
-#[derive(Default)]
-struct Form {
-    body: Vec<u8>,
-}
-
-impl Form {
-    fn file(mut self, name: &str, file_name: &str, bytes: &[u8]) -> Self {
-        let head = format!(
-            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file_name}\"\r\n\
-             Content-Type: application/octet-stream\r\n\r\n"
-        );
-        self.body.extend_from_slice(head.as_bytes());
-        self.body.extend_from_slice(bytes);
-        self.body.extend_from_slice(b"\r\n");
-        self
-    }
-
-    fn text(mut self, name: &str, value: &str) -> Self {
-        let part = format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n");
-        self.body.extend_from_slice(part.as_bytes());
-        self
-    }
-
-    fn request(mut self) -> Request<Body> {
-        self.body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
-        Request::post("/api/v1/jobs")
-            .header(CONTENT_TYPE, format!("multipart/form-data; boundary={BOUNDARY}"))
-            .header(CONTENT_LENGTH, self.body.len())
-            .body(Body::from(self.body))
-            .unwrap()
-    }
 }
 
 fn swap_form() -> Form {
@@ -197,7 +155,7 @@ async fn job_files(backend: &Backend, id: &str) -> Vec<String> {
 async fn a_job_runs_to_a_result_of_the_targets_size(backend: Backend) {
     let (state, router) = app(&backend, &[]);
     let workers = Workers::start(&state);
-    let created = create(&router, swap_form().request()).await;
+    let created = create(&router, swap_form().post("/api/v1/jobs")).await;
     assert_eq!(created.options, serde_json::json!({"face_swapper_model": "inswapper_128"}));
     assert_eq!(created.inputs.sources, [format!("jobs/{}/inputs/source-0.jpg", created.id)]);
     assert_eq!(created.inputs.target, format!("jobs/{}/inputs/target.jpg", created.id));
@@ -256,7 +214,7 @@ async fn a_job_whose_source_has_no_face_fails_with_its_code(backend: Backend) {
         .file("source", "sky.png", &blank_png(320, 240))
         .file("target", "biden.jpg", &asset("biden.jpg"))
         .text("face_swapper_model", "inswapper_128");
-    let created = create(&router, form.request()).await;
+    let created = create(&router, form.post("/api/v1/jobs")).await;
     assert_eq!(created.inputs.sources, [format!("jobs/{}/inputs/source-0.png", created.id)]);
     let job = wait_until_final(&router, &created.id).await;
     assert_eq!(job.status, JobStatus::Failed);
@@ -271,7 +229,7 @@ async fn jobs_list_in_pages_and_filter_by_status(backend: Backend) {
     let (_state, router) = app(&backend, &[]);
     let mut ids = Vec::new();
     for _ in 0..5 {
-        ids.push(create(&router, swap_form().request()).await.id);
+        ids.push(create(&router, swap_form().post("/api/v1/jobs")).await.id);
     }
     let cancelled = send(&router, delete(&format!("/api/v1/jobs/{}", ids[1]))).await;
     assert_eq!(cancelled.status, StatusCode::OK);
@@ -307,7 +265,7 @@ async fn jobs_list_in_pages_and_filter_by_status(backend: Backend) {
 
 async fn delete_cancels_a_queued_job_then_deletes_it(backend: Backend) {
     let (state, router) = app(&backend, &[]);
-    let job = create(&router, swap_form().request()).await;
+    let job = create(&router, swap_form().post("/api/v1/jobs")).await;
     assert_eq!(job_files(&backend, &job.id).await.len(), 2, "inputs stored");
     send(&router, get(&format!("/api/v1/jobs/{}/result", job.id)))
         .await
@@ -342,7 +300,7 @@ async fn delete_cancels_a_queued_job_then_deletes_it(backend: Backend) {
 /// progress write finds the record no longer its own, stops, and leaves nothing behind.
 async fn delete_cancels_a_running_job_and_its_worker_stops(backend: Backend) {
     let (state, router) = app(&backend, &[]);
-    let job = create(&router, swap_form().request()).await;
+    let job = create(&router, swap_form().post("/api/v1/jobs")).await;
     let store = JobStore::new(Arc::clone(&backend.storage));
     // Start the run, and cancel as soon as the record says running.
     let (storage, engine, id) = (Arc::clone(&backend.storage), Arc::clone(state.engine()), job.id.clone());
@@ -373,9 +331,9 @@ async fn delete_cancels_a_running_job_and_its_worker_stops(backend: Backend) {
 async fn a_full_queue_answers_429_before_storing_anything(backend: Backend) {
     // Workers not started: the one queue place stays taken.
     let (state, router) = app(&backend, &[("FF_JOB_QUEUE_LENGTH", "1")]);
-    let first = create(&router, swap_form().request()).await;
+    let first = create(&router, swap_form().post("/api/v1/jobs")).await;
     assert_eq!(state.job_queue().depth(), 1);
-    let answer = send(&router, swap_form().request()).await;
+    let answer = send(&router, swap_form().post("/api/v1/jobs")).await;
     answer.assert_error(StatusCode::TOO_MANY_REQUESTS, "busy");
     assert!(answer.headers.contains_key(RETRY_AFTER));
     let listed = send(&router, get("/api/v1/jobs")).await.json();
@@ -385,7 +343,7 @@ async fn a_full_queue_answers_429_before_storing_anything(backend: Backend) {
     // Once the worker takes it, there is room again.
     let workers = Workers::start(&state);
     wait_until_final(&router, &first.id).await;
-    create(&router, swap_form().request()).await;
+    create(&router, swap_form().post("/api/v1/jobs")).await;
     workers.shutdown(Duration::from_secs(10)).await;
 }
 
@@ -394,7 +352,7 @@ async fn two_workers_racing_run_each_job_once(backend: Backend) {
     let (state, router) = app(&backend, &[]);
     let mut ids = Vec::new();
     for _ in 0..3 {
-        ids.push(create(&router, swap_form().request()).await.id);
+        ids.push(create(&router, swap_form().post("/api/v1/jobs")).await.id);
     }
     for id in &ids {
         let race = |_| run_job(Arc::clone(&backend.storage), Arc::clone(state.engine()), id);
@@ -419,7 +377,7 @@ async fn start_up_requeues_queued_and_retries_running_jobs_once(backend: Backend
     let store = JobStore::new(Arc::clone(&backend.storage));
     let mut ids = Vec::new();
     for _ in 0..3 {
-        ids.push(create(&router, swap_form().request()).await.id);
+        ids.push(create(&router, swap_form().post("/api/v1/jobs")).await.id);
     }
     let crash = |id: &str, attempts: u32| {
         let store = store.clone();
@@ -456,16 +414,16 @@ async fn start_up_requeues_queued_and_retries_running_jobs_once(backend: Backend
 
 async fn bad_job_requests_are_rejected_and_leave_nothing(backend: Backend) {
     let (_state, router) = app(&backend, &[]);
-    let no_target = Form::default().file("source", "obama.jpg", &asset("obama.jpg")).request();
+    let no_target = Form::default().file("source", "obama.jpg", &asset("obama.jpg")).post("/api/v1/jobs");
     send(&router, no_target).await.assert_error(StatusCode::BAD_REQUEST, "bad_request");
-    let bad_option = swap_form().text("face_swapper_modle", "x").request();
+    let bad_option = swap_form().text("face_swapper_modle", "x").post("/api/v1/jobs");
     send(&router, bad_option).await.assert_error(StatusCode::BAD_REQUEST, "invalid_option");
     let not_image = Form::default()
         .file("source", "obama.jpg", &asset("obama.jpg"))
         .file("target", "notes.txt", b"plain text")
-        .request();
+        .post("/api/v1/jobs");
     send(&router, not_image).await.assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media");
-    let no_source = Form::default().file("target", "biden.jpg", &asset("biden.jpg")).request();
+    let no_source = Form::default().file("target", "biden.jpg", &asset("biden.jpg")).post("/api/v1/jobs");
     let message = send(&router, no_source).await.assert_error(StatusCode::BAD_REQUEST, "bad_request");
     assert!(message.contains("source"), "{message}");
     let missing = json_request(serde_json::json!({"sources": ["inbox/none.jpg"], "target": "inbox/none2.jpg"}));

@@ -65,3 +65,54 @@ macro_rules! on_both_backends {
         }
     )*};
 }
+
+/// The boundary of every test multipart body.
+pub const BOUNDARY: &str = "ff-test-boundary-7MA4YWxkTrZu0gW";
+
+/// A featureless sky-blue picture: nothing a face detector could find.
+pub fn blank_png(width: u32, height: u32) -> Vec<u8> {
+    let sky = image::RgbImage::from_pixel(width, height, image::Rgb([135, 190, 235]));
+    let mut bytes = Vec::new();
+    sky.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
+    bytes
+}
+
+/// A hand-built multipart/form-data body, so the tests control every byte the server sees.
+#[derive(Default)]
+pub struct Form {
+    body: Vec<u8>,
+}
+
+impl Form {
+    pub fn file(mut self, name: &str, file_name: &str, bytes: &[u8]) -> Self {
+        let head = format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file_name}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        );
+        self.body.extend_from_slice(head.as_bytes());
+        self.body.extend_from_slice(bytes);
+        self.body.extend_from_slice(b"\r\n");
+        self
+    }
+
+    pub fn text(mut self, name: &str, value: &str) -> Self {
+        let part = format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n");
+        self.body.extend_from_slice(part.as_bytes());
+        self
+    }
+
+    pub fn finish(mut self) -> Vec<u8> {
+        self.body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+        self.body
+    }
+
+    /// The finished body as a POST to `path` with its content type and length.
+    pub fn post(self, path: &str) -> axum::http::Request<axum::body::Body> {
+        let body = self.finish();
+        axum::http::Request::post(path)
+            .header(axum::http::header::CONTENT_TYPE, format!("multipart/form-data; boundary={BOUNDARY}"))
+            .header(axum::http::header::CONTENT_LENGTH, body.len())
+            .body(axum::body::Body::from(body))
+            .unwrap()
+    }
+}
