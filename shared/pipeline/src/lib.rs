@@ -11,6 +11,7 @@ pub mod geometry;
 pub mod image_io;
 pub mod imgproc;
 pub mod mask;
+pub mod media;
 pub mod models;
 pub mod onnx_initializer;
 pub mod options;

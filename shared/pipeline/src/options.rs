@@ -89,6 +89,10 @@ pub const FACE_ENHANCER_MODELS: &[&str] = &[
 
 /// FaceFusion's `frame_enhancer_models` minus `lsdir_x4`, which 3.5.3 lists as a choice but has no
 /// model entry for (selecting it crashes FaceFusion), so offering it would only fail later.
+pub const LIP_SYNCER_MODELS: &[&str] = &["edtalk_256", "wav2lip_96", "wav2lip_gan_96"];
+
+pub const VOICE_EXTRACTOR_MODELS: &[&str] = &["kim_vocal_1", "kim_vocal_2", "uvr_mdxnet"];
+
 pub const FRAME_ENHANCER_MODELS: &[&str] = &[
     "clear_reality_x4",
     "face_dat_x4",
@@ -396,6 +400,27 @@ pub static OPTIONS: &[OptionSpec] = &[
         "how much of the upscaled frame is blended over the resized original, percent",
     ),
     processor(
+        "lip_syncer",
+        "lip_syncer_model",
+        OptionKind::Choice { choices: LIP_SYNCER_MODELS },
+        "wav2lip_gan_96",
+        "lip syncer model",
+    ),
+    processor(
+        "lip_syncer",
+        "lip_syncer_weight",
+        float(0.0, 1.0, 0.05),
+        "0.5",
+        "how strongly the mouth follows the speech (0.5 is neutral)",
+    ),
+    processor(
+        "lip_syncer",
+        "voice_extractor_model",
+        OptionKind::Choice { choices: VOICE_EXTRACTOR_MODELS },
+        "kim_vocal_2",
+        "separates the voice from the source audio before the mel spectrogram",
+    ),
+    processor(
         "face_debugger",
         "face_debugger_items",
         OptionKind::Choices { choices: FACE_DEBUGGER_ITEMS },
@@ -454,14 +479,12 @@ pub static OPTIONS: &[OptionSpec] = &[
 
 /// FaceFusion option names of processors and features not built yet; rejected with a clear message.
 const PLANNED_OPTION_PREFIXES: &[&str] = &[
-    "lip_syncer_",
     "age_modifier_",
     "expression_restorer_",
     "face_editor_",
     "frame_colorizer_",
     "deep_swapper_",
     "background_remover_",
-    "voice_extractor_",
 ];
 
 pub fn spec(name: &str) -> Option<&'static OptionSpec> {
@@ -596,6 +619,15 @@ pub struct FrameEnhancerOptions {
     pub blend: u8,
 }
 
+#[derive(Clone, Debug, PartialEq)]
+pub struct LipSyncerOptions {
+    pub model: String,
+    /// 0..=1; wav2lip scales its audio input by 2·weight, edtalk takes it as an input.
+    pub weight: f32,
+    /// The MDX-Net model that isolates the voice before the mel spectrogram.
+    pub voice_extractor_model: String,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DebuggerItem {
     BoundingBox,
@@ -646,6 +678,7 @@ pub struct ProcessOptions {
     pub swapper: SwapperOptions,
     pub face_enhancer: FaceEnhancerOptions,
     pub frame_enhancer: FrameEnhancerOptions,
+    pub lip_syncer: LipSyncerOptions,
     pub debugger_items: Vec<DebuggerItem>,
     pub output: OutputOptions,
 }
@@ -802,6 +835,11 @@ impl RawValues {
             frame_enhancer: FrameEnhancerOptions {
                 model: self.one("frame_enhancer_model").unwrap_or("span_kendata_x4").to_string(),
                 blend: self.int("frame_enhancer_blend").unwrap_or(80).clamp(0, 100) as u8,
+            },
+            lip_syncer: LipSyncerOptions {
+                model: self.one("lip_syncer_model").unwrap_or("wav2lip_gan_96").to_string(),
+                weight: self.float("lip_syncer_weight"),
+                voice_extractor_model: self.one("voice_extractor_model").unwrap_or("kim_vocal_2").to_string(),
             },
             debugger_items: self.list("face_debugger_items").iter().filter_map(|i| debugger_item(i)).collect(),
             output: OutputOptions {
@@ -1085,7 +1123,7 @@ mod tests {
             ("face_enhancer_blend", "101"),
             ("frame_enhancer_model", "lsdir_x4"),
             ("face_debugger_items", "scores"),
-            ("lip_syncer_model", "wav2lip_96"),
+            ("lip_syncer_model", "wav2lip_97"),
             ("processors", "age_modifier"),
             ("face_mask_padding", "1 2 3 4 5"),
             ("face_mask_types", "box hair"),
@@ -1106,7 +1144,7 @@ mod tests {
 
     #[test]
     fn planned_processor_is_named_as_not_available() {
-        let error = ProcessOptions::from_pairs(&pairs(&[("processors", "lip_syncer")])).unwrap_err();
+        let error = ProcessOptions::from_pairs(&pairs(&[("processors", "age_modifier")])).unwrap_err();
         assert!(error.to_string().contains("not available in this engine yet"), "{error}");
     }
 
