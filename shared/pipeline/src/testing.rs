@@ -125,6 +125,19 @@ pub fn print_inference_summary(
     runs: usize,
     wall: std::time::Duration,
 ) {
+    let ort_total = print_inference_table(before, after, runs);
+    println!("{:<20} {:>6} {:>12.1}", "outside ORT", "", ms_per_run(wall.saturating_sub(ort_total), runs));
+    println!();
+    println!("peak RSS: {} MiB", peak_rss_kib() / 1024);
+}
+
+/// Calls and milliseconds per run inside ONNX Runtime for each model between two snapshots, and their
+/// total, which it returns.
+pub fn print_inference_table(
+    before: &[(String, u64, std::time::Duration)],
+    after: &[(String, u64, std::time::Duration)],
+    runs: usize,
+) -> std::time::Duration {
     use std::time::Duration;
     println!("{:<20} {:>6} {:>12}", "model (ORT only)", "calls", "ms per run");
     let mut ort_total = Duration::ZERO;
@@ -136,9 +149,7 @@ pub fn print_inference_summary(
         println!("{name:<20} {:>6} {:>12.1}", (runs_after - runs_before) / runs.max(1) as u64, ms_per_run(time, runs));
     }
     println!("{:<20} {:>6} {:>12.1}", "ORT total", "", ms_per_run(ort_total, runs));
-    println!("{:<20} {:>6} {:>12.1}", "outside ORT", "", ms_per_run(wall.saturating_sub(ort_total), runs));
-    println!();
-    println!("peak RSS: {} MiB", peak_rss_kib() / 1024);
+    ort_total
 }
 
 /// VmHWM of this process, in KiB (0 where /proc is unavailable).
