@@ -32,7 +32,7 @@ pub use encoders::{
     audio_quality_args, available_encoders, fix_audio_encoder, fix_video_encoder, pixel_format, video_preset_args,
     video_quality_args, AudioEncoder, AvailableEncoders, VideoEncoder, VideoPreset, VIDEO_FORMATS,
 };
-pub use pipeline::{cancelled_error, process_video, Parallelism, Progress};
+pub use pipeline::{cancelled_error, process_video, FrameSource, Parallelism, Progress, StillFrames};
 pub use probe::{probe, Rational, VideoInfo};
 pub use reader::{FrameReader, ReadOptions};
 pub use writer::{AudioOutcome, AudioPlan, EncodeOptions, EncodedVideo, FrameWriter};

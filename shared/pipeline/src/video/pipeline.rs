@@ -48,6 +48,61 @@ impl Parallelism {
     }
 }
 
+/// Where the frame loop takes its frames from: the ffmpeg decoder, or a still image repeated.
+pub trait FrameSource: Send {
+    /// The progress total; never below what `next_frame` yields unless the source ends early.
+    fn expected_frames(&self) -> u64;
+    /// The next frame, `None` at the end.
+    fn next_frame(&mut self) -> Result<Option<Frame>>;
+    /// Stops now (cancellation or failure); later reads return `Ok(None)`.
+    fn abort(&mut self);
+}
+
+impl FrameSource for FrameReader {
+    fn expected_frames(&self) -> u64 {
+        FrameReader::expected_frames(self)
+    }
+
+    fn next_frame(&mut self) -> Result<Option<Frame>> {
+        FrameReader::next_frame(self)
+    }
+
+    fn abort(&mut self) {
+        FrameReader::abort(self)
+    }
+}
+
+/// One image as a video of `count` frames: a photo the lip syncer makes speak.
+pub struct StillFrames {
+    frame: Frame,
+    count: u64,
+    produced: u64,
+}
+
+impl StillFrames {
+    pub fn new(frame: Frame, count: u64) -> Self {
+        Self { frame, count, produced: 0 }
+    }
+}
+
+impl FrameSource for StillFrames {
+    fn expected_frames(&self) -> u64 {
+        self.count
+    }
+
+    fn next_frame(&mut self) -> Result<Option<Frame>> {
+        if self.produced >= self.count {
+            return Ok(None);
+        }
+        self.produced += 1;
+        Ok(Some(self.frame.clone()))
+    }
+
+    fn abort(&mut self) {
+        self.produced = self.count;
+    }
+}
+
 /// The error for a cancelled run. Its code is `cancelled`, so callers can tell it from a failure.
 pub fn cancelled_error() -> PipelineError {
     media_error("cancelled", "the video processing was cancelled")
@@ -59,8 +114,8 @@ pub fn cancelled_error() -> PipelineError {
 /// On an error or cancellation every frame in flight is dropped, both ffmpeg processes are killed and
 /// the partial output is removed; the cancel flag is checked for every frame, so at most the frames
 /// already inside `process` run to completion. A panic inside `process` becomes an error.
-pub fn process_video<F, P>(
-    reader: FrameReader,
+pub fn process_video<S, F, P>(
+    reader: S,
     writer: FrameWriter,
     parallelism: Parallelism,
     process: F,
@@ -68,6 +123,7 @@ pub fn process_video<F, P>(
     cancel: &AtomicBool,
 ) -> Result<EncodedVideo>
 where
+    S: FrameSource,
     F: Fn(usize, Frame) -> Result<Frame> + Sync,
     P: FnMut(Progress),
 {
@@ -82,8 +138,8 @@ where
 type Job = (usize, Frame);
 type Done = (usize, Result<Frame>);
 
-fn run_frames<F, P>(
-    mut reader: FrameReader,
+fn run_frames<S, F, P>(
+    mut reader: S,
     writer: &mut FrameWriter,
     parallelism: Parallelism,
     process: &F,
@@ -91,6 +147,7 @@ fn run_frames<F, P>(
     cancel: &AtomicBool,
 ) -> Result<()>
 where
+    S: FrameSource,
     F: Fn(usize, Frame) -> Result<Frame> + Sync,
     P: FnMut(Progress),
 {
