@@ -72,6 +72,20 @@ impl FrameSource for FrameReader {
     }
 }
 
+impl<S: FrameSource + ?Sized> FrameSource for Box<S> {
+    fn expected_frames(&self) -> u64 {
+        (**self).expected_frames()
+    }
+
+    fn next_frame(&mut self) -> Result<Option<Frame>> {
+        (**self).next_frame()
+    }
+
+    fn abort(&mut self) {
+        (**self).abort()
+    }
+}
+
 /// One image as a video of `count` frames: a photo the lip syncer makes speak.
 pub struct StillFrames {
     frame: Frame,
