@@ -4,6 +4,7 @@ pub mod face_debugger;
 pub mod face_enhancer;
 pub mod face_swapper;
 pub mod frame_enhancer;
+pub mod lip_syncer;
 
 use crate::raster::Frame;
 
