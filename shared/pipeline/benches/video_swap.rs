@@ -8,18 +8,13 @@
 //! FF_BENCH_WORKERS: frames processed at once (default: the cores); FF_BENCH_INTRA: ONNX Runtime
 //! threads per session (default 1: the workers already fill the cores).
 
-use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use ff_pipeline::engine::{Engine, EngineConfig, VideoRequest};
 use ff_pipeline::options::ProcessOptions;
-use ff_pipeline::testing::{assets_dir, inference_snapshot, peak_rss_kib, print_inference_table};
+use ff_pipeline::testing::{assets_dir, bytes_written, env_number, inference_snapshot, print_video_summary};
 use ff_pipeline::video::Parallelism;
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 fn main() {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
@@ -68,35 +63,7 @@ fn main() {
          {workers} workers x {intra_threads} ORT threads, NSFW gate on",
         result.info.width, result.info.height, result.frames
     );
-    println!("{:<24} {:>10}", "stage (summed per frame)", "ms");
-    let timings = &result.timings;
-    let mut stages = vec![
-        ("probe + source decode", timings.decode),
-        ("content analyser", timings.content),
-        ("face analysis", timings.analyse),
-    ];
-    stages.extend(timings.processors.iter().map(|(name, time)| (name.as_str(), *time)));
-    for (stage, time) in stages {
-        println!("{stage:<24} {:>10.1}", time.as_secs_f64() * 1000.0);
-    }
-    println!("{:<24} {:>10.1}", "wall", wall.as_secs_f64() * 1000.0);
-    println!();
-    println!("frames per second: {:.2} ({:.1} ms per frame)", result.processing_fps, per_frame_ms(wall, result.frames));
-    let ort = print_inference_table(&ort_before, &ort_after, 1);
-    // Workers overlap, so ONNX Runtime's time is compared with the summed work that calls it.
-    let frame_work = timings.content + timings.analyse + timings.process;
-    println!(
-        "{:<20} {:>6} {:>12.1}  (of {:.1} ms summed model work: {:.1} % inside ONNX Runtime)",
-        "outside ORT",
-        "",
-        frame_work.saturating_sub(ort).as_secs_f64() * 1000.0,
-        frame_work.as_secs_f64() * 1000.0,
-        ort.as_secs_f64() / frame_work.as_secs_f64().max(1e-9) * 100.0
-    );
-    println!();
-    println!("peak RSS: {} MiB", peak_rss_kib() / 1024);
-    let besides = written.saturating_sub(output_bytes);
-    println!("output: {} KiB; written to disk besides the output: {} KiB", output_bytes / 1024, besides / 1024);
+    print_video_summary(&result, wall, (&ort_before, &ort_after), output_bytes, written);
     drop(out_dir);
 }
 
@@ -109,19 +76,4 @@ fn options(frames: usize) -> ProcessOptions {
         pairs.push(("trim_frame_end".to_string(), vec![frames.to_string()]));
     }
     ProcessOptions::from_pairs(&pairs).expect("valid options")
-}
-
-fn per_frame_ms(wall: Duration, frames: u64) -> f64 {
-    wall.as_secs_f64() * 1000.0 / frames.max(1) as f64
-}
-
-/// Bytes this process and its reaped children (the ffmpeg decoder and encoder) caused to be written
-/// to storage: Linux adds a reaped child's I/O counters to its parent's.
-fn bytes_written() -> u64 {
-    read_io_counter(Path::new("/proc/self/io"), "write_bytes:").unwrap_or(0)
-}
-
-fn read_io_counter(path: &Path, key: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(path).ok()?;
-    text.lines().find_map(|line| line.strip_prefix(key))?.trim().parse().ok()
 }

@@ -152,6 +152,66 @@ pub fn print_inference_table(
     ort_total
 }
 
+/// A benchmark setting from the environment, else `default`.
+pub fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Bytes this process and its reaped children (the ffmpeg decoder and encoder) caused to be written
+/// to storage: Linux adds a reaped child's I/O counters to its parent's (0 where /proc is unavailable).
+pub fn bytes_written() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|text| text.lines().find_map(|line| line.strip_prefix("write_bytes:"))?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The video benchmarks' report: per-stage time summed over frames, frames per second, time inside
+/// ONNX Runtime per model (`ort` = snapshots before and after), peak RSS and the bytes written to disk
+/// besides the output (FaceFusion writes every frame to disk twice).
+pub fn print_video_summary(
+    result: &crate::engine::VideoOutput,
+    wall: std::time::Duration,
+    ort: (&[(String, u64, std::time::Duration)], &[(String, u64, std::time::Duration)]),
+    output_bytes: u64,
+    written: u64,
+) {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    let timings = &result.timings;
+    println!("{:<24} {:>10}", "stage (summed per frame)", "ms");
+    let mut stages = vec![
+        ("probe + source decode", timings.decode),
+        ("content analyser", timings.content),
+        ("face analysis", timings.analyse),
+    ];
+    stages.extend(timings.processors.iter().map(|(name, time)| (name.as_str(), *time)));
+    for (stage, time) in stages {
+        println!("{stage:<24} {:>10.1}", ms(time));
+    }
+    println!("{:<24} {:>10.1}", "wall", ms(wall));
+    println!();
+    println!(
+        "frames per second: {:.2} ({:.1} ms per frame)",
+        result.processing_fps,
+        ms(wall) / result.frames.max(1) as f64
+    );
+    let ort_total = print_inference_table(ort.0, ort.1, 1);
+    // Workers overlap, so ONNX Runtime's time is compared with the summed work that calls it.
+    let work = timings.content + timings.analyse + timings.process;
+    println!(
+        "{:<20} {:>6} {:>12.1}  (of {:.1} ms summed model work: {:.1} % inside ONNX Runtime)",
+        "outside ORT",
+        "",
+        ms(work.saturating_sub(ort_total)),
+        ms(work),
+        ort_total.as_secs_f64() / work.as_secs_f64().max(1e-9) * 100.0
+    );
+    println!();
+    println!("peak RSS: {} MiB", peak_rss_kib() / 1024);
+    let besides = written.saturating_sub(output_bytes);
+    println!("output: {} KiB; written to disk besides the output: {} KiB", output_bytes / 1024, besides / 1024);
+}
+
 /// VmHWM of this process, in KiB (0 where /proc is unavailable).
 pub fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
