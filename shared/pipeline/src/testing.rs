@@ -100,8 +100,11 @@ pub fn diff_box(a: &Frame, b: &Frame) -> Option<(usize, usize, usize, usize)> {
     bounds
 }
 
+/// Per loaded model: its name, calls and time inside ONNX Runtime so far.
+pub type InferenceSnapshot = Vec<(String, u64, std::time::Duration)>;
+
 /// Calls and time inside ONNX Runtime per loaded model, to subtract two snapshots around a benchmark.
-pub fn inference_snapshot(registry: &crate::sessions::ModelRegistry) -> Vec<(String, u64, std::time::Duration)> {
+pub fn inference_snapshot(registry: &crate::sessions::ModelRegistry) -> InferenceSnapshot {
     registry
         .loaded()
         .into_iter()
@@ -172,7 +175,7 @@ pub fn bytes_written() -> u64 {
 pub fn print_video_summary(
     result: &crate::engine::VideoOutput,
     wall: std::time::Duration,
-    ort: (&[(String, u64, std::time::Duration)], &[(String, u64, std::time::Duration)]),
+    ort: (&InferenceSnapshot, &InferenceSnapshot),
     output_bytes: u64,
     written: u64,
 ) {
