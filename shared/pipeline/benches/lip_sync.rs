@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use ff_pipeline::engine::{Engine, EngineConfig, VideoRequest};
 use ff_pipeline::options::ProcessOptions;
-use ff_pipeline::testing::{assets_dir, bytes_written, env_number, inference_snapshot, print_video_summary};
+use ff_pipeline::testing::{
+    assets_dir, bytes_written, env_number, inference_snapshot, print_video_summary, stand_in_config,
+};
 use ff_pipeline::video::Parallelism;
 
 fn main() {
@@ -20,16 +22,8 @@ fn main() {
     let frames = env_number("FF_BENCH_FRAMES", 0);
     let workers = env_number("FF_BENCH_WORKERS", cores).max(1);
     let intra_threads = env_number("FF_BENCH_INTRA", 1).max(1);
-    let engine = Engine::new(EngineConfig {
-        models_dir: assets_dir().join("standins/costed"),
-        allow_download: false,
-        intra_threads,
-        sessions_per_model: workers,
-        max_image_pixels: 50_000_000,
-        content_analysis: true,
-        video_memory_strategy: Default::default(),
-    })
-    .expect("engine");
+    let engine = Engine::new(EngineConfig { intra_threads, sessions_per_model: workers, ..stand_in_config("costed") })
+        .expect("engine");
     let mut pairs = vec![("processors".to_string(), vec!["lip_syncer".to_string()])];
     if frames > 0 {
         pairs.push(("trim_frame_end".to_string(), vec![frames.to_string()]));

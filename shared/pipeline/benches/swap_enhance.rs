@@ -10,22 +10,13 @@ use std::time::Duration;
 use ff_pipeline::engine::StageTimings;
 use ff_pipeline::image_io::ImageFormat;
 use ff_pipeline::options::ProcessOptions;
-use ff_pipeline::testing::{assets_dir, inference_snapshot, ms_per_run, print_inference_summary};
+use ff_pipeline::testing::{assets_dir, inference_snapshot, ms_per_run, print_inference_summary, stand_in_config};
 use ff_pipeline::{Engine, EngineConfig, ImageRequest};
 
 fn main() {
     let runs: usize = std::env::var("FF_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(2).max(1);
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let engine = Engine::new(EngineConfig {
-        models_dir: assets_dir().join("standins/costed"),
-        allow_download: false,
-        intra_threads: threads,
-        sessions_per_model: 1,
-        max_image_pixels: 50_000_000,
-        content_analysis: true,
-        video_memory_strategy: Default::default(),
-    })
-    .expect("engine");
+    let engine = Engine::new(EngineConfig { intra_threads: threads, ..stand_in_config("costed") }).expect("engine");
     let source = std::fs::read(assets_dir().join("images/obama.jpg")).expect("obama.jpg");
     let target = std::fs::read(assets_dir().join("images/biden.jpg")).expect("biden.jpg");
     let options = ProcessOptions::from_pairs(&[(

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use ff_pipeline::engine::{Engine, EngineConfig, VideoRequest};
 use ff_pipeline::options::ProcessOptions;
-use ff_pipeline::testing::{assets_dir, bytes_written, env_number, inference_snapshot, print_video_summary};
+use ff_pipeline::testing::{
+    assets_dir, bytes_written, env_number, inference_snapshot, print_video_summary, stand_in_config,
+};
 use ff_pipeline::video::Parallelism;
 
 fn main() {
@@ -21,16 +23,8 @@ fn main() {
     let frames = env_number("FF_BENCH_FRAMES", 60);
     let workers = env_number("FF_BENCH_WORKERS", cores).max(1);
     let intra_threads = env_number("FF_BENCH_INTRA", 1).max(1);
-    let engine = Engine::new(EngineConfig {
-        models_dir: assets_dir().join("standins/costed"),
-        allow_download: false,
-        intra_threads,
-        sessions_per_model: workers,
-        max_image_pixels: 50_000_000,
-        content_analysis: true,
-        video_memory_strategy: Default::default(),
-    })
-    .expect("engine");
+    let engine = Engine::new(EngineConfig { intra_threads, sessions_per_model: workers, ..stand_in_config("costed") })
+        .expect("engine");
     let options = options(frames);
     let out_dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("output dir");
     let output = out_dir.path().join("swapped.mp4");

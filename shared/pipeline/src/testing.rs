@@ -22,6 +22,47 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// An engine over the stand-in models of `set` (`light` for tests, `costed` for benchmarks), with the
+/// NSFW gate on as in production; tests override fields with struct update syntax.
+pub fn stand_in_config(set: &str) -> crate::engine::EngineConfig {
+    crate::engine::EngineConfig {
+        models_dir: assets_dir().join("standins").join(set),
+        allow_download: false,
+        intra_threads: 2,
+        sessions_per_model: 1,
+        max_image_pixels: 50_000_000,
+        content_analysis: true,
+        video_memory_strategy: Default::default(),
+    }
+}
+
+/// Every frame of a video (or its `options` range) as decoded for processing.
+pub fn decode_video(path: &Path, options: &crate::video::ReadOptions) -> Vec<Frame> {
+    let tools = crate::video::Toolchain::from_env();
+    let info = tools.probe(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut reader = crate::video::FrameReader::open(&tools, path, &info, options).expect("decoder");
+    let mut frames = Vec::new();
+    while let Some(frame) = reader.next_frame().expect("frame") {
+        frames.push(frame);
+    }
+    frames
+}
+
+/// The box (x0, y0, x1, y1) of pixels where some channel differs by more than `threshold`: where a
+/// processor changed an encoded frame, above the encoder's noise.
+pub fn changed_box(a: &Frame, b: &Frame, threshold: u8) -> Option<(usize, usize, usize, usize)> {
+    let mut bounds: Option<(usize, usize, usize, usize)> = None;
+    for y in 0..a.height {
+        for x in 0..a.width {
+            if a.pixel(x, y).iter().zip(b.pixel(x, y)).any(|(&u, &v)| u.abs_diff(v) > threshold) {
+                let (x0, y0, x1, y1) = bounds.unwrap_or((x, y, x + 1, y + 1));
+                bounds = Some((x0.min(x), y0.min(y), x1.max(x + 1), y1.max(y + 1)));
+            }
+        }
+    }
+    bounds
+}
+
 /// Reads a PNG/JPEG written by OpenCV into a BGR frame (alpha dropped).
 pub fn read_bgr(path: &Path) -> Frame {
     let rgb = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgb8();

@@ -5,20 +5,11 @@ use std::io::Cursor;
 
 use ff_pipeline::image_io::{self, ImageFormat};
 use ff_pipeline::options::ProcessOptions;
-use ff_pipeline::testing::{assets_dir, parity_dir};
+use ff_pipeline::testing::{assets_dir, parity_dir, stand_in_config};
 use ff_pipeline::{Engine, EngineConfig, ImageRequest, PipelineError};
 
 fn engine() -> Engine {
-    Engine::new(EngineConfig {
-        models_dir: assets_dir().join("standins/light"),
-        allow_download: false,
-        intra_threads: 2,
-        sessions_per_model: 2,
-        max_image_pixels: 50_000_000,
-        content_analysis: true,
-        video_memory_strategy: Default::default(),
-    })
-    .unwrap()
+    Engine::new(EngineConfig { sessions_per_model: 2, ..stand_in_config("light") }).unwrap()
 }
 
 fn image(name: &str) -> Vec<u8> {
@@ -132,12 +123,8 @@ fn a_missing_model_is_reported_by_name() {
     let empty = tempfile::tempdir().unwrap();
     let engine = Engine::new(EngineConfig {
         models_dir: empty.path().to_path_buf(),
-        allow_download: false,
         intra_threads: 1,
-        sessions_per_model: 1,
-        max_image_pixels: 50_000_000,
-        content_analysis: true,
-        video_memory_strategy: Default::default(),
+        ..stand_in_config("light")
     })
     .unwrap();
     let opts = options(&[("face_swapper_model", "inswapper_128")]);
@@ -226,16 +213,7 @@ fn frame_enhancer_then_face_enhancer_follow_the_output_scale() {
 #[test]
 fn content_analysis_runs_unless_the_operator_turns_it_off() {
     for enabled in [true, false] {
-        let engine = Engine::new(EngineConfig {
-            models_dir: assets_dir().join("standins/light"),
-            allow_download: false,
-            intra_threads: 2,
-            sessions_per_model: 1,
-            max_image_pixels: 50_000_000,
-            content_analysis: enabled,
-            video_memory_strategy: Default::default(),
-        })
-        .unwrap();
+        let engine = Engine::new(EngineConfig { content_analysis: enabled, ..stand_in_config("light") }).unwrap();
         let opts = options(&[("processors", "face_enhancer")]);
         let output = engine.process_image(request(&[], image("biden.jpg"), opts, ImageFormat::Png)).unwrap();
         assert_eq!(output.faces_processed, 1);

@@ -8,7 +8,7 @@ use ff_pipeline::face::{Face, FaceAnalyser};
 use ff_pipeline::models::ModelStore;
 use ff_pipeline::options::ProcessOptions;
 use ff_pipeline::sessions::ModelRegistry;
-use ff_pipeline::testing::{assets_dir, diff_box, parity_dir, psnr, read_bgr};
+use ff_pipeline::testing::{assets_dir, diff_box, parity_dir, psnr, read_bgr, stand_in_config};
 use ff_pipeline::{Engine, EngineConfig, ImageRequest};
 use serde_json::Value;
 
@@ -260,16 +260,7 @@ fn run_case(engine: &Engine, case: &str) -> (f64, f64) {
 }
 
 fn engine() -> Engine {
-    Engine::new(EngineConfig {
-        models_dir: standins(),
-        allow_download: false,
-        intra_threads: 2,
-        sessions_per_model: 1,
-        max_image_pixels: 50_000_000,
-        content_analysis: true,
-        video_memory_strategy: Default::default(),
-    })
-    .unwrap()
+    Engine::new(EngineConfig { models_dir: standins(), ..stand_in_config("light") }).unwrap()
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use ff_pipeline::engine::{Engine, EngineConfig, VideoRequest};
 use ff_pipeline::options::ProcessOptions;
-use ff_pipeline::testing::{assets_dir, parity_dir, read_bgr};
+use ff_pipeline::testing::{assets_dir, parity_dir, read_bgr, stand_in_config};
 use ff_pipeline::video::{
     process_video, AudioOutcome, AudioPlan, EncodeOptions, FrameReader, FrameWriter, Parallelism, ReadOptions,
     Toolchain, VideoEncoder, VideoInfo, VideoPreset,
@@ -527,13 +527,10 @@ fn rss_child() {
 
 fn swap_with_engine(input: &Path, output: &Path) -> u64 {
     let engine = Engine::new(EngineConfig {
-        models_dir: assets_dir().join("standins/light"),
-        allow_download: false,
         intra_threads: 1,
         sessions_per_model: 2,
-        max_image_pixels: 50_000_000,
         content_analysis: false,
-        video_memory_strategy: Default::default(),
+        ..stand_in_config("light")
     })
     .unwrap();
     let pairs = [("face_swapper_model", "inswapper_128"), ("output_video_preset", "ultrafast")]

@@ -10,9 +10,9 @@ use serde_json::Value;
 
 use ff_pipeline::engine::VideoRequest;
 use ff_pipeline::options::ProcessOptions;
-use ff_pipeline::testing::{assets_dir, diff_box, parity_dir, psnr, read_bgr};
-use ff_pipeline::video::{AudioOutcome, FrameReader, Parallelism, ReadOptions, Toolchain};
-use ff_pipeline::{Engine, EngineConfig, Frame, PipelineError};
+use ff_pipeline::testing::{changed_box, decode_video, diff_box, parity_dir, psnr, read_bgr, stand_in_config};
+use ff_pipeline::video::{AudioOutcome, Parallelism, ReadOptions, Toolchain};
+use ff_pipeline::{Engine, PipelineError};
 
 const CASE: &str = "08_video_swap_hamilton_2s";
 
@@ -21,16 +21,7 @@ const CASE: &str = "08_video_swap_hamilton_2s";
 const CHANGE_THRESHOLD: u8 = 24;
 
 fn engine() -> Engine {
-    Engine::new(EngineConfig {
-        models_dir: assets_dir().join("standins/light"),
-        allow_download: false,
-        intra_threads: 2,
-        sessions_per_model: 1,
-        max_image_pixels: 50_000_000,
-        content_analysis: true,
-        video_memory_strategy: Default::default(),
-    })
-    .unwrap()
+    Engine::new(stand_in_config("light")).unwrap()
 }
 
 /// Sources, target and option pairs of a case's FaceFusion command line.
@@ -59,32 +50,6 @@ fn case_args(dir: &Path) -> CaseArgs {
         }
     }
     (sources, target, pairs)
-}
-
-fn decode(path: &Path, options: &ReadOptions) -> Vec<Frame> {
-    let tools = Toolchain::from_env();
-    let info = tools.probe(path).unwrap();
-    let mut reader = FrameReader::open(&tools, path, &info, options).unwrap();
-    let mut frames = Vec::new();
-    while let Some(frame) = reader.next_frame().unwrap() {
-        frames.push(frame);
-    }
-    frames
-}
-
-/// The box of pixels where some channel differs by more than `threshold`.
-fn changed_box(a: &Frame, b: &Frame, threshold: u8) -> Option<(usize, usize, usize, usize)> {
-    let mut bounds: Option<(usize, usize, usize, usize)> = None;
-    for y in 0..a.height {
-        for x in 0..a.width {
-            let (pa, pb) = (a.pixel(x, y), b.pixel(x, y));
-            if pa.iter().zip(pb).any(|(&u, &v)| u.abs_diff(v) > threshold) {
-                let (x0, y0, x1, y1) = bounds.unwrap_or((x, y, x + 1, y + 1));
-                bounds = Some((x0.min(x), y0.min(y), x1.max(x + 1), y1.max(y + 1)));
-            }
-        }
-    }
-    bounds
 }
 
 fn summary(values: &[f64]) -> (f64, f64) {
@@ -134,9 +99,9 @@ fn video_swap_matches_facefusion_golden() {
     let names: Vec<_> = std::fs::read_dir(out_dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names, vec![std::ffi::OsString::from("output.mp4")]);
 
-    let ours = decode(&output, &ReadOptions::default());
-    let golden = decode(&dir.join("output.mp4"), &ReadOptions::default());
-    let untouched = decode(
+    let ours = decode_video(&output, &ReadOptions::default());
+    let golden = decode_video(&dir.join("output.mp4"), &ReadOptions::default());
+    let untouched = decode_video(
         &target,
         &ReadOptions { trim_frame_start: Some(120), trim_frame_end: Some(180), ..ReadOptions::default() },
     );
