@@ -3,6 +3,7 @@
 //! No transport, storage or Lambda types live here: callers hand in bytes or frames and options,
 //! and get frames or bytes back.
 
+pub mod audio;
 pub mod content_analyser;
 pub mod engine;
 pub mod error;

@@ -28,6 +28,8 @@ mod reader;
 mod writer;
 
 pub use command::Toolchain;
+// The audio decoder (crate::audio) runs its ffmpeg under the same supervision.
+pub(crate) use command::{media_error, Supervised};
 pub use encoders::{
     audio_quality_args, available_encoders, fix_audio_encoder, fix_video_encoder, pixel_format, video_preset_args,
     video_quality_args, AudioEncoder, AvailableEncoders, VideoEncoder, VideoPreset, VIDEO_FORMATS,
