@@ -112,19 +112,25 @@ fn voice_chain_matches_facefusion_dumps() {
     println!("mel spectrogram (from the dumped prepared voice): max |Δ| / peak {spectrogram_error:.3e}");
     assert!(spectrogram_error < 1e-6, "spectrogram relative error {spectrogram_error}");
 
-    // The whole chain from the decoded file.
-    let started = Instant::now();
-    let (runs_before, ort_before) = session.run_stats();
-    let frames = VoiceFrames::extract(&registry, "kim_vocal_2", &audio, 30.0).unwrap();
-    let wall = started.elapsed();
-    let (runs_after, ort_after) = session.run_stats();
-    let ort = ort_after - ort_before;
+    // The whole chain from the decoded file; the fastest of three runs (the machine is shared).
+    let mut timings = Vec::new();
+    let mut extracted = None;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let (_, ort_before) = session.run_stats();
+        let frames = VoiceFrames::extract(&registry, "kim_vocal_2", &audio, 30.0).unwrap();
+        let wall = started.elapsed();
+        let ort = session.run_stats().1 - ort_before;
+        timings.push((wall, ort));
+        extracted = Some(frames);
+    }
+    let frames = extracted.unwrap();
+    let (wall, ort) = timings.into_iter().min().unwrap();
     println!(
-        "VoiceFrames::extract on {:.2} s of audio: {:.1} ms wall, {:.1} ms in ORT ({} runs), {:.1} ms outside ORT",
+        "VoiceFrames::extract on {:.2} s of audio: {:.1} ms wall, {:.1} ms in ORT, {:.1} ms outside ORT",
         audio.duration().as_secs_f64(),
         wall.as_secs_f64() * 1e3,
         ort.as_secs_f64() * 1e3,
-        runs_after - runs_before,
         (wall - ort).as_secs_f64() * 1e3
     );
     let chain_error = max_abs_diff(frames.spectrogram().iter().copied(), &expected_spectrogram) / spectrogram_peak;

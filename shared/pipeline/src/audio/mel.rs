@@ -24,9 +24,13 @@ const PRE_EMPHASIS: f64 = 0.97;
 /// FaceFusion's `prepare_voice` on the extractor's output (interleaved stereo float32 at 48 kHz):
 ///
 /// 1. `scipy.signal.resample` of each channel to `round(n/3)` samples (16 kHz);
-/// 2. the mean of the two channels (float32, as numpy averages float32);
+/// 2. the mean of the two channels;
 /// 3. division by the peak magnitude (float32);
 /// 4. pre-emphasis `y[t] = x[t] − 0.97·x[t−1]` (`scipy.signal.lfilter`, which works in float64).
+///
+/// Resampling is linear, so this resamples the channels' mean once instead of each channel (half the
+/// FFT work). FaceFusion resamples each channel with float32 FFTs and averages in float32; this runs
+/// the FFTs in float64 and rounds the mean to float32, which differs from it at float32 rounding level.
 ///
 /// Silence (peak 0) stays all zeros where FaceFusion divides by zero and gets NaN.
 pub fn prepare_voice(voice: &[f32]) -> Vec<f64> {
@@ -37,15 +41,11 @@ pub(crate) fn prepare_voice_with(planner: &mut RealFftPlanner<f64>, voice: &[f32
     let frames = voice.len() / 2;
     // Python's round(n·16000/48000), half to even.
     let resampled_len = (frames as f64 * MEL_SAMPLE_RATE as f64 / VOICE_SAMPLE_RATE as f64).round_ties_even() as usize;
-    let mut channel = |c: usize| -> Vec<f64> {
-        let samples: Vec<f64> = voice.chunks_exact(2).map(|pair| pair[c] as f64).collect();
-        resample(planner, &samples, resampled_len)
-    };
-    let left = channel(0);
-    let right = channel(1);
-    // scipy returns float32 for float32 input; numpy's float32 mean is (l + r) / 2 rounded once per step.
-    let mut mono: Vec<f32> = left.iter().zip(&right).map(|(&l, &r)| (l as f32 + r as f32) / 2.0).collect();
-    drop((left, right));
+    let mean: Vec<f64> = voice.chunks_exact(2).map(|pair| (pair[0] as f64 + pair[1] as f64) / 2.0).collect();
+    let resampled = resample(planner, &mean, resampled_len);
+    drop(mean);
+    let mut mono: Vec<f32> = resampled.iter().map(|&v| v as f32).collect();
+    drop(resampled);
     let peak = mono.iter().fold(0.0f32, |peak, v| peak.max(v.abs()));
     if peak > 0.0 {
         mono.iter_mut().for_each(|v| *v /= peak);

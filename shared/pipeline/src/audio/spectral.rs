@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use realfft::num_complex::Complex;
-use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+use realfft::num_traits::Zero;
+use realfft::{ComplexToReal, FftNum, RealFftPlanner, RealToComplex};
 
 /// numpy's `linspace(start, stop, num)` value `i`: `i·step + start`, and exactly `stop` at the end.
 pub(crate) fn linspace_at(start: f64, stop: f64, num: usize, i: usize) -> f64 {
@@ -86,35 +87,35 @@ fn pairwise<T: Copy + std::ops::Add<Output = T>>(values: &[T], lanes: usize, blo
 }
 
 /// A forward and an inverse real FFT of one size, planned once; clones share the plans and have
-/// their own scratch.
+/// their own scratch. In float64, or float32 where scipy transforms float32 data in single precision.
 #[derive(Clone)]
-pub(crate) struct RealFft {
+pub(crate) struct RealFft<T: FftNum = f64> {
     pub len: usize,
-    forward: Arc<dyn RealToComplex<f64>>,
-    inverse: Arc<dyn ComplexToReal<f64>>,
-    scratch: Vec<Complex<f64>>,
+    forward: Arc<dyn RealToComplex<T>>,
+    inverse: Arc<dyn ComplexToReal<T>>,
+    scratch: Vec<Complex<T>>,
 }
 
-impl RealFft {
-    pub fn new(planner: &mut RealFftPlanner<f64>, len: usize) -> Self {
+impl<T: FftNum> RealFft<T> {
+    pub fn new(planner: &mut RealFftPlanner<T>, len: usize) -> Self {
         let forward = planner.plan_fft_forward(len);
         let inverse = planner.plan_fft_inverse(len);
         let scratch_len = forward.get_scratch_len().max(inverse.get_scratch_len());
-        Self { len, forward, inverse, scratch: vec![Complex::default(); scratch_len] }
+        Self { len, forward, inverse, scratch: vec![Complex::zero(); scratch_len] }
     }
 
     /// Unnormalised rfft of `input` (`len` values, used as scratch) into `len/2 + 1` bins.
-    pub fn forward(&mut self, input: &mut [f64], output: &mut [Complex<f64>]) {
+    pub fn forward(&mut self, input: &mut [T], output: &mut [Complex<T>]) {
         // Only a length mismatch can fail, which is a bug here.
         self.forward.process_with_scratch(input, output, &mut self.scratch).expect("rfft buffer lengths");
     }
 
     /// Unnormalised irfft (numpy's `irfft` times `len`). Like pocketfft, the imaginary parts of the
     /// DC and (even lengths) Nyquist bins are ignored; `input` is used as scratch.
-    pub fn inverse(&mut self, input: &mut [Complex<f64>], output: &mut [f64]) {
-        input[0].im = 0.0;
+    pub fn inverse(&mut self, input: &mut [Complex<T>], output: &mut [T]) {
+        input[0].im = T::zero();
         if self.len.is_multiple_of(2) {
-            input[self.len / 2].im = 0.0;
+            input[self.len / 2].im = T::zero();
         }
         self.inverse.process_with_scratch(input, output, &mut self.scratch).expect("irfft buffer lengths");
     }

@@ -8,9 +8,12 @@
 //!   products use float32-rounded window values and a float64 FFT; the 'spectrum' scale comes from a
 //!   float32 sum of that window, and FaceFusion then divides by the float64 scale. All the same here,
 //!   including numpy's pairwise summation order for the sums, and the two float32 roundings.
-//! * `scipy.signal.istft` gets complex64 and runs a float32 inverse FFT and float32 overlap-add; here
-//!   the inverse FFT and the overlap-add run in float64 and the result is rounded to float32 where
-//!   FaceFusion stores float32. The difference stays at float32 rounding level.
+//! * `scipy.signal.istft` gets complex64, so its inverse FFT, window sum, overlap-add and
+//!   normalisation all run in float32: the same here, in scipy's order; only the FFT algorithm (rustfft
+//!   rather than pocketfft) rounds differently.
+//!
+//! Per 5.12 s window this is 512 forward FFTs (float64) and 512 inverse FFTs (float32) of 7680 points;
+//! the two channels of a chunk run on two threads.
 
 use realfft::num_complex::Complex;
 use realfft::RealFftPlanner;
@@ -43,17 +46,28 @@ pub struct VoiceExtractor<'a> {
     frames: usize,
     /// Chunk length in samples, (frames − 1)·1024.
     chunk_len: usize,
-    fft: RealFft,
-    /// The symmetric Hann window rounded to float32 (scipy casts it to complex64).
+    fft: RealFft<f64>,
+    inverse_fft: RealFft<f32>,
+    /// The symmetric Hann window rounded to float32 (scipy casts it to complex64 in stft, to float32 in
+    /// istft), and as float64 for the forward transform.
+    window32: Vec<f32>,
     window: Vec<f64>,
-    /// stft: the float32 'spectrum' scale FaceFusion multiplies by, and the float64 one it divides by.
+    /// stft: the float32 'spectrum' scale FaceFusion multiplies by, and the float64 one it divides by
+    /// (and multiplies the istft result by).
     stft_scale32: f64,
     scale64: f64,
-    /// istft: the float32 window sum it multiplies by.
-    istft_sum32: f64,
-    /// istft: Σ window² over the overlapping segments, chunk coordinates after the boundary trim;
-    /// values not above 1e-10 replaced by 1 as scipy does.
-    norm: Vec<f64>,
+    /// istft: the float32 window sum it multiplies the inverse FFTs by.
+    istft_sum32: f32,
+    /// istft: Σ window² (float32) over the overlapping segments in chunk coordinates after the boundary
+    /// trim; values not above 1e-10 replaced by 1 as scipy does.
+    norm: Vec<f32>,
+}
+
+/// The per-thread FFTs and buffers of one worker.
+#[derive(Clone)]
+struct Worker {
+    forward: RealFft<f64>,
+    inverse: RealFft<f32>,
 }
 
 impl<'a> VoiceExtractor<'a> {
@@ -83,12 +97,13 @@ impl<'a> VoiceExtractor<'a> {
         let stft_scale32 = (1.0f32 / (sum32 * sum32)).sqrt() as f64;
         let sum64 = numpy_sum_f64(&symmetric);
         let scale64 = (1.0 / (sum64 * sum64)).sqrt();
-        let istft_sum32 = numpy_sum_f32(&window32) as f64;
+        let istft_sum32 = numpy_sum_f32(&window32);
         let window: Vec<f64> = window32.iter().map(|&w| w as f64).collect();
 
-        let mut norm = vec![0.0f64; chunk_len + NPERSEG];
+        // scipy adds win**2 frame by frame in float32.
+        let mut norm = vec![0.0f32; chunk_len + NPERSEG];
         for frame in 0..frames {
-            for (j, w) in window.iter().enumerate() {
+            for (j, w) in window32.iter().enumerate() {
                 norm[frame * HOP + j] += w * w;
             }
         }
@@ -100,6 +115,8 @@ impl<'a> VoiceExtractor<'a> {
             frames,
             chunk_len,
             fft: RealFft::new(planner, NPERSEG),
+            inverse_fft: RealFft::new(&mut RealFftPlanner::new(), NPERSEG),
+            window32,
             window,
             stft_scale32,
             scale64,
@@ -142,8 +159,8 @@ impl<'a> VoiceExtractor<'a> {
         let block = 2 * plane;
 
         let mut tensor = vec![0.0f32; chunks * MODEL_CHANNELS * plane];
-        self.for_each_block(&mut tensor, block, |fft, index, planes| {
-            self.analyse(fft, samples, len, index / 2, index % 2, planes)
+        self.for_each_block(&mut tensor, block, |worker, index, planes| {
+            self.analyse(&mut worker.forward, samples, len, index / 2, index % 2, planes)
         });
         let shape = [chunks, MODEL_CHANNELS, MODEL_BINS, self.frames];
         let outputs = self.session.run(vec![Input::f32("input", &shape, tensor)])?;
@@ -156,7 +173,7 @@ impl<'a> VoiceExtractor<'a> {
         }
         // Each (chunk, channel) block of the output becomes that channel's untrimmed chunk signal,
         // written back over the block (chunk_len ≤ 2·3072·frames values).
-        self.for_each_block(&mut output, block, |fft, _, planes| self.synthesise(fft, planes));
+        self.for_each_block(&mut output, block, |worker, _, planes| self.synthesise(&mut worker.inverse, planes));
 
         let mut voice = vec![0.0f32; len * 2];
         for (t, pair) in voice.chunks_exact_mut(2).enumerate() {
@@ -170,13 +187,14 @@ impl<'a> VoiceExtractor<'a> {
 
     /// Runs `work` on each `block`-sized piece of `data` (one per chunk and channel), spread over the
     /// available cores; each worker has its own FFT scratch.
-    fn for_each_block(&self, data: &mut [f32], block: usize, work: impl Fn(&mut RealFft, usize, &mut [f32]) + Sync) {
+    fn for_each_block(&self, data: &mut [f32], block: usize, work: impl Fn(&mut Worker, usize, &mut [f32]) + Sync) {
         let blocks = data.len() / block;
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(blocks).max(1);
+        let worker = Worker { forward: self.fft.clone(), inverse: self.inverse_fft.clone() };
         if workers == 1 {
-            let mut fft = self.fft.clone();
+            let mut worker = worker;
             for (index, piece) in data.chunks_exact_mut(block).enumerate() {
-                work(&mut fft, index, piece);
+                work(&mut worker, index, piece);
             }
             return;
         }
@@ -187,10 +205,10 @@ impl<'a> VoiceExtractor<'a> {
         std::thread::scope(|scope| {
             for pieces in assigned {
                 let work = &work;
-                let mut fft = self.fft.clone();
+                let mut worker = worker.clone();
                 scope.spawn(move || {
                     for (index, piece) in pieces {
-                        work(&mut fft, index, piece);
+                        work(&mut worker, index, piece);
                     }
                 });
             }
@@ -200,7 +218,7 @@ impl<'a> VoiceExtractor<'a> {
     /// The STFT of one channel of one chunk into its real and imaginary (3072, frames) planes.
     fn analyse(
         &self,
-        fft: &mut RealFft,
+        fft: &mut RealFft<f64>,
         samples: &[i16],
         len: usize,
         chunk: usize,
@@ -209,25 +227,25 @@ impl<'a> VoiceExtractor<'a> {
     ) {
         let step = self.chunk_len - 2 * TRIM;
         let frames = self.frames;
+        // The chunk as scipy's STFT sees it: 3840 boundary zeros, the chunk, 3840 zeros. Chunk sample p
+        // is padded sample chunk·step + p, and padded sample q is audio sample q − 3840 (zero outside:
+        // FaceFusion's padding).
+        let mut signal = vec![0.0f64; self.chunk_len + NPERSEG];
+        for (p, value) in signal[NPERSEG / 2..NPERSEG / 2 + self.chunk_len].iter_mut().enumerate() {
+            let audio = (chunk * step + p).wrapping_sub(TRIM);
+            if audio < len {
+                *value = (samples[audio * 2 + channel] as f32 / i16::MAX as f32) as f64;
+            }
+        }
         let (real, imag) = planes.split_at_mut(MODEL_BINS * frames);
         let mut segment = vec![0.0f64; NPERSEG];
         let mut spectra = vec![Complex::<f64>::default(); FRAME_BLOCK * BINS];
         for first in (0..frames).step_by(FRAME_BLOCK) {
             let count = FRAME_BLOCK.min(frames - first);
             for (i, spectrum) in spectra.chunks_exact_mut(BINS).take(count).enumerate() {
-                let frame = first + i;
-                for (j, value) in segment.iter_mut().enumerate() {
-                    // Segment sample j is chunk sample frame·1024 + j − 3840 (zero outside the chunk:
-                    // scipy's boundary), chunk sample p is padded sample chunk·step + p, and padded
-                    // sample q is audio sample q − 3840 (zero outside: FaceFusion's padding).
-                    let in_chunk = (frame * HOP + j).wrapping_sub(NPERSEG / 2);
-                    let audio = (chunk * step + in_chunk).wrapping_sub(TRIM);
-                    *value = if in_chunk < self.chunk_len && audio < len {
-                        let x = samples[audio * 2 + channel] as f32 / i16::MAX as f32;
-                        self.window[j] * x as f64
-                    } else {
-                        0.0
-                    };
+                let start = (first + i) * HOP;
+                for ((out, &x), &w) in segment.iter_mut().zip(&signal[start..start + NPERSEG]).zip(&self.window) {
+                    *out = w * x;
                 }
                 fft.forward(&mut segment, spectrum);
             }
@@ -251,37 +269,41 @@ impl<'a> VoiceExtractor<'a> {
 
     /// The inverse STFT of one channel of one chunk from its (3072, frames) planes, overlap-added,
     /// normalised and trimmed of the boundary: `chunk_len` samples written to the start of `planes`.
-    fn synthesise(&self, fft: &mut RealFft, planes: &mut [f32]) {
+    /// Float32 throughout, in scipy's order of operations.
+    fn synthesise(&self, fft: &mut RealFft<f32>, planes: &mut [f32]) {
         let frames = self.frames;
-        let mut signal = vec![0.0f64; self.chunk_len + NPERSEG];
-        let mut spectra = vec![Complex::<f64>::default(); FRAME_BLOCK * BINS];
-        let mut segment = vec![0.0f64; NPERSEG];
+        // pocketfft's irfft scales by 1/n in the transform's precision.
+        let inverse_scale = 1.0f32 / NPERSEG as f32;
+        let mut signal = vec![0.0f32; self.chunk_len + NPERSEG];
+        let mut spectra = vec![Complex::<f32>::default(); FRAME_BLOCK * BINS];
+        let mut segment = vec![0.0f32; NPERSEG];
         {
             let (real, imag) = planes.split_at(MODEL_BINS * frames);
             for first in (0..frames).step_by(FRAME_BLOCK) {
                 let count = FRAME_BLOCK.min(frames - first);
-                spectra.iter_mut().for_each(|c| *c = Complex::default());
                 for bin in 0..MODEL_BINS {
                     let row = bin * frames + first;
                     for i in 0..count {
-                        spectra[i * BINS + bin] = Complex::new(real[row + i] as f64, imag[row + i] as f64);
+                        spectra[i * BINS + bin] = Complex::new(real[row + i], imag[row + i]);
                     }
                 }
                 for (i, spectrum) in spectra.chunks_exact_mut(BINS).take(count).enumerate() {
+                    // The bins above the model's are zero (the transform uses the buffer as scratch).
+                    spectrum[MODEL_BINS..].fill(Complex::default());
                     fft.inverse(spectrum, &mut segment);
                     let offset = (first + i) * HOP;
-                    // irfft's 1/n, then istft's 'spectrum' scaling by the window sum.
-                    let gain = self.istft_sum32 / NPERSEG as f64;
-                    for ((out, &x), &w) in signal[offset..offset + NPERSEG].iter_mut().zip(&segment).zip(&self.window) {
-                        *out += x * gain * w;
+                    for ((out, &x), &w) in signal[offset..offset + NPERSEG].iter_mut().zip(&segment).zip(&self.window32)
+                    {
+                        // xsubs = irfft(Z) · sum(win); x += xsubs · win.
+                        *out += (x * inverse_scale) * self.istft_sum32 * w;
                     }
                 }
             }
         }
         let kept = &signal[NPERSEG / 2..NPERSEG / 2 + self.chunk_len];
         for ((out, &x), &norm) in planes.iter_mut().zip(kept).zip(&self.norm) {
-            // istft's float32 result, then FaceFusion's float32 multiplication by the float64 scale.
-            *out = (((x / norm) as f32) as f64 * self.scale64) as f32;
+            // istft's x / norm, then FaceFusion's float32 multiplication by the float64 scale.
+            *out = ((x / norm) as f64 * self.scale64) as f32;
         }
     }
 }
