@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ff_service::jobs::JobApiError;
 use ff_service::storage::{Storage, WriteCondition};
-use ff_service::{ApiError, X_FACES_PROCESSED};
+use ff_service::{ApiError, X_FACES_PROCESSED, X_FRAMES_PROCESSED};
 
 /// The largest body answered inline: (6 MiB − 16 KiB for headers and the JSON envelope) × 3/4.
 pub const MAX_INLINE_BODY: usize = 4_700_000;
@@ -30,7 +30,8 @@ pub const RESULTS_PREFIX: &str = "lambda-results/";
 /// leaked URL soon stops working.
 pub const URL_LIFETIME: Duration = Duration::from_secs(15 * 60);
 
-/// The largest answer buffered for offloading; the API's answers are single images, far below.
+/// The largest answer buffered for offloading; the API's answers are single images and short
+/// videos (bounded by FF_MAX_SYNC_VIDEO_SECS), far below.
 const MAX_BUFFERED_BODY: usize = 1024 * 1024 * 1024;
 
 /// Middleware: passes small answers through untouched and offloads large ones.
@@ -79,8 +80,10 @@ pub async fn offload_large_responses(
         "content_type": content_type,
     });
     let mut redirect = (StatusCode::SEE_OTHER, [(LOCATION, location)], Json(body)).into_response();
-    if let Some(faces) = parts.headers.get(X_FACES_PROCESSED) {
-        redirect.headers_mut().insert(HeaderName::from_static(X_FACES_PROCESSED), faces.clone());
+    for name in [X_FACES_PROCESSED, X_FRAMES_PROCESSED] {
+        if let Some(value) = parts.headers.get(name) {
+            redirect.headers_mut().insert(HeaderName::from_static(name), value.clone());
+        }
     }
     redirect
 }
@@ -88,12 +91,8 @@ pub async fn offload_large_responses(
 /// The stored object has no content type of its own, so the key's extension says what it is.
 fn extension(content_type: &str) -> &'static str {
     match content_type.split(';').next().unwrap_or("").trim() {
-        "image/jpeg" => "jpg",
-        "image/png" => "png",
-        "image/webp" => "webp",
-        "image/bmp" => "bmp",
         "application/json" => "json",
-        _ => "bin",
+        other => ff_service::media::extension_of_mime(other).unwrap_or("bin"),
     }
 }
 
@@ -202,6 +201,8 @@ mod tests {
     fn extensions_follow_the_content_type() {
         assert_eq!(extension("image/jpeg"), "jpg");
         assert_eq!(extension("image/png; charset=binary"), "png");
+        assert_eq!(extension("video/mp4"), "mp4");
+        assert_eq!(extension("video/quicktime"), "mov");
         assert_eq!(extension(""), "bin");
     }
 }

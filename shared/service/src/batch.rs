@@ -17,21 +17,31 @@
 //! `output_format` (jpg, png, webp or bmp). A sidecar replaces the defaults as a whole, so what
 //! ran is always what one document says.
 //!
+//! A video target is processed like an image, on disk in a run directory under FF_TEMP_DIR, within
+//! FF_MAX_JOB_VIDEO_SECS and FF_VIDEO_TIMEOUT_SECS; its result keeps the target's name and so its
+//! container (`output_format` applies to image results only).
+//!
 //! S3 delivers events at least once, and late: the claim marker is created with `IfAbsent`, so
 //! of any number of deliveries for one upload exactly one processes it. The marker is keyed by
 //! the object's etag, so uploading different bytes under the same name processes them again.
 //! The input is left in `inbox/` either way: deleting it is the uploader's choice, and a failed
 //! input stays next to its `failed/` report to be fixed and re-uploaded.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use ff_pipeline::engine::VideoRequest;
 use ff_pipeline::image_io::ImageFormat;
+use ff_pipeline::media::{sniff, MediaKind};
 use ff_pipeline::options::ProcessOptions;
-use ff_pipeline::{Engine, ImageRequest};
+use ff_pipeline::ImageRequest;
 use serde::Serialize;
 
 use crate::error::ApiError;
 use crate::jobs::worker::MAX_INPUT_BYTES;
+use crate::media::VideoWorkspace;
+use crate::media::{self, check_video, download, read_head, CancelOnDrop, DurationLimit, OutputFormat, Route};
+use crate::state::AppState;
 use crate::storage::{Storage, StorageError, WriteCondition};
 
 pub const INBOX_PREFIX: &str = "inbox/";
@@ -41,10 +51,6 @@ pub const CLAIM_PREFIX: &str = "batch/";
 
 /// Sidecars are a few hundred bytes; anything much larger is not an options document.
 const MAX_SIDECAR_BYTES: u64 = 64 * 1024;
-
-/// Video containers the image pipeline cannot read; named so their failure says so instead of
-/// "not an image".
-const VIDEO_EXTENSIONS: [&str; 7] = ["mp4", "mov", "mkv", "webm", "avi", "m4v", "gif"];
 
 /// The options one batch object runs with: FF_BATCH_OPTIONS or a sidecar, parsed.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -117,15 +123,12 @@ pub fn inbox_name(key: &str) -> Option<&str> {
     (!name.is_empty() && !name.ends_with(".json")).then_some(name)
 }
 
-/// Processes `inbox/<name>` once per uploaded version. Storage failures are returned (a retry of
-/// the event can help; the claim is released so the retry is not taken for a duplicate);
-/// everything about the input itself ends in `failed/<name>.json`.
-pub async fn process_inbox_object(
-    storage: Arc<dyn Storage>,
-    engine: Arc<Engine>,
-    defaults: Option<&BatchOptions>,
-    key: &str,
-) -> Result<BatchOutcome, StorageError> {
+/// Processes `inbox/<name>` once per uploaded version, with FF_BATCH_OPTIONS unless it has a
+/// sidecar. Storage failures are returned (a retry of the event can help; the claim is released so
+/// the retry is not taken for a duplicate); everything about the input itself ends in
+/// `failed/<name>.json`.
+pub async fn process_inbox_object(state: &AppState, key: &str) -> Result<BatchOutcome, StorageError> {
+    let storage = Arc::clone(state.storage());
     let Some(name) = inbox_name(key) else {
         return Ok(BatchOutcome::Ignored { reason: "not a batch input (inbox/<name>, not a .json sidecar)".into() });
     };
@@ -145,7 +148,7 @@ pub async fn process_inbox_object(
         Err(error) => return Err(error),
     }
     tracing::info!(%key, "batch input claimed");
-    let outcome = run(&storage, engine, defaults, key, name).await;
+    let outcome = run(state, key, name).await;
     match outcome {
         Ok(Ok(output)) => {
             tracing::info!(%key, %output, "batch input processed");
@@ -186,32 +189,21 @@ fn etag_token(etag: &str) -> String {
 }
 
 /// The work after the claim: `Err` for storage failures, `Ok(Err)` for the input's own failures.
-async fn run(
-    storage: &Arc<dyn Storage>,
-    engine: Arc<Engine>,
-    defaults: Option<&BatchOptions>,
-    key: &str,
-    name: &str,
-) -> Result<Result<String, ApiError>, StorageError> {
+async fn run(state: &AppState, key: &str, name: &str) -> Result<Result<String, ApiError>, StorageError> {
+    let storage = state.storage();
     let sidecar = format!("{key}.json");
     let options = match storage.get_bytes(&sidecar, MAX_SIDECAR_BYTES).await {
         Ok((bytes, _)) => match std::str::from_utf8(&bytes).map_err(|e| e.to_string()).and_then(BatchOptions::parse) {
             Ok(options) => options,
             Err(reason) => return Ok(Err(ApiError::InvalidOption { option: sidecar, reason })),
         },
-        Err(StorageError::NotFound { .. }) => defaults.cloned().unwrap_or_default(),
+        Err(StorageError::NotFound { .. }) => state.config().batch_options.clone().unwrap_or_default(),
         Err(StorageError::TooLarge { limit, .. }) => {
             let reason = format!("larger than {limit} bytes");
             return Ok(Err(ApiError::InvalidOption { option: sidecar, reason }));
         }
         Err(error) => return Err(error),
     };
-    let extension = name.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase()).unwrap_or_default();
-    if VIDEO_EXTENSIONS.contains(&extension.as_str()) {
-        return Ok(Err(ApiError::UnsupportedMedia(format!(
-            "`{key}` is a video; batch processes images only (use /api/v1/jobs for video)"
-        ))));
-    }
     let process_options = match ProcessOptions::from_json(&options.options) {
         Ok(parsed) => parsed,
         Err(error) => return Ok(Err(error.into())),
@@ -223,38 +215,118 @@ async fn run(
             Err(error) => return Ok(Err(error)),
         }
     }
-    let target = match read_input(storage, key).await? {
-        Ok(bytes) => bytes,
+    // The target goes to a run directory, streamed, and is judged by its first bytes.
+    let mut workspace = match VideoWorkspace::create(&state.config().temp_dir, "download", "out") {
+        Ok(workspace) => workspace,
         Err(error) => return Ok(Err(error)),
     };
-    let request = ImageRequest { sources, target, options: process_options, output_format: options.output_format };
-    let processed = tokio::task::spawn_blocking(move || engine.process_image(request)).await;
-    let output = match processed {
-        Ok(Ok(output)) => output,
-        Ok(Err(error)) => return Ok(Err(error.into())),
-        Err(join_error) => return Ok(Err(ApiError::internal(format!("the pipeline task failed: {join_error}")))),
+    match download(storage, key, workspace.target(), MAX_INPUT_BYTES).await {
+        Ok(()) => {}
+        Err(error) => return input_failure(key, error).map(Err),
+    }
+    let head = match read_head(workspace.target()).await {
+        Ok(head) => head,
+        Err(error) => return Ok(Err(error)),
     };
-    let output_key = match options.output_format {
-        // A requested format gets its extension, so the result opens as what it is.
-        Some(format) => {
+    // `output_format` names an image format; a video keeps its container.
+    let output_format = match sniff(&head) {
+        Some(MediaKind::Video) => None,
+        _ => options.output_format.map(OutputFormat::Image),
+    };
+    let route = match media::route(&sources, &head, Some(name), &process_options, output_format) {
+        Ok(route) => route,
+        Err(error) => return Ok(Err(error)),
+    };
+    let output_key = match route {
+        Route::Image { output_format: Some(format) } => {
+            // A requested format gets its extension, so the result opens as what it is.
             let stem = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
             format!("{OUTBOX_PREFIX}{stem}.{}", format.extension())
         }
-        None => format!("{OUTBOX_PREFIX}{name}"),
+        _ => format!("{OUTBOX_PREFIX}{name}"),
     };
-    storage.put_bytes(&output_key, output.bytes.into(), WriteCondition::None).await?;
+    match route {
+        Route::Image { output_format } => {
+            let target = match tokio::fs::read(workspace.target()).await {
+                Ok(bytes) => bytes,
+                Err(e) => return Ok(Err(ApiError::internal(format!("reading the downloaded target failed: {e}")))),
+            };
+            drop(workspace);
+            let request = ImageRequest { sources, target, options: process_options, output_format };
+            let engine = Arc::clone(state.engine());
+            let processed = tokio::task::spawn_blocking(move || engine.process_image(request)).await;
+            let output = match processed {
+                Ok(Ok(output)) => output,
+                Ok(Err(error)) => return Ok(Err(error.into())),
+                Err(join_error) => {
+                    return Ok(Err(ApiError::internal(format!("the pipeline task failed: {join_error}"))))
+                }
+            };
+            storage.put_bytes(&output_key, output.bytes.into(), WriteCondition::None).await?;
+        }
+        Route::Video { target_extension, container } => {
+            if let Err(error) = workspace.rename(target_extension, container) {
+                return Ok(Err(error));
+            }
+            let workspace = match run_video(state, workspace, sources, process_options).await {
+                Ok(workspace) => workspace,
+                Err(error) => return Ok(Err(error)),
+            };
+            storage.put_file(&output_key, workspace.output()).await?;
+        }
+    }
     Ok(Ok(output_key))
+}
+
+/// Probes and processes a video target; the workspace comes back holding the result.
+async fn run_video(
+    state: &AppState,
+    workspace: VideoWorkspace,
+    sources: Vec<Vec<u8>>,
+    options: ProcessOptions,
+) -> Result<VideoWorkspace, ApiError> {
+    let config = state.config();
+    let limit = DurationLimit::Job(config.max_job_video_seconds);
+    let engine = Arc::clone(state.engine());
+    let timeout = config.video_timeout;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _cancel_when_dropped = CancelOnDrop(Arc::clone(&cancel));
+    let processed = tokio::task::spawn_blocking(move || {
+        if workspace.target_is_video() {
+            check_video(workspace.target(), &options, limit)?;
+        }
+        let request = VideoRequest {
+            sources,
+            target: workspace.target().to_path_buf(),
+            output: workspace.output().to_path_buf(),
+            options,
+            parallelism: None,
+            timeout,
+        };
+        let output = engine.process_video(request, |_| {}, &cancel)?;
+        tracing::info!(frames = output.frames, fps = output.processing_fps, "batch video processed");
+        Ok::<_, ApiError>(workspace)
+    })
+    .await;
+    processed.map_err(|e| ApiError::internal(format!("the pipeline task failed: {e}")))?
+}
+
+/// A target that cannot be read: the input's fault (`Ok`), or storage's (`Err`).
+fn input_failure(key: &str, error: StorageError) -> Result<ApiError, StorageError> {
+    match error {
+        StorageError::NotFound { .. } => Ok(ApiError::BadRequest(format!("input `{key}` does not exist"))),
+        StorageError::InvalidKey { .. } => Ok(ApiError::BadRequest(format!("`{key}` is not a valid key"))),
+        StorageError::TooLarge { limit, .. } => {
+            Ok(ApiError::PayloadTooLarge { limit_bytes: usize::try_from(limit).unwrap_or(usize::MAX) })
+        }
+        error => Err(error),
+    }
 }
 
 async fn read_input(storage: &Arc<dyn Storage>, key: &str) -> Result<Result<Vec<u8>, ApiError>, StorageError> {
     match storage.get_bytes(key, MAX_INPUT_BYTES).await {
         Ok((bytes, _)) => Ok(Ok(bytes.into())),
-        Err(StorageError::NotFound { .. }) => Ok(Err(ApiError::BadRequest(format!("input `{key}` does not exist")))),
-        Err(StorageError::InvalidKey { .. }) => Ok(Err(ApiError::BadRequest(format!("`{key}` is not a valid key")))),
-        Err(StorageError::TooLarge { limit, .. }) => {
-            Ok(Err(ApiError::PayloadTooLarge { limit_bytes: usize::try_from(limit).unwrap_or(usize::MAX) }))
-        }
-        Err(error) => Err(error),
+        Err(error) => input_failure(key, error).map(Err),
     }
 }
 

@@ -59,6 +59,17 @@ pub struct ServiceConfig {
     pub batch_options: Option<crate::batch::BatchOptions>,
     /// FF_EVENTS_SECRET: bearer secret of POST /api/v1/events/s3; unset disables the endpoint.
     pub events_secret: Option<String>,
+    /// FF_MAX_SYNC_VIDEO_SECS: the longest video (the part to process, after trimming) POST
+    /// /api/v1/process takes; longer ones go through jobs. 0 refuses videos there.
+    pub max_sync_video_seconds: u64,
+    /// FF_MAX_JOB_VIDEO_SECS: the longest video (after trimming) a job or a batch input may process.
+    pub max_job_video_seconds: u64,
+    /// FF_VIDEO_TIMEOUT_SECS: the whole-run limit of one video job or batch input; ffmpeg is killed
+    /// past it. Videos through /process have FF_REQUEST_TIMEOUT_SECS instead.
+    pub video_timeout: Duration,
+    /// FF_TEMP_DIR: where uploaded videos and encoded results wait on disk while they are processed
+    /// (one directory per run, removed when it ends); default: the system's temp directory.
+    pub temp_dir: PathBuf,
 }
 
 /// A variable whose value is outside what it accepts.
@@ -128,6 +139,25 @@ impl ServiceConfig {
             job_queue_length: parse_in_range(value("FF_JOB_QUEUE_LENGTH"), "FF_JOB_QUEUE_LENGTH", 64, 1..=100_000)?,
             batch_options: value("FF_BATCH_OPTIONS").map(parse_batch_options).transpose()?,
             events_secret: value("FF_EVENTS_SECRET").map(parse_events_secret).transpose()?,
+            max_sync_video_seconds: parse_in_range(
+                value("FF_MAX_SYNC_VIDEO_SECS"),
+                "FF_MAX_SYNC_VIDEO_SECS",
+                20,
+                0..=3_600,
+            )?,
+            max_job_video_seconds: parse_in_range(
+                value("FF_MAX_JOB_VIDEO_SECS"),
+                "FF_MAX_JOB_VIDEO_SECS",
+                600,
+                1..=86_400,
+            )?,
+            video_timeout: Duration::from_secs(parse_in_range(
+                value("FF_VIDEO_TIMEOUT_SECS"),
+                "FF_VIDEO_TIMEOUT_SECS",
+                3_600,
+                1..=86_400,
+            )?),
+            temp_dir: parse_temp_dir(value("FF_TEMP_DIR"))?,
         })
     }
 
@@ -257,6 +287,17 @@ fn parse_events_secret(text: String) -> Result<String, ConfigError> {
     }
 }
 
+/// The directory must exist: a server that only finds out at its first video has started broken.
+fn parse_temp_dir(value: Option<String>) -> Result<PathBuf, ConfigError> {
+    let Some(text) = value else { return Ok(std::env::temp_dir()) };
+    let path = PathBuf::from(&text);
+    if path.is_dir() {
+        Ok(path)
+    } else {
+        Err(ConfigError { variable: "FF_TEMP_DIR", value: text, expected: "an existing directory".into() })
+    }
+}
+
 fn parse_bool(value: Option<String>, variable: &'static str, default: bool) -> Result<bool, ConfigError> {
     let Some(text) = value else {
         return Ok(default);
@@ -323,6 +364,32 @@ mod tests {
             ("FF_BATCH_OPTIONS", r#"{"sources": "a.jpg"}"#),
             ("FF_BATCH_OPTIONS", r#"{"face_swapper_model": "nope"}"#),
             ("FF_EVENTS_SECRET", "short"),
+        ] {
+            assert_eq!(parse(&[(variable, value)]).unwrap_err().variable, variable, "{value}");
+        }
+    }
+
+    #[test]
+    fn video_limits_and_the_temp_dir_are_checked_at_start_up() {
+        let defaults = parse(&[]).unwrap();
+        assert_eq!((defaults.max_sync_video_seconds, defaults.max_job_video_seconds), (20, 600));
+        assert_eq!(defaults.video_timeout, Duration::from_secs(3_600));
+        assert_eq!(defaults.temp_dir, std::env::temp_dir());
+        let dir = std::env::temp_dir().to_string_lossy().into_owned();
+        let config = parse(&[
+            ("FF_MAX_SYNC_VIDEO_SECS", "0"),
+            ("FF_MAX_JOB_VIDEO_SECS", "60"),
+            ("FF_VIDEO_TIMEOUT_SECS", "840"),
+            ("FF_TEMP_DIR", &dir),
+        ])
+        .unwrap();
+        assert_eq!((config.max_sync_video_seconds, config.max_job_video_seconds), (0, 60));
+        assert_eq!(config.video_timeout, Duration::from_secs(840));
+        for (variable, value) in [
+            ("FF_MAX_SYNC_VIDEO_SECS", "3601"),
+            ("FF_MAX_JOB_VIDEO_SECS", "0"),
+            ("FF_VIDEO_TIMEOUT_SECS", "ten"),
+            ("FF_TEMP_DIR", "/no/such/directory/here"),
         ] {
             assert_eq!(parse(&[(variable, value)]).unwrap_err().variable, variable, "{value}");
         }

@@ -27,6 +27,13 @@ pub enum ApiError {
     UnsupportedMedia(String),
     #[error("{0}")]
     ImageTooLarge(String),
+    /// A video longer than the route takes (FF_MAX_SYNC_VIDEO_SECS, FF_MAX_JOB_VIDEO_SECS).
+    #[error("{0}")]
+    VideoTooLong(String),
+    /// Bytes that look like a video (or audio) container but that ffmpeg cannot read: damaged,
+    /// truncated, or without a video stream.
+    #[error("{0}")]
+    InvalidMedia(String),
     #[error("request body exceeds the upload limit of {limit_bytes} bytes")]
     PayloadTooLarge { limit_bytes: usize },
     #[error("{0}")]
@@ -47,8 +54,22 @@ pub enum ApiError {
     NotFound { method: String, path: String },
     #[error("method {method} is not allowed on {path}")]
     MethodNotAllowed { method: String, path: String },
+    /// ffmpeg missing, crashed or over its deadline: the pipeline's code (`ffmpeg_missing`,
+    /// `ffmpeg_failed`, `ffmpeg_timeout`, `processing_panicked`, `cancelled`) with the detail kept
+    /// for the log.
+    #[error("{}", media_message(.code))]
+    Media { code: &'static str, detail: String },
     #[error("internal error")]
     Internal { detail: String },
+}
+
+fn media_message(code: &str) -> String {
+    match code {
+        "ffmpeg_timeout" => "the video processing did not finish within its time limit".into(),
+        "ffmpeg_missing" => "video processing is not available on this server (ffmpeg is missing)".into(),
+        "cancelled" => "the video processing was cancelled".into(),
+        other => format!("the video processing failed ({other})"),
+    }
 }
 
 impl ApiError {
@@ -60,8 +81,16 @@ impl ApiError {
         match self {
             Self::BadRequest(_) | Self::InvalidOption { .. } => StatusCode::BAD_REQUEST,
             Self::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::ImageTooLarge(_) | Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::NoSourceFace(_) | Self::ContentRejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::ImageTooLarge(_) | Self::PayloadTooLarge { .. } | Self::VideoTooLong(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            Self::NoSourceFace(_) | Self::ContentRejected(_) | Self::InvalidMedia(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Self::Media { code: "ffmpeg_missing" | "ffmpeg_timeout" | "cancelled", .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Media { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::ModelUnavailable { .. } | Self::RuntimeUnavailable { .. } | Self::Timeout { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -81,6 +110,9 @@ impl ApiError {
             Self::UnsupportedMedia(_) => "unsupported_media",
             Self::ImageTooLarge(_) => "image_too_large",
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::VideoTooLong(_) => "video_too_long",
+            Self::InvalidMedia(_) => "invalid_media",
+            Self::Media { code, .. } => code,
             Self::NoSourceFace(_) => "no_source_face",
             Self::ContentRejected(_) => "content_rejected",
             Self::ModelUnavailable { .. } => "model_unavailable",
@@ -109,7 +141,9 @@ impl ApiError {
             Self::Internal { detail } => {
                 tracing::error!(code = self.code(), %detail, "request failed")
             }
-            Self::ModelUnavailable { detail, .. } | Self::RuntimeUnavailable { detail } => {
+            Self::ModelUnavailable { detail, .. }
+            | Self::RuntimeUnavailable { detail }
+            | Self::Media { detail, .. } => {
                 tracing::error!(code = self.code(), %detail, "request failed")
             }
             Self::Timeout { .. } | Self::Busy => tracing::warn!(code = self.code(), "{self}"),
@@ -150,9 +184,9 @@ impl From<PipelineError> for ApiError {
             | PipelineError::UnknownModel { .. }
             | PipelineError::ModelContract { .. }
             | PipelineError::Io { .. } => Self::internal(error.to_string()),
-            // ffmpeg missing, crashed or over its deadline, or a cancelled job: server-side; an input
-            // that ffmpeg cannot read is UnsupportedMedia instead.
-            PipelineError::Media { .. } => Self::internal(error.to_string()),
+            // ffmpeg missing, crashed or over its deadline, or a cancelled job: server-side, with the
+            // pipeline's code; an input that ffmpeg cannot read is UnsupportedMedia instead.
+            PipelineError::Media { code, message } => Self::Media { code, detail: message },
         }
     }
 }
@@ -215,6 +249,16 @@ mod tests {
             ),
             (PipelineError::Runtime("boom".into()), StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             (PipelineError::UnknownModel { name: "x".into() }, StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            (
+                PipelineError::Media { code: "ffmpeg_timeout", message: "killed".into() },
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ffmpeg_timeout",
+            ),
+            (
+                PipelineError::Media { code: "ffmpeg_failed", message: "exit 1".into() },
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ffmpeg_failed",
+            ),
         ];
         for (error, status, code) in cases {
             let label = error.to_string();
@@ -232,6 +276,16 @@ mod tests {
         assert!(missing.to_string().contains("inswapper_128"));
         let io = ApiError::from(PipelineError::io("/secret/file", std::io::Error::other("denied")));
         assert_eq!(io.to_string(), "internal error");
+    }
+
+    #[test]
+    fn video_errors_have_their_codes_and_keep_ffmpeg_detail_out() {
+        let long = ApiError::VideoTooLong("9.2 s".into());
+        assert_eq!((long.status(), long.code()), (StatusCode::PAYLOAD_TOO_LARGE, "video_too_long"));
+        let damaged = ApiError::InvalidMedia("no video stream".into());
+        assert_eq!((damaged.status(), damaged.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_media"));
+        let failed = ApiError::from(PipelineError::Media { code: "ffmpeg_failed", message: "/secret/x: boom".into() });
+        assert!(!failed.to_string().contains("/secret"), "{failed}");
     }
 
     #[test]

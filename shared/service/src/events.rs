@@ -5,8 +5,6 @@
 //! Both deliver at least once and sometimes late; `run_job` and `process_inbox_object` make
 //! repeats no-ops, so this module only has to route.
 
-use std::sync::Arc;
-
 use axum::extract::State;
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
@@ -67,7 +65,7 @@ pub async fn handle_object_event(
         return ignored(&decoded, format!("the key is outside FF_S3_PREFIX `{}`", config.s3_prefix));
     };
     if let Some(job_id) = job_record_id(key) {
-        return match run_job(Arc::clone(state.storage()), Arc::clone(state.engine()), job_id).await {
+        return match run_job(state, job_id).await {
             Ok(outcome) => Ok(RecordReport { key: key.to_string(), action: "job", outcome: describe_job(&outcome) }),
             Err(error) if job_retry_can_help(&error) => {
                 Err(RecordError { key: key.to_string(), action: "job", detail: error.to_string() })
@@ -80,9 +78,7 @@ pub async fn handle_object_event(
         };
     }
     if inbox_name(key).is_some() {
-        let defaults = config.batch_options.as_ref();
-        return match process_inbox_object(Arc::clone(state.storage()), Arc::clone(state.engine()), defaults, key).await
-        {
+        return match process_inbox_object(state, key).await {
             Ok(outcome) => {
                 Ok(RecordReport { key: key.to_string(), action: "batch", outcome: describe_batch(&outcome) })
             }

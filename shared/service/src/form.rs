@@ -7,11 +7,10 @@
 //! `ProcessOptions`, the one place that knows them.
 
 use axum::extract::Multipart;
-use ff_pipeline::image_io::ImageFormat;
 use ff_pipeline::options::ProcessOptions;
-use ff_pipeline::ImageRequest;
 
 use crate::error::ApiError;
+use crate::media::{self, OutputFormat, Route};
 
 /// The longest download name we derive from the target's file name.
 const MAX_STEM_CHARS: usize = 64;
@@ -36,8 +35,21 @@ pub struct ProcessForm {
 
 /// A validated request plus the name the result is offered under.
 pub struct ProcessJob {
-    pub request: ImageRequest,
+    /// Images (faces) or audio (speech for lip_syncer).
+    pub sources: Vec<Vec<u8>>,
+    /// An image or a video.
+    pub target: Vec<u8>,
+    pub target_name: Option<String>,
+    pub options: ProcessOptions,
+    pub output_format: Option<OutputFormat>,
     pub download_stem: String,
+}
+
+impl ProcessJob {
+    /// Image or video processing, from what the files are (see `media::route`).
+    pub fn route(&self) -> Result<Route, ApiError> {
+        media::route(&self.sources, &self.target, self.target_name.as_deref(), &self.options, self.output_format)
+    }
 }
 
 impl ProcessForm {
@@ -66,7 +78,7 @@ impl ProcessForm {
             _ if file_name.is_some() => {
                 return Err(ApiError::InvalidOption {
                     option: name,
-                    reason: "unknown file field; images go in `source` or `target`".into(),
+                    reason: "unknown file field; files go in `source` or `target`".into(),
                 })
             }
             _ => {
@@ -82,11 +94,15 @@ impl ProcessForm {
         let Some(target) = self.target else {
             return Err(ApiError::BadRequest("missing `target` file".into()));
         };
-        let output_format = self.output_format.as_deref().map(parse_output_format).transpose()?;
+        let output_format = self.output_format.as_deref().map(OutputFormat::parse).transpose()?;
         let options = parse_options(self.options_json.as_deref(), self.option_fields)?;
         Ok(ProcessJob {
             download_stem: download_stem(target.file_name.as_deref()),
-            request: ImageRequest { sources: self.sources, target: target.bytes, options, output_format },
+            sources: self.sources,
+            target: target.bytes,
+            target_name: target.file_name,
+            options,
+            output_format,
         })
     }
 }
@@ -101,13 +117,6 @@ fn set_once<T>(slot: &mut Option<T>, value: T, name: &str) -> Result<(), ApiErro
 
 fn into_text(name: &str, bytes: Vec<u8>) -> Result<String, ApiError> {
     String::from_utf8(bytes).map_err(|_| ApiError::BadRequest(format!("field `{name}` must be UTF-8 text")))
-}
-
-fn parse_output_format(text: &str) -> Result<ImageFormat, ApiError> {
-    ImageFormat::from_name(text.trim()).ok_or_else(|| ApiError::InvalidOption {
-        option: "output_format".into(),
-        reason: format!("`{text}` is not one of jpg, jpeg, png, webp, bmp"),
-    })
 }
 
 /// Options come either as one JSON object or as fields, never both: merging the two would
@@ -241,10 +250,10 @@ mod tests {
 
     #[test]
     fn output_format_accepts_the_documented_names_only() {
-        for name in ["jpg", "jpeg", "PNG", "webp", "bmp"] {
-            assert!(parse_output_format(name).is_ok(), "{name}");
+        for name in ["jpg", "jpeg", "PNG", "webp", "bmp", "mp4", "mov", "webm"] {
+            assert!(OutputFormat::parse(name).is_ok(), "{name}");
         }
-        let error = parse_output_format("gif").unwrap_err();
+        let error = OutputFormat::parse("gif").unwrap_err();
         assert_eq!(error.code(), "invalid_option");
         assert!(error.to_string().contains("output_format"));
     }

@@ -12,6 +12,7 @@ pub mod events;
 pub mod form;
 pub mod jobs;
 pub mod limiter;
+pub mod media;
 mod routes;
 mod state;
 pub mod storage;
@@ -21,7 +22,7 @@ use std::future::Future;
 pub use config::{ConfigError, ServiceConfig};
 pub use error::ApiError;
 pub use limiter::ConcurrencyLimiter;
-pub use routes::{router, X_FACES_PROCESSED};
+pub use routes::{router, X_FACES_PROCESSED, X_FRAMES_PROCESSED};
 pub use state::AppState;
 
 /// Serves the API on `listener`, with the FF_WORKERS job workers, until `shutdown` completes; then

@@ -1,6 +1,7 @@
 //! The routes and the tower layers around them.
 
 use std::any::Any;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{BoxError, Json, Router};
+use ff_pipeline::engine::VideoRequest;
 use ff_pipeline::{Engine, ImageOutput, ImageRequest};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -19,12 +21,16 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::error::ApiError;
-use crate::form::ProcessForm;
-use crate::limiter::ProcessingSlot;
+use crate::form::{ProcessForm, ProcessJob};
+use crate::limiter::{Admission, ProcessingSlot};
+use crate::media::{check_video, mime_of, CancelOnDrop, DurationLimit, Route, VideoWorkspace};
 use crate::state::AppState;
 
 /// How many faces the processors changed; 0 means the target came back as it was.
 pub const X_FACES_PROCESSED: &str = "x-faces-processed";
+
+/// Video answers: how many frames were encoded.
+pub const X_FRAMES_PROCESSED: &str = "x-frames-processed";
 
 /// The whole API. Layers, outermost first: tracing, panic → JSON 500, timeout → JSON 503.
 pub fn router(state: AppState) -> Router {
@@ -69,9 +75,94 @@ async fn process(
     reject_declared_oversize(&headers, upload_limit)?;
     let admission = state.limiter().try_admit()?;
     let job = ProcessForm::read(multipart, upload_limit).await?.into_job()?;
+    match job.route()? {
+        Route::Image { output_format } => {
+            let slot = admission.wait_for_slot().await;
+            let ProcessJob { sources, target, options, download_stem, .. } = job;
+            let request = ImageRequest { sources, target, options, output_format };
+            let output = run_on_cpu(Arc::clone(state.engine()), request, slot).await?;
+            Ok(image_response(output, &download_stem))
+        }
+        Route::Video { target_extension, container } => {
+            process_video(&state, admission, job, target_extension, container).await
+        }
+    }
+}
+
+/// A short video: written to a run directory, probed against FF_MAX_SYNC_VIDEO_SECS before it
+/// waits for a slot, processed under FF_REQUEST_TIMEOUT_SECS, answered as one body. If the client
+/// goes away or the request times out, the dropped guard cancels the run within one frame, and the
+/// run directory goes with the blocking task that owns it.
+async fn process_video(
+    state: &AppState,
+    admission: Admission,
+    job: ProcessJob,
+    target_extension: &'static str,
+    container: &'static str,
+) -> Result<Response, ApiError> {
+    let config = state.config();
+    let workspace = VideoWorkspace::create(&config.temp_dir, target_extension, container)?;
+    workspace.write_target(&job.target).await?;
+    let ProcessJob { sources, options, download_stem, .. } = job;
+    let limit = DurationLimit::Sync(config.max_sync_video_seconds);
+    let (workspace, options) = blocking(move || {
+        // An image target (a photo lip_syncer makes speak) has no duration of its own to check.
+        let checked = match workspace.target_is_video() {
+            true => check_video(workspace.target(), &options, limit).map(|_| ()),
+            false => Ok(()),
+        };
+        checked.map(|()| (workspace, options))
+    })
+    .await??;
     let slot = admission.wait_for_slot().await;
-    let output = run_on_cpu(Arc::clone(state.engine()), job.request, slot).await?;
-    Ok(image_response(output, &job.download_stem))
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _cancel_when_dropped = CancelOnDrop(Arc::clone(&cancel));
+    let engine = Arc::clone(state.engine());
+    let timeout = config.request_timeout;
+    let (output, bytes) = blocking(move || {
+        let _slot = slot;
+        let request = VideoRequest {
+            sources,
+            target: workspace.target().to_path_buf(),
+            output: workspace.output().to_path_buf(),
+            options,
+            parallelism: None,
+            timeout,
+        };
+        let output = engine.process_video(request, |_| {}, &cancel)?;
+        let bytes = std::fs::read(workspace.output())
+            .map_err(|e| ApiError::internal(format!("reading the encoded video failed: {e}")))?;
+        // The run directory is removed here, before the answer is sent.
+        drop(workspace);
+        Ok::<_, ApiError>((output, bytes))
+    })
+    .await??;
+    tracing::info!(
+        frames = output.frames,
+        fps = output.processing_fps,
+        faces = output.faces_processed,
+        bytes = bytes.len(),
+        "video processed"
+    );
+    let disposition = format!("inline; filename=\"{download_stem}.{container}\"");
+    let headers = [
+        (CONTENT_TYPE, HeaderValue::from_static(mime_of(container))),
+        (CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).unwrap_or(HeaderValue::from_static("inline"))),
+        (HeaderName::from_static(X_FACES_PROCESSED), HeaderValue::from(output.faces_processed)),
+        (HeaderName::from_static(X_FRAMES_PROCESSED), HeaderValue::from(output.frames)),
+    ];
+    Ok((headers, bytes).into_response())
+}
+
+/// Runs `work` on the blocking pool; a panic becomes an internal error.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => Ok(value),
+        Err(join_error) if join_error.is_panic() => {
+            Err(ApiError::internal(format!("pipeline panicked: {}", panic_message(&*join_error.into_panic()))))
+        }
+        Err(join_error) => Err(ApiError::internal(format!("pipeline task failed: {join_error}"))),
+    }
 }
 
 /// Refuses a body whose declared length is already over the limit, before reading any of it.

@@ -1,11 +1,12 @@
-//! What every request shares: the engine, the settings and the concurrency limiter.
+//! What every request shares: the engine, the settings, the concurrency limiter, storage and the
+//! jobs of this process.
 
 use std::sync::Arc;
 
 use ff_pipeline::{Engine, PipelineError};
 
 use crate::config::ServiceConfig;
-use crate::jobs::JobQueue;
+use crate::jobs::{JobCancels, JobQueue};
 use crate::limiter::ConcurrencyLimiter;
 use crate::storage::Storage;
 
@@ -19,6 +20,8 @@ pub struct AppState {
     storage: Arc<dyn Storage>,
     /// Jobs waiting for this process's workers (FF_JOB_QUEUE_LENGTH).
     job_queue: JobQueue,
+    /// Cancel flags of the jobs running in this process.
+    job_cancels: JobCancels,
 }
 
 impl AppState {
@@ -33,7 +36,7 @@ impl AppState {
         let limiter = ConcurrencyLimiter::new(config.max_concurrent_requests, config.max_queued_requests);
         let storage = crate::storage::from_config(&config);
         let job_queue = JobQueue::new(config.job_queue_length, config.workers > 0);
-        Self { engine, config: Arc::new(config), limiter, storage, job_queue }
+        Self { engine, config: Arc::new(config), limiter, storage, job_queue, job_cancels: JobCancels::default() }
     }
 
     /// Keeps jobs and files in `storage` instead of what the settings name (tests, embedding).
@@ -60,5 +63,9 @@ impl AppState {
 
     pub fn job_queue(&self) -> &JobQueue {
         &self.job_queue
+    }
+
+    pub fn job_cancels(&self) -> &JobCancels {
+        &self.job_cancels
     }
 }

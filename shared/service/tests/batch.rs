@@ -47,7 +47,7 @@ async fn an_inbox_upload_produces_an_outbox_result_once(backend: Backend) {
     let target = asset("biden.jpg");
     put(&storage, "inbox/biden.jpg", target.clone()).await;
 
-    let process = |key: &'static str| process_inbox_object(Arc::clone(&storage), Arc::clone(state.engine()), None, key);
+    let process = |key: &'static str| process_inbox_object(&state, key);
     let before = swaps(&state);
     let outcome = process("inbox/biden.jpg").await.expect("storage works");
     assert_eq!(outcome, BatchOutcome::Completed { output: "outbox/biden.jpg".into() });
@@ -73,14 +73,7 @@ async fn a_bad_target_fails_to_a_report_with_its_code(backend: Backend) {
     put(&storage, "sources/obama.jpg", asset("obama.jpg")).await;
     put(&storage, "inbox/broken.jpg", b"these bytes are not an image".to_vec()).await;
 
-    let outcome = process_inbox_object(
-        Arc::clone(&storage),
-        Arc::clone(state.engine()),
-        state.config().batch_options.as_ref(),
-        "inbox/broken.jpg",
-    )
-    .await
-    .expect("storage works");
+    let outcome = process_inbox_object(&state, "inbox/broken.jpg").await.expect("storage works");
     assert_eq!(
         outcome,
         BatchOutcome::Failed { code: "unsupported_media".into(), report: "failed/broken.jpg.json".into() }

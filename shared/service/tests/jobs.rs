@@ -171,7 +171,7 @@ async fn a_job_runs_to_a_result_of_the_targets_size(backend: Backend) {
         assert_eq!(mime, "image/jpeg");
     }
     // A late or duplicate trigger for the finished job does nothing.
-    let again = run_job(Arc::clone(&backend.storage), Arc::clone(state.engine()), &job.id).await.unwrap();
+    let again = run_job(&state, &job.id).await.unwrap();
     assert_eq!(again, RunOutcome::Skipped { status: Some(JobStatus::Completed) });
     workers.shutdown(Duration::from_secs(10)).await;
 }
@@ -277,7 +277,7 @@ async fn delete_cancels_a_queued_job_then_deletes_it(backend: Backend) {
     assert!(cancelled.finished_at.is_some());
     assert!(job_files(&backend, &job.id).await.is_empty(), "its files are removed");
     // The queued trigger arrives late: nothing runs.
-    let outcome = run_job(Arc::clone(&backend.storage), Arc::clone(state.engine()), &job.id).await.unwrap();
+    let outcome = run_job(&state, &job.id).await.unwrap();
     assert_eq!(outcome, RunOutcome::Skipped { status: Some(JobStatus::Cancelled) });
     let shown = send(&router, get(&format!("/api/v1/jobs/{}", job.id))).await.job();
     assert_eq!(shown.status, JobStatus::Cancelled);
@@ -303,8 +303,8 @@ async fn delete_cancels_a_running_job_and_its_worker_stops(backend: Backend) {
     let job = create(&router, swap_form().post("/api/v1/jobs")).await;
     let store = JobStore::new(Arc::clone(&backend.storage));
     // Start the run, and cancel as soon as the record says running.
-    let (storage, engine, id) = (Arc::clone(&backend.storage), Arc::clone(state.engine()), job.id.clone());
-    let run = tokio::spawn(async move { run_job(storage, engine, &id).await });
+    let (run_state, id) = (state.clone(), job.id.clone());
+    let run = tokio::spawn(async move { run_job(&run_state, &id).await });
     let started = Instant::now();
     loop {
         let (record, _) = store.load(&job.id).await.unwrap().unwrap();
@@ -355,7 +355,7 @@ async fn two_workers_racing_run_each_job_once(backend: Backend) {
         ids.push(create(&router, swap_form().post("/api/v1/jobs")).await.id);
     }
     for id in &ids {
-        let race = |_| run_job(Arc::clone(&backend.storage), Arc::clone(state.engine()), id);
+        let race = |_| run_job(&state, id);
         let (a, b) = tokio::join!(race(0), race(1));
         let outcomes = [a.unwrap(), b.unwrap()];
         let completed = outcomes.iter().filter(|o| matches!(o, RunOutcome::Completed { .. })).count();

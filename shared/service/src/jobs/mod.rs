@@ -15,6 +15,7 @@
 //! job exactly one claims it, and a cancellation can never be overwritten by a worker's progress
 //! report. Ids are UUIDv7: they sort by creation time, so a listing of `jobs/` is oldest first.
 
+pub mod cancel;
 pub mod error;
 pub mod routes;
 pub mod store;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+pub use cancel::JobCancels;
 pub use error::JobApiError;
 pub use store::JobStore;
 pub use worker::{run_job, JobQueue, RunOutcome, Workers};
@@ -90,6 +92,17 @@ pub struct Job {
     pub status: JobStatus,
     /// 0-100.
     pub progress: u8,
+    /// Video jobs, updated about once a second while frames are processed: frames encoded so far
+    /// of `frames_total`, frames per second since the start, and the seconds left at that rate.
+    /// `None` for image jobs and before the first frame.
+    #[serde(default)]
+    pub frames_done: Option<u64>,
+    #[serde(default)]
+    pub frames_total: Option<u64>,
+    #[serde(default)]
+    pub fps: Option<f64>,
+    #[serde(default)]
+    pub eta_seconds: Option<f64>,
     /// RFC 3339 UTC timestamps.
     pub created_at: String,
     pub updated_at: String,
@@ -101,7 +114,8 @@ pub struct Job {
     pub inputs: JobInputs,
     /// The processing options as the client gave them (FaceFusion names), validated at creation.
     pub options: serde_json::Value,
-    /// `jpg`, `png`, `webp` or `bmp`; `None` keeps the target's format.
+    /// `jpg`, `png`, `webp`, `bmp`, or a video container (`mp4`, `mov`, ...); `None` keeps the
+    /// target's format (a video's container).
     pub output_format: Option<String>,
     /// Key of the result, once completed.
     pub output: Option<String>,
@@ -119,6 +133,10 @@ impl Job {
             id,
             status: JobStatus::Queued,
             progress: 0,
+            frames_done: None,
+            frames_total: None,
+            fps: None,
+            eta_seconds: None,
             created_at: now.clone(),
             updated_at: now,
             started_at: None,
@@ -151,6 +169,15 @@ impl Job {
             self.progress = 100;
         }
         self
+    }
+
+    /// Forgets the progress of an earlier attempt.
+    pub fn reset_progress(&mut self) {
+        self.progress = 0;
+        self.frames_done = None;
+        self.frames_total = None;
+        self.fps = None;
+        self.eta_seconds = None;
     }
 
     /// Seconds since the record was last written, if its timestamp parses.

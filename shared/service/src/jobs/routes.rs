@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use ff_pipeline::image_io::{self, ImageFormat};
 use ff_pipeline::options::ProcessOptions;
 use serde::Deserialize;
 
@@ -21,7 +20,8 @@ use super::error::JobApiError;
 use super::store::{JobStore, Update};
 use super::{files_prefix, is_job_id, new_job_id, Job, JobInputs, JobStatus};
 use crate::error::ApiError;
-use crate::form::{group_option_fields, ProcessForm};
+use crate::form::{group_option_fields, ProcessForm, ProcessJob};
+use crate::media::{check_video, input_extension, mime_of, DurationLimit, OutputFormat, Route, VideoWorkspace};
 use crate::state::AppState;
 use crate::storage::{validate_key, Storage, StorageError, WriteCondition};
 
@@ -64,7 +64,7 @@ async fn create(State(state): State<AppState>, request: Request) -> Result<Respo
     let store = JobStore::new(Arc::clone(state.storage()));
     let job = if content_type.starts_with("multipart/form-data") {
         let multipart = Multipart::from_request(request, &state).await.map_err(ApiError::from)?;
-        create_from_form(&store, multipart, limit).await?
+        create_from_form(&state, &store, multipart, limit).await?
     } else if content_type.starts_with("application/json") {
         let body = Json::<CreateFromKeys>::from_request(request, &state).await.map_err(|e| json_error(e, limit))?;
         create_from_keys(&store, body.0).await?
@@ -94,8 +94,15 @@ fn json_error(rejection: JsonRejection, limit: usize) -> ApiError {
 }
 
 /// The same form as /process, read and validated by `ProcessForm`; the option fields are also
-/// kept as sent, because the record stores the options as the client gave them.
-async fn create_from_form(store: &JobStore, mut multipart: Multipart, limit: usize) -> Result<Job, JobApiError> {
+/// kept as sent, because the record stores the options as the client gave them. A video target is
+/// probed before anything is stored, so a damaged or too long one is refused now (422, 413) rather
+/// than failing later in the worker.
+async fn create_from_form(
+    state: &AppState,
+    store: &JobStore,
+    mut multipart: Multipart,
+    limit: usize,
+) -> Result<Job, JobApiError> {
     let mut form = ProcessForm::default();
     let mut options_json = None;
     let mut option_fields = Vec::new();
@@ -113,8 +120,11 @@ async fn create_from_form(store: &JobStore, mut multipart: Multipart, limit: usi
         form.accept(name, file_name, Vec::from(bytes))?;
     }
     let validated = form.into_job()?;
-    let request = validated.request;
-    require_sources(&request.options, request.sources.len())?;
+    require_sources(&validated.options, validated.sources.len())?;
+    if let Route::Video { target_extension, container } = validated.route()? {
+        check_job_video(state, &validated, target_extension, container).await?;
+    }
+    let ProcessJob { sources, target, output_format, .. } = validated;
     let options = match options_json {
         // `into_job` has parsed it already; this cannot fail, but stays an error rather than a panic.
         Some(text) => serde_json::from_str(&text).map_err(|e| ApiError::BadRequest(format!("`options`: {e}")))?,
@@ -122,17 +132,17 @@ async fn create_from_form(store: &JobStore, mut multipart: Multipart, limit: usi
     };
     let id = new_job_id();
     let inputs_prefix = format!("{}inputs/", files_prefix(&id));
-    let mut uploads = Vec::with_capacity(request.sources.len() + 1);
-    for (index, bytes) in request.sources.into_iter().enumerate() {
-        uploads.push((format!("{inputs_prefix}source-{index}.{}", extension_of("source", &bytes)?), bytes));
+    let mut uploads = Vec::with_capacity(sources.len() + 1);
+    for (index, bytes) in sources.into_iter().enumerate() {
+        uploads.push((format!("{inputs_prefix}source-{index}.{}", input_extension("source", &bytes)?), bytes));
     }
-    let target_key = format!("{inputs_prefix}target.{}", extension_of("target", &request.target)?);
-    uploads.push((target_key.clone(), request.target));
+    let target_key = format!("{inputs_prefix}target.{}", input_extension("target", &target)?);
+    uploads.push((target_key.clone(), target));
     let inputs = JobInputs {
         sources: uploads[..uploads.len() - 1].iter().map(|(key, _)| key.clone()).collect(),
         target: target_key,
     };
-    let job = Job::new(id, inputs, options, request.output_format.map(|f| f.extension().to_string()));
+    let job = Job::new(id, inputs, options, output_format.map(|f| f.extension().to_string()));
     let stored = async {
         for (key, bytes) in uploads {
             store.storage().put_bytes(&key, Bytes::from(bytes), WriteCondition::None).await?;
@@ -149,17 +159,30 @@ async fn create_from_form(store: &JobStore, mut multipart: Multipart, limit: usi
     Ok(job)
 }
 
+/// Probes an uploaded video target against FF_MAX_JOB_VIDEO_SECS in a run directory of its own.
+async fn check_job_video(
+    state: &AppState,
+    job: &ProcessJob,
+    target_extension: &'static str,
+    container: &'static str,
+) -> Result<(), ApiError> {
+    let config = state.config();
+    let workspace = VideoWorkspace::create(&config.temp_dir, target_extension, container)?;
+    if !workspace.target_is_video() {
+        return Ok(());
+    }
+    workspace.write_target(&job.target).await?;
+    let options = job.options.clone();
+    let limit = DurationLimit::Job(config.max_job_video_seconds);
+    let checked = tokio::task::spawn_blocking(move || check_video(workspace.target(), &options, limit).map(|_| ()));
+    checked.await.map_err(|e| ApiError::internal(format!("probing the video failed: {e}")))?
+}
+
 async fn create_from_keys(store: &JobStore, body: CreateFromKeys) -> Result<Job, JobApiError> {
     let options = body.options.unwrap_or_else(|| serde_json::json!({}));
     let parsed = ProcessOptions::from_json(&options)?;
     require_sources(&parsed, body.sources.len())?;
-    let output_format = match body.output_format.as_deref() {
-        None => None,
-        Some(name) => Some(ImageFormat::from_name(name.trim()).ok_or_else(|| ApiError::InvalidOption {
-            option: "output_format".into(),
-            reason: format!("`{name}` is not one of jpg, jpeg, png, webp, bmp"),
-        })?),
-    };
+    let output_format = body.output_format.as_deref().map(OutputFormat::parse).transpose()?;
     for key in body.sources.iter().chain(std::iter::once(&body.target)) {
         validate_key(key).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         match store.storage().head(key).await {
@@ -195,12 +218,6 @@ fn options_object(fields: Vec<(String, String)>) -> serde_json::Value {
         object.insert(name, value);
     }
     serde_json::Value::Object(object)
-}
-
-fn extension_of(field: &str, bytes: &[u8]) -> Result<&'static str, ApiError> {
-    image_io::sniff(bytes)
-        .map(ImageFormat::extension)
-        .ok_or_else(|| ApiError::UnsupportedMedia(format!("`{field}` is not a JPEG, PNG, WebP or BMP image")))
 }
 
 #[derive(Debug, Deserialize)]
@@ -273,9 +290,8 @@ async fn result(State(state): State<AppState>, Path(id): Path<String>) -> Result
         return Ok((StatusCode::FOUND, [(LOCATION, location)]).into_response());
     }
     let object = storage.get(&key).await?;
-    let format = ImageFormat::from_name(&key);
-    let mime = format.map_or("application/octet-stream", ImageFormat::mime);
-    let extension = format.map_or("bin", ImageFormat::extension);
+    let extension = key.rsplit_once('.').map_or("bin", |(_, extension)| extension);
+    let mime = mime_of(extension);
     let disposition = format!("inline; filename=\"{id}.{extension}\"");
     let headers = [
         (CONTENT_TYPE, HeaderValue::from_static(mime)),
@@ -302,7 +318,9 @@ async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result
     match update {
         Update::Missing => Err(JobApiError::JobNotFound { id }),
         Update::Written(job) => {
-            // A running worker notices at its next step and removes anything it writes after this.
+            // A worker of this process stops within a frame; one elsewhere notices at its next
+            // progress write, and removes anything it writes after this.
+            state.job_cancels().cancel(&id);
             store.delete_files(&id).await?;
             Ok((StatusCode::OK, Json(job)).into_response())
         }
@@ -328,11 +346,5 @@ mod tests {
             serde_json::json!({"face_swapper_model": "inswapper_128", "face_detector_margin": ["1", "2"]})
         );
         assert!(ProcessOptions::from_json(&object).is_ok());
-    }
-
-    #[test]
-    fn only_images_get_an_extension() {
-        assert_eq!(extension_of("target", b"\x89PNG\r\n\x1a\n....").unwrap(), "png");
-        assert_eq!(extension_of("target", b"GIF89a").unwrap_err().code(), "unsupported_media");
     }
 }

@@ -1,22 +1,29 @@
 //! Running jobs: `run_job` (one job, idempotent, shared by every kind of worker), the bounded
 //! queue of `ff serve`, its in-process workers and the start-up recovery.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ff_pipeline::image_io::ImageFormat;
+use ff_pipeline::engine::VideoRequest;
 use ff_pipeline::options::ProcessOptions;
-use ff_pipeline::{Engine, ImageRequest};
-use tokio::sync::mpsc;
+use ff_pipeline::video::Progress;
+use ff_pipeline::ImageRequest;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::cancel::Registration;
 use super::store::{JobStore, StoreError, Update};
 use super::{files_prefix, Job, JobFailure, JobStatus, MAX_ATTEMPTS};
 use crate::error::ApiError;
 use crate::limiter::Busy;
+use crate::media::{
+    self, check_video, download, is_cancelled, read_head, CancelOnDrop, DurationLimit, OutputFormat, Route,
+    VideoWorkspace,
+};
 use crate::state::AppState;
-use crate::storage::{Storage, StorageError, WriteCondition};
+use crate::storage::{StorageError, WriteCondition};
 
 /// The largest input object a job reads; uploads are already bounded by FF_MAX_UPLOAD_SIZE_MB,
 /// this bounds objects named by a JSON job.
@@ -25,6 +32,9 @@ pub const MAX_INPUT_BYTES: u64 = 1024 * 1024 * 1024;
 /// A `running` job whose record has not moved for this long is taken to have lost its worker
 /// (longer than a Lambda invocation may live, so a live Lambda worker is never overtaken).
 pub const STALE_RUNNING: Duration = Duration::from_secs(20 * 60);
+
+/// How often a video job writes its progress (and so notices a cancellation from another process).
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often a worker waiting for a processing slot (all taken by /process requests) looks again.
 const SLOT_POLL: Duration = Duration::from_millis(100);
@@ -59,10 +69,12 @@ pub enum RunOutcome {
 /// The job is claimed by a conditional write of `running` with a fresh claim id; of workers
 /// racing for it, only one write succeeds. Between steps the worker writes its progress the same
 /// way, which is also how it notices a cancellation: the write finds a record that is no longer
-/// its own. An error from storage is returned (retrying can help: see `StorageError::is_transient`);
-/// everything about the job itself ends in its record as `failed` with a stable code.
-pub async fn run_job(storage: Arc<dyn Storage>, engine: Arc<Engine>, job_id: &str) -> Result<RunOutcome, StoreError> {
-    let store = JobStore::new(Arc::clone(&storage));
+/// its own. A video run also stops within one frame when DELETE in this process sets its flag in
+/// `AppState::job_cancels`. An error from storage is returned (retrying can help: see
+/// `StorageError::is_transient`); everything about the job itself ends in its record as `failed`
+/// with a stable code.
+pub async fn run_job(state: &AppState, job_id: &str) -> Result<RunOutcome, StoreError> {
+    let store = JobStore::new(Arc::clone(state.storage()));
     let claim = uuid::Uuid::new_v4().simple().to_string();
     let job = match store.update(job_id, |job| decide_claim(job, &claim)).await? {
         Update::Missing => return Ok(RunOutcome::Skipped { status: None }),
@@ -73,7 +85,8 @@ pub async fn run_job(storage: Arc<dyn Storage>, engine: Arc<Engine>, job_id: &st
         Update::Written(job) => job,
     };
     tracing::info!(job = %job.id, attempt = job.attempts, "job started");
-    let run = Run { store, engine, id: job.id.clone(), claim };
+    let cancel = state.job_cancels().register(&job.id);
+    let run = Run { store, state: state.clone(), id: job.id.clone(), claim, cancel };
     let outcome = run.execute(&job).await;
     match &outcome {
         Ok(outcome) => tracing::info!(job = %job_id, ?outcome, "job ended"),
@@ -99,7 +112,7 @@ fn claimed(job: &Job, claim: &str) -> Job {
     next.attempts += 1;
     next.worker = Some(claim.to_string());
     next.started_at = Some(next.updated_at.clone());
-    next.progress = 0;
+    next.reset_progress();
     next.error = None;
     next
 }
@@ -114,7 +127,7 @@ pub fn after_worker_lost(job: &Job, claim: Option<&str>) -> Job {
                 let mut next = job.next();
                 next.status = JobStatus::Queued;
                 next.worker = None;
-                next.progress = 0;
+                next.reset_progress();
                 next
             }
         }
@@ -131,9 +144,11 @@ fn failure_code(job: &Job) -> String {
 /// One claimed run of a job.
 struct Run {
     store: JobStore,
-    engine: Arc<Engine>,
+    state: AppState,
     id: String,
     claim: String,
+    /// Set by DELETE in this process, or by this run when a progress write finds the job gone.
+    cancel: Registration,
 }
 
 /// Whether the run still owns its job after writing a step.
@@ -143,17 +158,32 @@ enum Step {
     Lost(Option<JobStatus>),
 }
 
+/// A job's inputs, read and routed.
+enum Prepared {
+    Image(ImageRequest),
+    Video { workspace: VideoWorkspace, sources: Vec<Vec<u8>>, options: ProcessOptions, container: &'static str },
+}
+
 impl Run {
     async fn execute(&self, job: &Job) -> Result<RunOutcome, StoreError> {
-        let request = match self.prepare(job).await {
-            Ok(request) => request,
+        let prepared = match self.prepare(job).await {
+            Ok(prepared) => prepared,
             Err(Prepare::Fail(failure)) => return self.fail(failure).await,
             Err(Prepare::Storage(error)) => return self.fail_on_storage(error).await,
         };
+        match prepared {
+            Prepared::Image(request) => self.run_image(request).await,
+            Prepared::Video { workspace, sources, options, container } => {
+                self.run_video(workspace, sources, options, container).await
+            }
+        }
+    }
+
+    async fn run_image(&self, request: ImageRequest) -> Result<RunOutcome, StoreError> {
         if let Step::Lost(status) = self.progress(10).await? {
             return self.stop(status, None).await;
         }
-        let engine = Arc::clone(&self.engine);
+        let engine = Arc::clone(self.state.engine());
         let processed = tokio::task::spawn_blocking(move || engine.process_image(request)).await;
         let output = match processed {
             Ok(Ok(output)) => output,
@@ -170,6 +200,136 @@ impl Run {
         if let Err(error) = self.store.storage().put_bytes(&key, output.bytes.into(), WriteCondition::None).await {
             return self.fail_on_storage(error).await;
         }
+        self.complete(key).await
+    }
+
+    /// A video: probed against FF_MAX_JOB_VIDEO_SECS, processed on a blocking thread under
+    /// FF_VIDEO_TIMEOUT_SECS while this task writes its progress about once a second, then the
+    /// result streamed from disk to storage. The run directory goes when `workspace` is dropped,
+    /// whatever the outcome.
+    async fn run_video(
+        &self,
+        workspace: VideoWorkspace,
+        sources: Vec<Vec<u8>>,
+        options: ProcessOptions,
+        container: &'static str,
+    ) -> Result<RunOutcome, StoreError> {
+        let config = self.state.config();
+        let limit = DurationLimit::Job(config.max_job_video_seconds);
+        let checked = tokio::task::spawn_blocking(move || {
+            let checked = match workspace.target_is_video() {
+                true => check_video(workspace.target(), &options, limit).map(Some),
+                false => Ok(None),
+            };
+            (workspace, options, checked)
+        })
+        .await;
+        let (workspace, options, info) = match checked {
+            Ok((workspace, options, Ok(info))) => (workspace, options, info),
+            Ok((_, _, Err(error))) => return self.fail(failure_of(error)).await,
+            Err(join_error) => {
+                return self.fail(failure_of(ApiError::internal(format!("probing failed: {join_error}")))).await
+            }
+        };
+        let frames_total = info.and_then(|info| {
+            let video = &options.output.video;
+            info.trim_range(video.trim_frame_start, video.trim_frame_end).ok().map(|(start, end)| end - start)
+        });
+        let first = Progress {
+            frames_done: 0,
+            frames_total: frames_total.unwrap_or(0),
+            fps: 0.0,
+            elapsed: Duration::ZERO,
+            eta: None,
+        };
+        if let Step::Lost(status) = self.video_progress(&first, 10).await? {
+            return self.stop(status, None).await;
+        }
+
+        let cancel = Arc::clone(self.cancel.flag());
+        // Should this task be dropped (shutdown), the pipeline stops too.
+        let _cancel_when_dropped = CancelOnDrop(Arc::clone(&cancel));
+        let (sender, mut receiver) = watch::channel::<Option<Progress>>(None);
+        let engine = Arc::clone(self.state.engine());
+        let request = VideoRequest {
+            sources,
+            target: workspace.target().to_path_buf(),
+            output: workspace.output().to_path_buf(),
+            options,
+            parallelism: None,
+            timeout: config.video_timeout,
+        };
+        let flag = Arc::clone(&cancel);
+        let mut task = tokio::task::spawn_blocking(move || {
+            let result = engine.process_video(
+                request,
+                |progress| {
+                    sender.send_replace(Some(progress));
+                },
+                &flag,
+            );
+            (workspace, result)
+        });
+        let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        let joined = loop {
+            tokio::select! {
+                joined = &mut task => break joined,
+                _ = ticker.tick() => {
+                    // A write when frames moved, else a read: either way the record is looked at
+                    // about once a second, which is how a DELETE in another process is noticed.
+                    let step = match receiver.has_changed().unwrap_or(false) {
+                        true => {
+                            let progress = receiver.borrow_and_update().unwrap_or(first);
+                            self.video_progress(&progress, video_percent(&progress)).await
+                        }
+                        false => self.still_owned().await,
+                    };
+                    match step {
+                        Ok(Step::Owned) => {}
+                        Ok(Step::Lost(status)) => {
+                            tracing::info!(job = %self.id, ?status, "job no longer ours; stopping the video");
+                            cancel.store(true, Ordering::Relaxed);
+                        }
+                        Err(error) => tracing::warn!(job = %self.id, %error, "progress write failed"),
+                    }
+                }
+            }
+        };
+        let (workspace, result) = match joined {
+            Ok(joined) => joined,
+            Err(join_error) => {
+                let failure = failure_of(ApiError::internal(format!("the pipeline task failed: {join_error}")));
+                return self.fail(failure).await;
+            }
+        };
+        let output = match result {
+            Ok(output) => output,
+            Err(error) if is_cancelled(&error) => {
+                drop(workspace);
+                return match self.still_owned().await? {
+                    Step::Lost(status) => self.stop(status, None).await,
+                    Step::Owned => self.fail(failure_of(ApiError::from(error))).await,
+                };
+            }
+            Err(error) => return self.fail(failure_of(ApiError::from(error))).await,
+        };
+        let last =
+            receiver.borrow().unwrap_or(Progress { frames_done: output.frames, frames_total: output.frames, ..first });
+        if let Step::Lost(status) = self.video_progress(&last, 90).await? {
+            return self.stop(status, None).await;
+        }
+        let key = format!("{}result.{container}", files_prefix(&self.id));
+        if let Err(error) = self.store.storage().put_file(&key, workspace.output()).await {
+            return self.fail_on_storage(error).await;
+        }
+        drop(workspace);
+        self.complete(key).await
+    }
+
+    /// Marks the job completed with its result at `key`, unless it was cancelled meanwhile.
+    async fn complete(&self, key: String) -> Result<RunOutcome, StoreError> {
         let written = self
             .advance(|mut next| {
                 next.output = Some(key.clone());
@@ -182,38 +342,42 @@ impl Run {
         }
     }
 
-    /// Reads the inputs and options into a pipeline request.
-    async fn prepare(&self, job: &Job) -> Result<ImageRequest, Prepare> {
-        let options = ProcessOptions::from_json(&job.options).map_err(|e| Prepare::Fail(failure_of(e.into())))?;
-        let output_format = match job.output_format.as_deref() {
-            None => None,
-            Some(name) => Some(ImageFormat::from_name(name).ok_or_else(|| {
-                Prepare::Fail(JobFailure {
-                    code: "invalid_option".into(),
-                    message: format!("invalid option `output_format`: `{name}` is not jpg, png, webp or bmp"),
-                })
-            })?),
-        };
+    /// Reads the inputs and options and routes them. The target goes to a run directory first,
+    /// streamed: a video is never held in memory whole, and its kind is judged by its first bytes.
+    async fn prepare(&self, job: &Job) -> Result<Prepared, Prepare> {
+        let fail = |error: ApiError| Prepare::Fail(failure_of(error));
+        let options = ProcessOptions::from_json(&job.options).map_err(|e| fail(e.into()))?;
+        let output_format = job.output_format.as_deref().map(OutputFormat::parse).transpose().map_err(fail)?;
         let mut sources = Vec::with_capacity(job.inputs.sources.len());
         for key in &job.inputs.sources {
             sources.push(self.read_input(key).await?);
         }
-        let target = self.read_input(&job.inputs.target).await?;
-        Ok(ImageRequest { sources, target, options, output_format })
+        let key = &job.inputs.target;
+        let mut workspace = VideoWorkspace::create(&self.state.config().temp_dir, "download", "out").map_err(fail)?;
+        match download(self.store.storage(), key, workspace.target(), MAX_INPUT_BYTES).await {
+            Ok(()) => {}
+            Err(error) => return Err(input_error(key, error)),
+        }
+        let head = read_head(workspace.target()).await.map_err(fail)?;
+        let name = key.rsplit('/').next();
+        match media::route(&sources, &head, name, &options, output_format).map_err(fail)? {
+            Route::Image { output_format } => {
+                let target = tokio::fs::read(workspace.target())
+                    .await
+                    .map_err(|e| fail(ApiError::internal(format!("reading the downloaded target failed: {e}"))))?;
+                Ok(Prepared::Image(ImageRequest { sources, target, options, output_format }))
+            }
+            Route::Video { target_extension, container } => {
+                workspace.rename(target_extension, container).map_err(fail)?;
+                Ok(Prepared::Video { workspace, sources, options, container })
+            }
+        }
     }
 
     async fn read_input(&self, key: &str) -> Result<Vec<u8>, Prepare> {
         match self.store.storage().get_bytes(key, MAX_INPUT_BYTES).await {
             Ok((bytes, _)) => Ok(bytes.into()),
-            Err(StorageError::NotFound { .. }) => Err(Prepare::Fail(JobFailure {
-                code: "input_missing".into(),
-                message: format!("input `{key}` no longer exists"),
-            })),
-            Err(StorageError::TooLarge { limit, .. }) => Err(Prepare::Fail(JobFailure {
-                code: "payload_too_large".into(),
-                message: format!("input `{key}` is larger than {limit} bytes"),
-            })),
-            Err(error) => Err(Prepare::Storage(error)),
+            Err(error) => Err(input_error(key, error)),
         }
     }
 
@@ -239,6 +403,31 @@ impl Run {
             next
         })
         .await
+    }
+
+    async fn video_progress(&self, progress: &Progress, percent: u8) -> Result<Step, StoreError> {
+        self.advance(|mut next| {
+            next.progress = percent;
+            next.frames_done = Some(progress.frames_done);
+            next.frames_total = Some(progress.frames_total);
+            next.fps = Some((progress.fps * 100.0).round() / 100.0);
+            next.eta_seconds = progress.eta.map(|eta| (eta.as_secs_f64() * 10.0).round() / 10.0);
+            next
+        })
+        .await
+    }
+
+    /// Reads the record without writing: whether it is still this run's.
+    async fn still_owned(&self) -> Result<Step, StoreError> {
+        Ok(match self.store.load(&self.id).await? {
+            Some((job, _))
+                if job.status == JobStatus::Running && job.worker.as_deref() == Some(self.claim.as_str()) =>
+            {
+                Step::Owned
+            }
+            Some((job, _)) => Step::Lost(Some(job.status)),
+            None => Step::Lost(None),
+        })
     }
 
     async fn fail(&self, failure: JobFailure) -> Result<RunOutcome, StoreError> {
@@ -275,6 +464,26 @@ enum Prepare {
     /// The job cannot run as given.
     Fail(JobFailure),
     Storage(StorageError),
+}
+
+/// 10 % when the frames start, 90 % when the last is encoded.
+fn video_percent(progress: &Progress) -> u8 {
+    let done = progress.frames_done as f64 / progress.frames_total.max(1) as f64;
+    (10.0 + 80.0 * done.clamp(0.0, 1.0)).round() as u8
+}
+
+fn input_error(key: &str, error: StorageError) -> Prepare {
+    match error {
+        StorageError::NotFound { .. } => Prepare::Fail(JobFailure {
+            code: "input_missing".into(),
+            message: format!("input `{key}` no longer exists"),
+        }),
+        StorageError::TooLarge { limit, .. } => Prepare::Fail(JobFailure {
+            code: "payload_too_large".into(),
+            message: format!("input `{key}` is larger than {limit} bytes"),
+        }),
+        error => Prepare::Storage(error),
+    }
 }
 
 fn failure_of(error: ApiError) -> JobFailure {
@@ -468,7 +677,7 @@ async fn work(state: AppState, stop: CancellationToken, index: usize) {
                 Err(Busy) => tokio::time::sleep(SLOT_POLL).await,
             }
         };
-        let result = run_job(Arc::clone(state.storage()), Arc::clone(state.engine()), &id).await;
+        let result = run_job(&state, &id).await;
         drop(slot);
         if let Err(error) = result {
             tracing::error!(worker = index, job = %id, %error, "job run failed");
