@@ -34,16 +34,18 @@ const PRE_EMPHASIS: f64 = 0.97;
 ///
 /// Silence (peak 0) stays all zeros where FaceFusion divides by zero and gets NaN.
 pub fn prepare_voice(voice: &[f32]) -> Vec<f64> {
-    prepare_voice_with(&mut RealFftPlanner::new(), voice)
+    prepare_voice_with(&mut RealFftPlanner::new(), voice.to_vec())
 }
 
-pub(crate) fn prepare_voice_with(planner: &mut RealFftPlanner<f64>, voice: &[f32]) -> Vec<f64> {
+/// [`prepare_voice`], releasing the voice as soon as its channel mean is taken (long audio: every
+/// full-length buffer here is hundreds of MB at 10 minutes).
+pub(crate) fn prepare_voice_with(planner: &mut RealFftPlanner<f64>, voice: Vec<f32>) -> Vec<f64> {
     let frames = voice.len() / 2;
     // Python's round(n·16000/48000), half to even.
     let resampled_len = (frames as f64 * MEL_SAMPLE_RATE as f64 / VOICE_SAMPLE_RATE as f64).round_ties_even() as usize;
     let mean: Vec<f64> = voice.chunks_exact(2).map(|pair| (pair[0] as f64 + pair[1] as f64) / 2.0).collect();
-    let resampled = resample(planner, &mean, resampled_len);
-    drop(mean);
+    drop(voice);
+    let resampled = resample(planner, mean, resampled_len);
     let mut mono: Vec<f32> = resampled.iter().map(|&v| v as f32).collect();
     drop(resampled);
     let peak = mono.iter().fold(0.0f32, |peak, v| peak.max(v.abs()));

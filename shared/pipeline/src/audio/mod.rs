@@ -73,8 +73,7 @@ impl VoiceFrames {
         let session = registry.get(voice_extractor_model)?;
         let mut planner = RealFftPlanner::new();
         let voice = VoiceExtractor::new(&session, &mut planner)?.extract(audio)?;
-        let prepared = mel::prepare_voice_with(&mut planner, &voice);
-        drop(voice);
+        let prepared = mel::prepare_voice_with(&mut planner, voice);
         let spectrogram = mel::mel_spectrogram_with(&mut planner, &prepared);
         Self::from_spectrogram(spectrogram, fps)
     }

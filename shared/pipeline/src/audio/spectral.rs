@@ -125,17 +125,16 @@ impl<T: FftNum> RealFft<T> {
 /// rfft, keep the first `min(num, n)/2 + 1` bins, double (down-sampling) or halve (up-sampling) the
 /// unpaired bin at `m/2` when `m = min(num, n)` is even, divide by `n/num`, irfft to `num` samples.
 /// FaceFusion feeds float32 audio, which scipy transforms in single precision; this runs in float64,
-/// so the two differ at float32 rounding level.
-pub(crate) fn resample(planner: &mut RealFftPlanner<f64>, x: &[f64], num: usize) -> Vec<f64> {
+/// so the two differ at float32 rounding level. `x` is consumed as the transform's buffer.
+pub(crate) fn resample(planner: &mut RealFftPlanner<f64>, mut x: Vec<f64>, num: usize) -> Vec<f64> {
     let n = x.len();
     if n == 0 || num == 0 {
         return vec![0.0; num];
     }
     let forward = planner.plan_fft_forward(n);
-    let mut input = x.to_vec();
     let mut spectrum = forward.make_output_vec();
-    forward.process(&mut input, &mut spectrum).expect("rfft buffer lengths");
-    drop(input);
+    forward.process(&mut x, &mut spectrum).expect("rfft buffer lengths");
+    drop(x);
 
     let m = num.min(n);
     let kept = m / 2 + 1;
@@ -186,6 +185,12 @@ mod tests {
         assert_eq!(numpy_sum_complex64_real(&values), 499_500.0);
         assert_eq!(numpy_sum_f32(&values[..5]), 10.0);
         assert_eq!(numpy_sum_f32(&[]), 0.0);
+        // Rounding-sensitive: numpy 2.2.1 sums i·0.37f32 (i < 7680) to 10910324 both as float32 and as
+        // complex64; a sequential float32 sum gives 10910309.
+        let ramp: Vec<f32> = (0..7680).map(|i| i as f32 * 0.37f32).collect();
+        assert_eq!(numpy_sum_f32(&ramp), 10_910_324.0);
+        assert_eq!(numpy_sum_complex64_real(&ramp), 10_910_324.0);
+        assert_eq!(ramp.iter().sum::<f32>(), 10_910_309.0);
     }
 
     #[test]
@@ -194,7 +199,7 @@ mod tests {
         // 300 Hz at 48 kHz, whole periods over the signal: exactly representable after resampling.
         let n = 4800;
         let x: Vec<f64> = (0..n).map(|t| (2.0 * std::f64::consts::PI * 300.0 * t as f64 / 48000.0).sin()).collect();
-        let y = resample(&mut planner, &x, n / 3);
+        let y = resample(&mut planner, x, n / 3);
         assert_eq!(y.len(), 1600);
         for (t, v) in y.iter().enumerate() {
             let expected = (2.0 * std::f64::consts::PI * 300.0 * t as f64 / 16000.0).sin();
@@ -212,7 +217,7 @@ mod tests {
             (&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], [2.0000000000000004, 2.9234786034276636, 4.0, 7.076521396572336]),
         ];
         for (x, expected) in cases {
-            let y = resample(&mut planner, x, 4);
+            let y = resample(&mut planner, x.to_vec(), 4);
             for (v, e) in y.iter().zip(expected) {
                 assert!((v - e).abs() < 1e-12, "{y:?} vs {expected:?}");
             }
