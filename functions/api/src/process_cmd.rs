@@ -26,9 +26,19 @@ pub struct ProcessArgs {
 impl Args for ProcessArgs {
     fn augment_args(command: Command) -> Command {
         let command = command
-            .arg(Arg::new("source_paths").short('s').long("source-paths").num_args(1..).help("source images"))
+            .arg(
+                Arg::new("source_paths")
+                    .short('s')
+                    .long("source-paths")
+                    .num_args(1..)
+                    .help("source face images, and for lip_syncer a speech audio file"),
+            )
             .arg(Arg::new("target_path").short('t').long("target-path").required(true).help("target image or video"))
-            .arg(Arg::new("output_path").short('o').long("output-path").required(true).help("output image or video"));
+            .arg(
+                Arg::new("output_path").short('o').long("output-path").required(true).help(
+                    "output image or video (a video from an image target when lip_syncer speaks an audio source)",
+                ),
+            );
         OPTIONS.iter().fold(command, |command, spec| command.arg(option_arg(spec)))
     }
 
@@ -99,7 +109,8 @@ pub fn run(args: ProcessArgs) -> Result<()> {
     if args.target.as_os_str().is_empty() {
         bail!("a target is required (-t)");
     }
-    if is_video(&args.target) {
+    // A video target makes a video; so does a still image the lip syncer makes speak (-o clip.mp4).
+    if is_video(&args.target) || is_video(&args.output) {
         return run_video(args, options);
     }
     let format = ImageFormat::from_name(&args.output.to_string_lossy())

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::audio::{decode_audio, Audio, VoiceFrames};
 use crate::content_analyser;
 use crate::error::{PipelineError, Result};
 use crate::face::analyser::{self, FaceAnalyser};
@@ -13,18 +14,27 @@ use crate::face::Face;
 use crate::image_io::{self, DecodedImage, ImageFormat};
 use crate::imgproc::resize::{resize_cubic, resize_linear};
 use crate::mask::occluder_models;
+use crate::media::{self, MediaKind};
 use crate::models::ModelStore;
-use crate::options::{MaskType, ProcessOptions, SelectorMode, FACE_PROCESSORS};
+use crate::options::{MaskType, ProcessOptions, SelectorMode, VideoOutputOptions, FACE_PROCESSORS};
 use crate::processors::face_debugger::debug_face;
 use crate::processors::face_enhancer::{self, FaceEnhancer};
 use crate::processors::face_swapper::{self, FaceSwapper, SourceFace};
 use crate::processors::frame_enhancer::FrameEnhancer;
+use crate::processors::lip_syncer::{self, LipSyncer};
 use crate::raster::{Frame, Raster};
 use crate::sessions::ModelRegistry;
 use crate::video::{
-    cancelled_error, process_video, AudioEncoder, AudioPlan, EncodeOptions, EncodedVideo, FrameReader, FrameWriter,
-    Parallelism, Progress, ReadOptions, Toolchain, VideoEncoder, VideoInfo, VIDEO_FORMATS,
+    cancelled_error, process_video, AudioEncoder, AudioPlan, EncodeOptions, EncodedVideo, FrameReader, FrameSource,
+    FrameWriter, Parallelism, Progress, Rational, ReadOptions, StillFrames, Toolchain, VideoEncoder, VideoInfo,
+    VIDEO_FORMATS,
 };
+
+/// The longest audio source the lip syncer accepts; its voice extraction holds the whole file.
+pub const MAX_AUDIO_DURATION: Duration = Duration::from_secs(600);
+
+/// The frame rate of a video made from a still image when `--output-video-fps` is not given.
+pub const STILL_IMAGE_FPS: f64 = 25.0;
 
 /// What the engine needs from its host; the service fills it from FF_* variables, the CLI from flags.
 #[derive(Clone, Debug)]
@@ -69,6 +79,8 @@ pub struct StageTimings {
     pub decode: Duration,
     /// The content analyser's three models.
     pub content: Duration,
+    /// Audio decoding and the lip syncer's voice extraction and mel windows.
+    pub audio: Duration,
     /// Face analysis of sources and target (detect, landmark, embed, classify).
     pub analyse: Duration,
     pub process: Duration,
@@ -82,6 +94,7 @@ impl StageTimings {
     pub fn merge(&mut self, other: &StageTimings) {
         self.decode += other.decode;
         self.content += other.content;
+        self.audio += other.audio;
         self.analyse += other.analyse;
         self.encode += other.encode;
         for (name, elapsed) in &other.processors {
@@ -171,8 +184,28 @@ struct FrameChain<'a> {
     swapper: Option<FaceSwapper<'a>>,
     face_enhancer: Option<FaceEnhancer<'a>>,
     frame_enhancer: Option<FrameEnhancer<'a>>,
+    lip_syncer: Option<LipSyncer<'a>>,
+    /// The voice mel windows per frame index; `None` gives the lip syncer silence (images).
+    voice: Option<VoiceFrames>,
     /// The reference frame's faces; `None` makes every frame its own reference (images).
     reference_faces: Option<Vec<Face>>,
+    /// The faces of every frame when all frames are the same still image: analysed once.
+    still_faces: Option<Vec<Face>>,
+}
+
+/// A run's sources by kind: images give the swapper its identity; the first audio file is what the
+/// lip syncer speaks and what replaces a video's sound (FaceFusion uses only the first, spec §9).
+struct RunSources {
+    images: Vec<Frame>,
+    /// Kept in a temp file for ffmpeg (decoding it, then muxing it into the output); removed on drop.
+    audio: Option<tempfile::NamedTempFile>,
+}
+
+/// What a video run reads: a video file's trim range, or a still image repeated for the length of the
+/// audio it is made to speak.
+enum VideoTarget {
+    File { info: VideoInfo, trim: (u64, u64) },
+    Still { image: Frame, info: VideoInfo },
 }
 
 pub struct Engine {
@@ -243,6 +276,10 @@ impl Engine {
         if uses("frame_enhancer") {
             models.push(options.frame_enhancer.model.clone());
         }
+        if uses("lip_syncer") {
+            models.extend(lip_syncer::required_models(&options.lip_syncer, &options.masks));
+            models.push(options.lip_syncer.voice_extractor_model.clone());
+        }
         let mut seen = std::collections::HashSet::new();
         models.retain(|m| seen.insert(m.clone()));
         models
@@ -280,9 +317,9 @@ impl Engine {
     }
 
     pub fn decode(&self, request: &ImageRequest) -> Result<PreparedImage> {
-        if request.options.processors.iter().any(|p| p == "face_swapper") && request.sources.is_empty() {
-            return Err(PipelineError::MissingInput("face_swapper needs at least one source image".into()));
-        }
+        // An image target's lip sync is silent (FaceFusion's empty audio frame), so the audio itself is
+        // only checked for presence, not decoded.
+        let sources = self.sort_sources(&request.sources, &request.options)?;
         let mut target = image_io::decode(&request.target, self.config.max_image_pixels)?;
         let original = target.frame.clone();
         let scale = request.options.output.image_scale;
@@ -292,12 +329,36 @@ impl Engine {
             target.frame = resize_cubic(&target.frame, width, height);
             target.alpha = target.alpha.map(|a| resize_cubic(&a, width, height));
         }
-        let sources = request
-            .sources
-            .iter()
-            .map(|bytes| image_io::decode(bytes, self.config.max_image_pixels).map(|d| d.frame))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(PreparedImage { target, original, sources })
+        Ok(PreparedImage { target, original, sources: sources.images })
+    }
+
+    /// Decodes the image sources and keeps the first audio source, checking that the processors get
+    /// what they need: the swapper a face image, the lip syncer an audio file (FaceFusion's pre-checks).
+    fn sort_sources(&self, sources: &[Vec<u8>], options: &ProcessOptions) -> Result<RunSources> {
+        let mut images = Vec::new();
+        let mut audio = None;
+        for bytes in sources {
+            match media::sniff(bytes) {
+                Some(MediaKind::Audio) if audio.is_none() => audio = Some(write_temp_file(bytes)?),
+                Some(MediaKind::Audio) => {}
+                Some(MediaKind::Video) => {
+                    return Err(PipelineError::UnsupportedMedia(
+                        "a video cannot be a source: sources are face images or speech audio".into(),
+                    ))
+                }
+                _ => images.push(image_io::decode(bytes, self.config.max_image_pixels)?.frame),
+            }
+        }
+        let uses = |name: &str| options.processors.iter().any(|p| p == name);
+        if uses("face_swapper") && images.is_empty() {
+            return Err(PipelineError::MissingInput("face_swapper needs at least one source image".into()));
+        }
+        if uses("lip_syncer") && audio.is_none() {
+            return Err(PipelineError::MissingInput(
+                "lip_syncer needs an audio source (the speech to lip-sync)".into(),
+            ));
+        }
+        Ok(RunSources { images, audio })
     }
 
     /// Runs the processors in order on a decoded target (spec §1.4-1.6).
@@ -313,7 +374,7 @@ impl Engine {
     ) -> Result<ProcessedFrame> {
         // An image target is its own reference frame.
         let chain = self.frame_chain(&prepared.sources, options, None, timings)?;
-        self.process_frame(&chain, &prepared.target.frame, prepared.target.alpha.clone(), timings)
+        self.process_frame(&chain, &prepared.target.frame, prepared.target.alpha.clone(), None, timings)
     }
 
     /// Everything the processors need that does not depend on the frame: the source identity and the
@@ -342,15 +403,28 @@ impl Engine {
         } else {
             None
         };
-        Ok(FrameChain { options, swapper, face_enhancer, frame_enhancer, reference_faces })
+        let lip_syncer =
+            if uses("lip_syncer") { Some(LipSyncer::new(&self.registry, &options.lip_syncer)?) } else { None };
+        Ok(FrameChain {
+            options,
+            swapper,
+            face_enhancer,
+            frame_enhancer,
+            lip_syncer,
+            voice: None,
+            reference_faces,
+            still_faces: None,
+        })
     }
 
-    /// The per-frame processor chain, shared by images and video frames.
+    /// The per-frame processor chain, shared by images and video frames. `frame_index` (0-based
+    /// among the processed frames) picks the lip syncer's voice window; images have none.
     fn process_frame(
         &self,
         chain: &FrameChain<'_>,
         original: &Frame,
         alpha: Option<Raster<u8>>,
+        frame_index: Option<usize>,
         timings: &mut StageTimings,
     ) -> Result<ProcessedFrame> {
         let options = chain.options;
@@ -363,7 +437,10 @@ impl Engine {
             let name = processor.as_str();
             let selected = if FACE_PROCESSORS.contains(&name) {
                 let started = Instant::now();
-                let target_faces = analyser.faces(original)?;
+                let target_faces = match &chain.still_faces {
+                    Some(faces) => faces.clone(),
+                    None => analyser.faces(original)?,
+                };
                 let references = chain.reference_faces.as_deref().unwrap_or(&target_faces);
                 let selected = select_faces(&target_faces, references, &options.selector);
                 timings.analyse += started.elapsed();
@@ -372,28 +449,37 @@ impl Engine {
             } else {
                 Vec::new()
             };
-            let scale_to_frame = |face: &Face, frame: &Frame| {
-                face.scaled(frame.width as f64 / original.width as f64, frame.height as f64 / original.height as f64)
-            };
+            // Faces were found on the original frame; an earlier frame enhancer may have enlarged it.
+            let (sx, sy) = (frame.width as f64 / original.width as f64, frame.height as f64 / original.height as f64);
+            let faces: Vec<Face> = selected.iter().map(|face| face.scaled(sx, sy)).collect();
             let started = Instant::now();
-            match (name, &chain.swapper, &chain.face_enhancer, &chain.frame_enhancer) {
-                ("face_swapper", Some(swapper), _, _) => {
-                    for face in &selected {
-                        frame = swapper.swap(&frame, &scale_to_frame(face, &frame), &options.masks)?;
+            match name {
+                "face_swapper" => {
+                    let swapper = loaded(&chain.swapper, name)?;
+                    for face in &faces {
+                        frame = swapper.swap(&frame, face, &options.masks)?;
                     }
                 }
-                ("face_enhancer", _, Some(enhancer), _) => {
-                    for face in &selected {
-                        frame = enhancer.enhance(&frame, &scale_to_frame(face, &frame), &options.masks)?;
+                "face_enhancer" => {
+                    let enhancer = loaded(&chain.face_enhancer, name)?;
+                    for face in &faces {
+                        frame = enhancer.enhance(&frame, face, &options.masks)?;
                     }
                 }
-                ("face_debugger", _, _, _) => {
-                    for face in &selected {
-                        let face = scale_to_frame(face, &frame);
-                        frame = debug_face(&self.registry, &frame, &face, &options.debugger_items, &options.masks)?;
+                "lip_syncer" => {
+                    let syncer = loaded(&chain.lip_syncer, name)?;
+                    let window = chain.voice.as_ref().zip(frame_index).map(|(voice, index)| voice.window(index));
+                    for face in &faces {
+                        frame = syncer.sync(&frame, face, &options.masks, window.as_deref())?;
                     }
                 }
-                ("frame_enhancer", _, _, Some(enhancer)) => {
+                "face_debugger" => {
+                    for face in &faces {
+                        frame = debug_face(&self.registry, &frame, face, &options.debugger_items, &options.masks)?;
+                    }
+                }
+                "frame_enhancer" => {
+                    let enhancer = loaded(&chain.frame_enhancer, name)?;
                     // The upscaled frame is held in memory several times over (tiles, canvas,
                     // blend); past the host's pixel limit it is refused instead of exhausting memory.
                     let (width, height) = (frame.width * enhancer.scale(), frame.height * enhancer.scale());
@@ -407,7 +493,7 @@ impl Engine {
                     frame = enhancer.enhance(&frame)?;
                     alpha = alpha.map(|a| resize_linear(&a, frame.width, frame.height));
                 }
-                (other, _, _, _) => {
+                other => {
                     return Err(PipelineError::invalid_option("processors", format!("`{other}` is not available")));
                 }
             }
@@ -418,8 +504,9 @@ impl Engine {
 
     /// A video target through the processor chain (spec §11.2), streamed: ffmpeg decodes the trim
     /// range into memory, `workers` frames are processed at once, ffmpeg encodes them in order and the
-    /// target's audio is muxed back. CPU-bound and long: call from a blocking thread; `progress` is
-    /// called after every frame written, `cancel` stops the run within one frame.
+    /// target's audio (or the source audio) is muxed in. A still image target with the lip syncer and
+    /// an audio source becomes a video of the audio's length. CPU-bound and long: call from a blocking
+    /// thread; `progress` is called after every frame written, `cancel` stops the run within one frame.
     pub fn process_video(
         &self,
         request: VideoRequest,
@@ -429,9 +516,6 @@ impl Engine {
         let options = &request.options;
         let video = &options.output.video;
         let mut timings = StageTimings::default();
-        if options.processors.iter().any(|p| p == "face_swapper") && request.sources.is_empty() {
-            return Err(PipelineError::MissingInput("face_swapper needs at least one source image".into()));
-        }
         let output_format = extension_of(&request.output);
         if !VIDEO_FORMATS.contains(&output_format.as_str()) {
             return Err(PipelineError::invalid_option(
@@ -441,14 +525,18 @@ impl Engine {
         }
         let toolchain = Toolchain::from_env();
         let started = Instant::now();
-        let info = toolchain.probe(&request.target)?;
-        let (trim_start, trim_end) = info.trim_range(video.trim_frame_start, video.trim_frame_end)?;
-        let sources = request
-            .sources
-            .iter()
-            .map(|bytes| image_io::decode(bytes, self.config.max_image_pixels).map(|d| d.frame))
-            .collect::<Result<Vec<_>>>()?;
+        let sources = self.sort_sources(&request.sources, options)?;
         timings.decode = started.elapsed();
+        let started = Instant::now();
+        let audio = match (&sources.audio, options.processors.iter().any(|p| p == "lip_syncer")) {
+            (Some(file), true) => Some(decode_audio(&toolchain, file.path(), MAX_AUDIO_DURATION, request.timeout)?),
+            _ => None,
+        };
+        timings.audio = started.elapsed();
+        let started = Instant::now();
+        let target = self.open_video_target(&toolchain, &request, audio.as_ref())?;
+        timings.decode += started.elapsed();
+        let info = target.info().clone();
         let (width, height) = (info.width as usize, info.height as usize);
         if (width as u64) * (height as u64) > self.config.max_image_pixels {
             return Err(PipelineError::ImageTooLarge {
@@ -457,31 +545,16 @@ impl Engine {
                 limit: self.config.max_image_pixels,
             });
         }
-        let encoders = toolchain.available_encoders()?;
-        let encoder = match &video.video_encoder {
-            Some(name) => {
-                let encoder: VideoEncoder = name.parse()?;
-                if !encoders.video.contains(&encoder) {
-                    return Err(PipelineError::invalid_option(
-                        "output_video_encoder",
-                        format!("`{name}` is not offered by the local ffmpeg"),
-                    ));
-                }
-                encoder
-            }
-            None => encoders.default_video().ok_or_else(|| {
-                PipelineError::invalid_option("output_video_encoder", "the local ffmpeg offers none of FaceFusion's")
-            })?,
-        };
-        // Keep the target's audio by default: aac where FaceFusion's own default (flac) cannot go.
-        let audio_encoder = match &video.audio_encoder {
-            Some(name) => name.parse()?,
-            None => AudioEncoder::Aac,
-        };
+        let (encoder, audio_encoder) = choose_encoders(&toolchain, video)?;
         self.prepare_models(options)?;
         if self.config.content_analysis {
             let started = Instant::now();
-            self.check_video_content(&toolchain, &request, &info, (trim_start, trim_end), cancel)?;
+            match &target {
+                VideoTarget::File { trim, .. } => {
+                    self.check_video_content(&toolchain, &request, &info, *trim, cancel)?
+                }
+                VideoTarget::Still { image, .. } => content_analyser::check(&self.registry, image)?,
+            }
             timings.content = started.elapsed();
         }
 
@@ -491,39 +564,62 @@ impl Engine {
         let output_fps = video.video_fps.map_or(info.fps, |fps| fps.clamp(1.0, 60.0));
         let temp_fps = info.fps.min(output_fps);
 
-        let reference_faces = if options.selector.mode == SelectorMode::Reference
-            && options.processors.iter().any(|p| FACE_PROCESSORS.contains(&p.as_str()))
-        {
-            let started = Instant::now();
-            let faces = self.reference_faces(&toolchain, &request, &info)?;
-            timings.analyse += started.elapsed();
-            Some(faces)
-        } else {
-            None
-        };
-        let chain = self.frame_chain(&sources, options, reference_faces, &mut timings)?;
-
-        let reader = FrameReader::open(
-            &toolchain,
-            &request.target,
-            &info,
-            &ReadOptions {
-                trim_frame_start: Some(trim_start),
-                trim_frame_end: Some(trim_end),
-                resolution: Some((temp_resolution.0 as u32, temp_resolution.1 as u32)),
-                fps: Some(temp_fps),
-                timeout: request.timeout,
-            },
-        )?;
-        let audio = if info.has_audio && video.audio_volume > 0 {
-            AudioPlan::Restore {
-                target: request.target.clone(),
-                trim_frame_start: trim_start,
-                trim_frame_end: trim_end,
-                target_fps: info.fps,
+        let uses_faces = options.processors.iter().any(|p| FACE_PROCESSORS.contains(&p.as_str()));
+        let started = Instant::now();
+        let (reference_faces, still_faces) = match &target {
+            VideoTarget::Still { image, .. } if uses_faces => {
+                let faces = FaceAnalyser::new(&self.registry, &options.detector, &options.landmarker).faces(image)?;
+                (Some(faces.clone()), Some(faces))
             }
-        } else {
-            AudioPlan::None
+            VideoTarget::File { .. } if uses_faces && options.selector.mode == SelectorMode::Reference => {
+                (Some(self.reference_faces(&toolchain, &request, &info)?), None)
+            }
+            _ => (None, None),
+        };
+        timings.analyse += started.elapsed();
+        let mut chain = self.frame_chain(&sources.images, options, reference_faces, &mut timings)?;
+        chain.still_faces = still_faces;
+        if let Some(audio) = &audio {
+            let started = Instant::now();
+            chain.voice =
+                Some(VoiceFrames::extract(&self.registry, &options.lip_syncer.voice_extractor_model, audio, temp_fps)?);
+            timings.audio += started.elapsed();
+        }
+
+        let trim = target.trim();
+        let frames: Box<dyn FrameSource> = match target {
+            VideoTarget::File { trim, .. } => Box::new(FrameReader::open(
+                &toolchain,
+                &request.target,
+                &info,
+                &ReadOptions {
+                    trim_frame_start: Some(trim.0),
+                    trim_frame_end: Some(trim.1),
+                    resolution: Some((temp_resolution.0 as u32, temp_resolution.1 as u32)),
+                    fps: Some(temp_fps),
+                    timeout: request.timeout,
+                },
+            )?),
+            VideoTarget::Still { image, .. } => {
+                let image = if (image.width, image.height) == temp_resolution {
+                    image
+                } else {
+                    resize_cubic(&image, temp_resolution.0, temp_resolution.1)
+                };
+                Box::new(StillFrames::new(image, info.frame_count))
+            }
+        };
+        let audio_plan = match (&sources.audio, video.audio_volume) {
+            (_, 0) => AudioPlan::None,
+            // FaceFusion replaces the sound with the first source audio whenever one is given.
+            (Some(file), _) => AudioPlan::Replace { audio: file.path().to_path_buf() },
+            (None, _) if info.has_audio => AudioPlan::Restore {
+                target: request.target.clone(),
+                trim_frame_start: trim.0,
+                trim_frame_end: trim.1,
+                target_fps: info.fps,
+            },
+            (None, _) => AudioPlan::None,
         };
         let encode = EncodeOptions {
             encoder,
@@ -532,8 +628,9 @@ impl Engine {
             input_fps: temp_fps,
             output_fps,
             resolution: Some((scaled.0 as u32, scaled.1 as u32)),
-            temp_format: Some(extension_of(&request.target)).filter(|e| !e.is_empty()),
-            audio,
+            // FaceFusion encodes into a temp file with the target's container; a still image has none.
+            temp_format: Some(extension_of(&request.target)).filter(|e| VIDEO_FORMATS.contains(&e.as_str())),
+            audio: audio_plan,
             audio_encoder,
             audio_quality: video.audio_quality,
             audio_volume: video.audio_volume,
@@ -544,9 +641,9 @@ impl Engine {
             request.parallelism.unwrap_or_else(|| self.video_parallelism(self.config.video_memory_strategy));
 
         let shared = Mutex::new((StageTimings::default(), 0usize));
-        let process = |_index: usize, frame: Frame| -> Result<Frame> {
+        let process = |index: usize, frame: Frame| -> Result<Frame> {
             let mut frame_timings = StageTimings::default();
-            let processed = self.process_frame(&chain, &frame, None, &mut frame_timings)?;
+            let processed = self.process_frame(&chain, &frame, None, Some(index), &mut frame_timings)?;
             if let Ok(mut guard) = shared.lock() {
                 guard.0.merge(&frame_timings);
                 guard.1 += processed.faces_processed;
@@ -554,8 +651,10 @@ impl Engine {
             Ok(processed.frame)
         };
         let started = Instant::now();
-        let encoded = process_video(reader, writer, parallelism, process, progress, cancel)?;
+        let encoded = process_video(frames, writer, parallelism, process, progress, cancel)?;
         let elapsed = started.elapsed();
+        // The source audio's temp file is needed until the encoder muxed it in.
+        drop(sources);
         let (frame_timings, faces_processed) = shared.into_inner().unwrap_or_else(|e| e.into_inner());
         timings.merge(&frame_timings);
         let fps = if elapsed.as_secs_f64() > 0.0 { encoded.frames as f64 / elapsed.as_secs_f64() } else { 0.0 };
@@ -563,7 +662,7 @@ impl Engine {
             frames: encoded.frames,
             video: encoded,
             info,
-            trim: (trim_start, trim_end),
+            trim,
             output_fps,
             resolution: scaled,
             faces_processed,
@@ -571,6 +670,45 @@ impl Engine {
             elapsed,
             timings,
         })
+    }
+
+    /// Probes a video target and clamps its trim range, or turns a still image into the frames of a
+    /// video as long as the lip syncer's audio.
+    fn open_video_target(
+        &self,
+        toolchain: &Toolchain,
+        request: &VideoRequest,
+        audio: Option<&Audio>,
+    ) -> Result<VideoTarget> {
+        let video = &request.options.output.video;
+        if !sniff_file(&request.target)?.is_some_and(MediaKind::is_image) {
+            let info = toolchain.probe(&request.target)?;
+            let trim = info.trim_range(video.trim_frame_start, video.trim_frame_end)?;
+            return Ok(VideoTarget::File { info, trim });
+        }
+        let Some(audio) = audio else {
+            return Err(PipelineError::invalid_option(
+                "output_path",
+                "an image target becomes a video only with lip_syncer and an audio source; ask for an image output",
+            ));
+        };
+        let bytes = std::fs::read(&request.target).map_err(|e| PipelineError::io(&request.target, e))?;
+        let image = image_io::decode(&bytes, self.config.max_image_pixels)?.frame;
+        let fps = video.video_fps.map_or(STILL_IMAGE_FPS, |fps| fps.clamp(1.0, 60.0));
+        let duration = audio.duration().as_secs_f64();
+        let frame_count = ((duration * fps).ceil() as u64).max(1);
+        let info = VideoInfo {
+            width: image.width as u32,
+            height: image.height as u32,
+            fps_rational: Rational { num: (fps * 1000.0).round() as u32, den: 1000 },
+            fps,
+            frame_count,
+            duration,
+            has_audio: false,
+            codec: "image".into(),
+            rotation: 0,
+        };
+        Ok(VideoTarget::Still { image, info })
     }
 
     /// Frames at once and frames in flight: FaceFusion's execution thread count (the host's
@@ -686,6 +824,79 @@ fn scale_output(processed: ProcessedFrame, prepared: &PreparedImage, scale: f32)
     }
     let alpha = alpha.map(|a| resize_cubic(&a, width, height));
     (resize_cubic(&frame, width, height), alpha)
+}
+
+impl VideoTarget {
+    fn info(&self) -> &VideoInfo {
+        match self {
+            Self::File { info, .. } | Self::Still { info, .. } => info,
+        }
+    }
+
+    /// The frames processed, in the target's numbering.
+    fn trim(&self) -> (u64, u64) {
+        match self {
+            Self::File { trim, .. } => *trim,
+            Self::Still { info, .. } => (0, info.frame_count),
+        }
+    }
+}
+
+/// The video encoder asked for (it must be one the local ffmpeg offers) or the first of FaceFusion's
+/// the local ffmpeg has, and the audio encoder: aac by default, where FaceFusion's own default (flac)
+/// cannot go into MP4.
+fn choose_encoders(toolchain: &Toolchain, video: &VideoOutputOptions) -> Result<(VideoEncoder, AudioEncoder)> {
+    let encoders = toolchain.available_encoders()?;
+    let encoder = match &video.video_encoder {
+        Some(name) => {
+            let encoder: VideoEncoder = name.parse()?;
+            if !encoders.video.contains(&encoder) {
+                return Err(PipelineError::invalid_option(
+                    "output_video_encoder",
+                    format!("`{name}` is not offered by the local ffmpeg"),
+                ));
+            }
+            encoder
+        }
+        None => encoders.default_video().ok_or_else(|| {
+            PipelineError::invalid_option("output_video_encoder", "the local ffmpeg offers none of FaceFusion's")
+        })?,
+    };
+    let audio_encoder = match &video.audio_encoder {
+        Some(name) => name.parse()?,
+        None => AudioEncoder::Aac,
+    };
+    Ok((encoder, audio_encoder))
+}
+
+/// A processor the chain built for this run; missing only if the option table and the chain disagree.
+fn loaded<'c, T>(processor: &'c Option<T>, name: &str) -> Result<&'c T> {
+    processor.as_ref().ok_or_else(|| PipelineError::invalid_option("processors", format!("`{name}` was not prepared")))
+}
+
+/// The kind of a target file from its first bytes.
+fn sniff_file(path: &Path) -> Result<Option<MediaKind>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|error| match error.kind() {
+        std::io::ErrorKind::NotFound => {
+            PipelineError::MissingInput(format!("target `{}` does not exist", path.display()))
+        }
+        _ => PipelineError::io(path, error),
+    })?;
+    let mut head = Vec::with_capacity(64);
+    file.take(64).read_to_end(&mut head).map_err(|e| PipelineError::io(path, e))?;
+    Ok(media::sniff(&head))
+}
+
+/// Audio bytes in a temp file ffmpeg can seek in (an M4A's index may sit at its end, which a pipe
+/// cannot reach).
+fn write_temp_file(bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
+    use std::io::Write;
+    let dir = std::env::temp_dir();
+    let mut file =
+        tempfile::Builder::new().prefix("ff-audio-").tempfile_in(&dir).map_err(|e| PipelineError::io(&dir, e))?;
+    file.write_all(bytes).and_then(|()| file.flush()).map_err(|e| PipelineError::io(file.path(), e))?;
+    Ok(file)
 }
 
 fn extension_of(path: &Path) -> String {

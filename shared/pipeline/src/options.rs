@@ -59,21 +59,14 @@ pub struct OptionSpec {
     pub help: &'static str,
 }
 
-pub const PROCESSORS: &[&str] = &["face_debugger", "face_enhancer", "face_swapper", "frame_enhancer"];
+pub const PROCESSORS: &[&str] = &["face_debugger", "face_enhancer", "face_swapper", "frame_enhancer", "lip_syncer"];
 
 /// Processors FaceFusion 3.5.3 has that this engine does not run yet: named so the error can say so.
-pub const PLANNED_PROCESSORS: &[&str] = &[
-    "age_modifier",
-    "background_remover",
-    "deep_swapper",
-    "expression_restorer",
-    "face_editor",
-    "frame_colorizer",
-    "lip_syncer",
-];
+pub const PLANNED_PROCESSORS: &[&str] =
+    &["age_modifier", "background_remover", "deep_swapper", "expression_restorer", "face_editor", "frame_colorizer"];
 
 /// The processors that work on faces (and so need face analysis); the others work on whole frames.
-pub const FACE_PROCESSORS: &[&str] = &["face_debugger", "face_enhancer", "face_swapper"];
+pub const FACE_PROCESSORS: &[&str] = &["face_debugger", "face_enhancer", "face_swapper", "lip_syncer"];
 
 pub const FACE_ENHANCER_MODELS: &[&str] = &[
     "codeformer",

@@ -226,6 +226,7 @@ pub fn print_video_summary(
     let mut stages = vec![
         ("probe + source decode", timings.decode),
         ("content analyser", timings.content),
+        ("audio + voice", timings.audio),
         ("face analysis", timings.analyse),
     ];
     stages.extend(timings.processors.iter().map(|(name, time)| (name.as_str(), *time)));
@@ -241,7 +242,7 @@ pub fn print_video_summary(
     );
     let ort_total = print_inference_table(ort.0, ort.1, 1);
     // Workers overlap, so ONNX Runtime's time is compared with the summed work that calls it.
-    let work = timings.content + timings.analyse + timings.process;
+    let work = timings.content + timings.audio + timings.analyse + timings.process;
     println!(
         "{:<20} {:>6} {:>12.1}  (of {:.1} ms summed model work: {:.1} % inside ONNX Runtime)",
         "outside ORT",

@@ -1,0 +1,160 @@
+//! `ff process` as a user runs it, on the light stand-ins: a video swap keeps frames, fps and audio;
+//! the lip syncer speaks an audio file onto a video and onto a still photo; bad input fails with a
+//! one-line error and a non-zero exit, leaving no output behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ff_pipeline::testing::assets_dir;
+use ff_pipeline::video::Toolchain;
+
+fn ff_process(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ff"))
+        .arg("process")
+        .args(args)
+        .env("FF_MODELS_DIR", assets_dir().join("standins/light"))
+        .env("FF_ALLOW_MODEL_DOWNLOAD", "false")
+        .env("FF_EXECUTION_THREAD_COUNT", "2")
+        .output()
+        .expect("run ff process")
+}
+
+fn asset(relative: &str) -> String {
+    assets_dir().join(relative).to_string_lossy().into_owned()
+}
+
+fn succeeded(output: &Output) {
+    assert!(
+        output.status.success(),
+        "ff process failed: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+fn out(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(name);
+    let text = path.to_string_lossy().into_owned();
+    (path, text)
+}
+
+#[test]
+fn swaps_a_face_through_a_video_keeping_fps_and_audio() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, output) = out(dir.path(), "swapped.mp4");
+    let target = asset("video/short_hamilton_clip.mp4");
+    let result = ff_process(&[
+        "-s",
+        &asset("images/obama.jpg"),
+        "-t",
+        &target,
+        "-o",
+        &output,
+        "--face-swapper-model",
+        "inswapper_128",
+        "--trim-frame-end",
+        "12",
+    ]);
+    succeeded(&result);
+    let tools = Toolchain::from_env();
+    let (info, source) = (tools.probe(&path).unwrap(), tools.probe(Path::new(&target)).unwrap());
+    assert_eq!(info.frame_count, 12);
+    assert!((info.fps - source.fps).abs() < 1e-6, "fps {} vs {}", info.fps, source.fps);
+    assert!(info.has_audio, "the target's audio is kept");
+    assert_eq!((info.width, info.height), (source.width, source.height));
+}
+
+#[test]
+fn lip_syncs_a_video_and_makes_a_photo_speak() {
+    let dir = tempfile::tempdir().unwrap();
+    let speech = asset("audio/wav2lip_sample_speech.wav");
+    let tools = Toolchain::from_env();
+
+    let (video, output) = out(dir.path(), "synced.mp4");
+    let target = asset("video/wav2lip_sample_target.mp4");
+    succeeded(&ff_process(&[
+        "-s",
+        &speech,
+        "-t",
+        &target,
+        "-o",
+        &output,
+        "--processors",
+        "lip_syncer",
+        "--trim-frame-end",
+        "15",
+    ]));
+    let info = tools.probe(&video).unwrap();
+    assert_eq!(info.frame_count, 15);
+    assert!(info.has_audio, "the speech replaces the target's sound");
+
+    let (talking, output) = out(dir.path(), "talking.mp4");
+    succeeded(&ff_process(&[
+        "-s",
+        &speech,
+        "-t",
+        &asset("images/obama.jpg"),
+        "-o",
+        &output,
+        "--processors",
+        "lip_syncer",
+        "--output-video-fps",
+        "10",
+    ]));
+    let info = tools.probe(&talking).unwrap();
+    // 10.27 s of speech at 10 fps.
+    assert_eq!(info.frame_count, 103);
+    assert!(info.has_audio);
+
+    // An image output keeps FaceFusion's image workflow: one frame, silent mouth.
+    let (still, output) = out(dir.path(), "still.png");
+    succeeded(&ff_process(&[
+        "-s",
+        &speech,
+        "-t",
+        &asset("images/obama.jpg"),
+        "-o",
+        &output,
+        "--processors",
+        "lip_syncer",
+    ]));
+    assert!(image_size(&still) > (0, 0));
+}
+
+fn image_size(path: &Path) -> (u32, u32) {
+    let bytes = std::fs::read(path).unwrap();
+    let decoded = ff_pipeline::image_io::decode(&bytes, u64::MAX).unwrap();
+    (decoded.frame.width as u32, decoded.frame.height as u32)
+}
+
+#[test]
+fn bad_input_fails_with_a_clear_message_and_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, output) = out(dir.path(), "out.mp4");
+    let corrupt = dir.path().join("corrupt.mp4");
+    std::fs::write(&corrupt, b"\x00\x00\x00\x20ftypisom-not-really-a-video").unwrap();
+    let cases: [(&str, Vec<&str>); 3] = [
+        ("lip_syncer without audio", vec!["-s", "", "-t", "", "--processors", "lip_syncer"]),
+        ("corrupt video", vec!["-s", "", "-t", "", "--face-swapper-model", "inswapper_128"]),
+        ("photo to video without lip_syncer", vec!["-s", "", "-t", ""]),
+    ];
+    let obama = asset("images/obama.jpg");
+    let target = asset("video/wav2lip_sample_target.mp4");
+    let corrupt = corrupt.to_string_lossy().into_owned();
+    for (name, mut args) in cases {
+        let (source, target) = match name {
+            "corrupt video" => (obama.as_str(), corrupt.as_str()),
+            "photo to video without lip_syncer" => (obama.as_str(), obama.as_str()),
+            _ => (obama.as_str(), target.as_str()),
+        };
+        args[1] = source;
+        args[3] = target;
+        args.extend(["-o", &output]);
+        let result = ff_process(&args);
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        println!("{name}: {}", stderr.trim());
+        assert!(!result.status.success(), "{name}: succeeded");
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "{name}: only the corrupt input is left");
+    }
+}
