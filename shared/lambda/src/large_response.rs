@@ -16,7 +16,6 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ff_service::jobs::JobApiError;
 use ff_service::storage::{Storage, WriteCondition};
 use ff_service::{ApiError, X_FACES_PROCESSED, X_FRAMES_PROCESSED};
 
@@ -57,7 +56,7 @@ pub async fn offload_large_responses(
     let key = format!("{RESULTS_PREFIX}{}.{}", uuid::Uuid::now_v7().simple(), extension(&content_type));
     let size = bytes.len();
     if let Err(error) = storage.put_bytes(&key, bytes.clone(), WriteCondition::IfAbsent).await {
-        return JobApiError::from(error).into_response();
+        return ApiError::from(error).into_response();
     }
     let url = match storage.presign_get(&key, URL_LIFETIME).await {
         Ok(Some(url)) => url,
@@ -67,7 +66,7 @@ pub async fn offload_large_responses(
             tracing::warn!(size, "large answer sent inline: the storage backend cannot presign");
             return Response::from_parts(parts, Body::from(bytes));
         }
-        Err(error) => return JobApiError::from(error).into_response(),
+        Err(error) => return ApiError::from(error).into_response(),
     };
     tracing::info!(size, %key, "answer offloaded to storage");
     let Ok(location) = HeaderValue::from_str(&url) else {

@@ -488,11 +488,12 @@ mod tests {
         assert_eq!(swapper["available"], json!(true));
         assert_eq!(swapper["models"].as_array().unwrap().len(), FACE_SWAPPER_MODELS.len());
         let lip_syncer = processors.iter().find(|p| p["name"] == "lip_syncer").unwrap();
-        assert_eq!(lip_syncer["available"], json!(false));
+        assert_eq!(lip_syncer["available"], json!(true));
         assert!(lip_syncer["models"].as_array().unwrap().contains(&json!("wav2lip_gan_96")));
-        // Its options are in the option table already (the processor is being built), listed by name.
-        let options = lip_syncer["options"].as_array().unwrap();
-        assert!(options.iter().any(|o| o["name"] == "lip_syncer_model"), "{options:?}");
+        let planned = processors.iter().find(|p| p["name"] == PLANNED_PROCESSORS[0]).unwrap();
+        assert_eq!(planned["available"], json!(false));
+        assert!(!planned["models"].as_array().unwrap().is_empty(), "{planned}");
+        assert_eq!(planned["options"], json!([]));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The one place where failures become HTTP answers.
+//! The one place where failures become HTTP answers, for every route: processing, jobs, storage.
 //!
 //! Every error leaves as `{"error": {"code": "...", "message": "..."}}` with a stable `code` clients
 //! can branch on. Messages of server-side failures stay generic: the detail (paths, runtime errors,
@@ -12,7 +12,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ff_pipeline::PipelineError;
 
+use crate::jobs::store::StoreError;
+use crate::jobs::JobStatus;
 use crate::limiter::Busy;
+use crate::storage::StorageError;
 
 /// How long a client told `busy` should wait; about one image's processing time on a CPU.
 pub const BUSY_RETRY_AFTER: Duration = Duration::from_secs(2);
@@ -59,8 +62,40 @@ pub enum ApiError {
     /// for the log.
     #[error("{}", media_message(.code))]
     Media { code: &'static str, detail: String },
+    #[error("no job `{id}`")]
+    JobNotFound { id: String },
+    #[error("job `{id}` is {}; its result exists once it is completed", .status.as_str())]
+    JobNotFinished { id: String, status: JobStatus },
+    #[error("job `{id}` {}; it has no result", if *.status == JobStatus::Failed { "failed" } else { "was cancelled" })]
+    NoResult { id: String, status: JobStatus },
+    #[error("job `{id}` is being changed by someone else; retry")]
+    Conflict { id: String },
+    /// Storage failed; a back-end failure's detail (hosts, SDK errors) stays in the log.
+    #[error("{}", storage_message(.0))]
+    Storage(StorageError),
+    #[error("a stored job record is damaged")]
+    Corrupt { detail: String },
     #[error("internal error")]
     Internal { detail: String },
+}
+
+fn storage_message(error: &StorageError) -> String {
+    match error {
+        StorageError::Backend { operation, .. } => format!("storage {operation} failed; retry later"),
+        other => other.to_string(),
+    }
+}
+
+/// The stable code of a storage failure, for answers and for failed job records.
+pub(crate) fn storage_code(error: &StorageError) -> &'static str {
+    match error {
+        StorageError::NotFound { .. } => "object_not_found",
+        StorageError::PreconditionFailed { .. } => "conflict",
+        StorageError::Timeout { .. } => "storage_timeout",
+        StorageError::TooLarge { .. } => "payload_too_large",
+        StorageError::InvalidKey { .. } => "bad_request",
+        StorageError::Backend { .. } => "storage_unavailable",
+    }
 }
 
 fn media_message(code: &str) -> String {
@@ -98,7 +133,16 @@ impl ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::JobNotFound { .. } => StatusCode::NOT_FOUND,
+            Self::JobNotFinished { .. } | Self::NoResult { .. } | Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Storage(error) => match error {
+                StorageError::NotFound { .. } => StatusCode::NOT_FOUND,
+                StorageError::PreconditionFailed { .. } => StatusCode::CONFLICT,
+                StorageError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                StorageError::InvalidKey { .. } => StatusCode::BAD_REQUEST,
+                StorageError::Timeout { .. } | StorageError::Backend { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            },
+            Self::Corrupt { .. } | Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -122,7 +166,13 @@ impl ApiError {
             Self::Timeout { .. } => "timeout",
             Self::NotFound { .. } => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
-            Self::Internal { .. } => "internal",
+            Self::JobNotFound { .. } => "job_not_found",
+            Self::JobNotFinished { .. } => "job_not_finished",
+            Self::NoResult { status: JobStatus::Failed, .. } => "job_failed",
+            Self::NoResult { .. } => "job_cancelled",
+            Self::Conflict { .. } => "conflict",
+            Self::Storage(error) => storage_code(error),
+            Self::Corrupt { .. } | Self::Internal { .. } => "internal",
         }
     }
 
@@ -138,8 +188,11 @@ impl ApiError {
     /// Server-side failures are logged with their detail; client mistakes only at debug level.
     fn log(&self) {
         match self {
-            Self::Internal { detail } => {
+            Self::Internal { detail } | Self::Corrupt { detail } => {
                 tracing::error!(code = self.code(), %detail, "request failed")
+            }
+            Self::Storage(error @ (StorageError::Backend { .. } | StorageError::Timeout { .. })) => {
+                tracing::error!(code = self.code(), detail = %error, "request failed")
             }
             Self::ModelUnavailable { detail, .. }
             | Self::RuntimeUnavailable { detail }
@@ -187,6 +240,22 @@ impl From<PipelineError> for ApiError {
             // ffmpeg missing, crashed or over its deadline, or a cancelled job: server-side, with the
             // pipeline's code; an input that ffmpeg cannot read is UnsupportedMedia instead.
             PipelineError::Media { code, message } => Self::Media { code, detail: message },
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(error: StorageError) -> Self {
+        Self::Storage(error)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Storage(error) => Self::Storage(error),
+            StoreError::Contended { id } => Self::Conflict { id },
+            StoreError::Corrupt { .. } => Self::Corrupt { detail: error.to_string() },
         }
     }
 }
@@ -305,6 +374,46 @@ mod tests {
     fn unauthorized_is_a_401() {
         let error = ApiError::Unauthorized;
         assert_eq!((error.status(), error.code()), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    }
+
+    #[test]
+    fn storage_failures_map_to_404_409_503() {
+        let cases = [
+            (StorageError::NotFound { key: "k".into() }, StatusCode::NOT_FOUND, "object_not_found"),
+            (StorageError::PreconditionFailed { key: "k".into() }, StatusCode::CONFLICT, "conflict"),
+            (
+                StorageError::Timeout { operation: "get", key: "k".into(), limit: Duration::from_secs(1) },
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_timeout",
+            ),
+            (StorageError::backend("get", "k", "down"), StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+        ];
+        for (error, status, code) in cases {
+            let error = ApiError::from(error);
+            assert_eq!((error.status(), error.code()), (status, code));
+        }
+    }
+
+    #[test]
+    fn backend_detail_stays_out_of_the_message() {
+        let error = ApiError::from(StorageError::backend("put", "jobs/x.json", "http://10.0.0.1: refused"));
+        assert!(!error.to_string().contains("10.0.0.1"), "{error}");
+    }
+
+    #[test]
+    fn job_errors_have_their_documented_codes() {
+        let id = "x".to_string();
+        let not_found = ApiError::JobNotFound { id: id.clone() };
+        assert_eq!((not_found.status(), not_found.code()), (StatusCode::NOT_FOUND, "job_not_found"));
+        let running = ApiError::JobNotFinished { id: id.clone(), status: JobStatus::Running };
+        assert_eq!((running.status(), running.code()), (StatusCode::CONFLICT, "job_not_finished"));
+        assert!(running.to_string().contains("running"));
+        let failed = ApiError::NoResult { id: id.clone(), status: JobStatus::Failed };
+        assert_eq!(failed.code(), "job_failed");
+        let cancelled = ApiError::NoResult { id: id.clone(), status: JobStatus::Cancelled };
+        assert_eq!((cancelled.status(), cancelled.code()), (StatusCode::CONFLICT, "job_cancelled"));
+        let contended = ApiError::from(StoreError::Contended { id });
+        assert_eq!((contended.status(), contended.code()), (StatusCode::CONFLICT, "conflict"));
     }
 
     #[test]

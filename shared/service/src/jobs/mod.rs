@@ -16,7 +16,6 @@
 //! report. Ids are UUIDv7: they sort by creation time, so a listing of `jobs/` is oldest first.
 
 pub mod cancel;
-pub mod error;
 pub mod routes;
 pub mod store;
 pub mod worker;
@@ -26,7 +25,6 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 pub use cancel::JobCancels;
-pub use error::JobApiError;
 pub use store::JobStore;
 pub use worker::{run_job, JobQueue, RunOutcome, Workers};
 

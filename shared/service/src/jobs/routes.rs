@@ -16,7 +16,6 @@ use bytes::Bytes;
 use ff_pipeline::options::ProcessOptions;
 use serde::Deserialize;
 
-use super::error::JobApiError;
 use super::store::{JobStore, Update};
 use super::{files_prefix, is_job_id, new_job_id, Job, JobInputs, JobStatus};
 use crate::error::ApiError;
@@ -53,7 +52,7 @@ struct CreateFromKeys {
 
 /// Takes a queue place first (429 before any upload is read), then the form or JSON, stores the
 /// inputs and the record, and queues the job.
-async fn create(State(state): State<AppState>, request: Request) -> Result<Response, JobApiError> {
+async fn create(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let limit = state.config().max_upload_bytes;
     let declared = request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
@@ -102,7 +101,7 @@ async fn create_from_form(
     store: &JobStore,
     mut multipart: Multipart,
     limit: usize,
-) -> Result<Job, JobApiError> {
+) -> Result<Job, ApiError> {
     let mut form = ProcessForm::default();
     let mut options_json = None;
     let mut option_fields = Vec::new();
@@ -178,7 +177,7 @@ async fn check_job_video(
     checked.await.map_err(|e| ApiError::internal(format!("probing the video failed: {e}")))?
 }
 
-async fn create_from_keys(store: &JobStore, body: CreateFromKeys) -> Result<Job, JobApiError> {
+async fn create_from_keys(store: &JobStore, body: CreateFromKeys) -> Result<Job, ApiError> {
     let options = body.options.unwrap_or_else(|| serde_json::json!({}));
     let parsed = ProcessOptions::from_json(&options)?;
     require_sources(&parsed, body.sources.len())?;
@@ -231,7 +230,7 @@ struct ListQuery {
 async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, JobApiError> {
+) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
         None => None,
@@ -257,32 +256,32 @@ async fn list(
     Ok(Json(serde_json::json!({ "jobs": page.jobs, "next_cursor": page.next_cursor })).into_response())
 }
 
-async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Job>, JobApiError> {
+async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
     Ok(Json(load(&state, &id).await?))
 }
 
-async fn load(state: &AppState, id: &str) -> Result<Job, JobApiError> {
+async fn load(state: &AppState, id: &str) -> Result<Job, ApiError> {
     // Anything that is not a job id cannot be a job: no storage call, no path to wander along.
     if !is_job_id(id) {
-        return Err(JobApiError::JobNotFound { id: id.chars().take(64).collect() });
+        return Err(ApiError::JobNotFound { id: id.chars().take(64).collect() });
     }
     let store = JobStore::new(Arc::clone(state.storage()));
     match store.load(id).await? {
         Some((job, _)) => Ok(job),
-        None => Err(JobApiError::JobNotFound { id: id.to_string() }),
+        None => Err(ApiError::JobNotFound { id: id.to_string() }),
     }
 }
 
 /// The result: a redirect to a short-lived presigned URL where storage offers one (S3: the bytes
 /// never pass through this server, and no Lambda response limit applies), else the file streamed.
-async fn result(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, JobApiError> {
+async fn result(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let job = load(&state, &id).await?;
     let key = match (job.status, job.output) {
         (JobStatus::Completed, Some(key)) => key,
         (JobStatus::Queued | JobStatus::Running, _) => {
-            return Err(JobApiError::JobNotFinished { id: job.id, status: job.status })
+            return Err(ApiError::JobNotFinished { id: job.id, status: job.status })
         }
-        (status, _) => return Err(JobApiError::NoResult { id: job.id, status }),
+        (status, _) => return Err(ApiError::NoResult { id: job.id, status }),
     };
     let storage: &Arc<dyn Storage> = state.storage();
     if let Some(url) = storage.presign_get(&key, RESULT_URL_LIFETIME).await? {
@@ -304,9 +303,9 @@ async fn result(State(state): State<AppState>, Path(id): Path<String>) -> Result
 
 /// Cancels a queued or running job (its record stays, `cancelled`; its files go), or deletes a
 /// finished one entirely (record and files: 204).
-async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, JobApiError> {
+async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     if !is_job_id(&id) {
-        return Err(JobApiError::JobNotFound { id: id.chars().take(64).collect() });
+        return Err(ApiError::JobNotFound { id: id.chars().take(64).collect() });
     }
     let store = JobStore::new(Arc::clone(state.storage()));
     let update = store
@@ -316,7 +315,7 @@ async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result
         })
         .await?;
     match update {
-        Update::Missing => Err(JobApiError::JobNotFound { id }),
+        Update::Missing => Err(ApiError::JobNotFound { id }),
         Update::Written(job) => {
             // A worker of this process stops within a frame; one elsewhere notices at its next
             // progress write, and removes anything it writes after this.

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::cancel::Registration;
 use super::store::{JobStore, StoreError, Update};
 use super::{files_prefix, Job, JobFailure, JobStatus, MAX_ATTEMPTS};
-use crate::error::ApiError;
+use crate::error::{storage_code, ApiError};
 use crate::limiter::Busy;
 use crate::media::{
     self, check_video, download, is_cancelled, read_head, CancelOnDrop, DurationLimit, OutputFormat, Route,
@@ -488,17 +488,6 @@ fn input_error(key: &str, error: StorageError) -> Prepare {
 
 fn failure_of(error: ApiError) -> JobFailure {
     JobFailure { code: error.code().to_string(), message: error.to_string() }
-}
-
-pub(crate) fn storage_code(error: &StorageError) -> &'static str {
-    match error {
-        StorageError::NotFound { .. } => "object_not_found",
-        StorageError::PreconditionFailed { .. } => "conflict",
-        StorageError::Timeout { .. } => "storage_timeout",
-        StorageError::TooLarge { .. } => "payload_too_large",
-        StorageError::InvalidKey { .. } => "bad_request",
-        StorageError::Backend { .. } => "storage_unavailable",
-    }
 }
 
 /// Jobs waiting for an in-process worker: a bounded line of job ids.
