@@ -71,8 +71,8 @@ impl VoiceFrames {
             return Ok(Self { spectrogram: Array2::zeros((MEL_BANDS, 0)), ends: Vec::new() });
         }
         let session = registry.get(voice_extractor_model)?;
+        let voice = VoiceExtractor::new(&session)?.extract(audio)?;
         let mut planner = RealFftPlanner::new();
-        let voice = VoiceExtractor::new(&session, &mut planner)?.extract(audio)?;
         let prepared = mel::prepare_voice_with(&mut planner, voice);
         let spectrogram = mel::mel_spectrogram_with(&mut planner, &prepared);
         Self::from_spectrogram(spectrogram, fps)
