@@ -426,3 +426,43 @@ async fn json_jobs_over_stored_videos_run_or_fail_with_video_too_long(backend: B
     assert!(storage.head("uploads/clip.mov").await.is_ok(), "the named input is left alone");
     assert!(app.leftovers().is_empty(), "{:?}", app.leftovers());
 }
+
+/// Speech synthesised by espeak-ng, about a second of it.
+fn speech(dir: &Path) -> Vec<u8> {
+    let path = dir.join("speech.wav");
+    let status = std::process::Command::new("espeak-ng").arg("-w").arg(&path).arg("Hello there.").status();
+    assert!(status.expect("espeak-ng on PATH").success());
+    std::fs::read(&path).unwrap()
+}
+
+/// An image target with an audio source and lip_syncer: the photo speaks, as an MP4 with the speech.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_makes_a_photo_speak_an_audio_source() {
+    let app = App::new(None, &[]);
+    let scratch = tempfile::tempdir().unwrap();
+    let form = Form::default()
+        .file("source", "speech.wav", &speech(scratch.path()))
+        .file("target", "obama.jpg", &asset("obama.jpg"))
+        .text("processors", "lip_syncer")
+        .text("output_video_preset", "ultrafast");
+    let answer = send(&app.router, form.post("/api/v1/process")).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::OK,
+        "{:?}",
+        String::from_utf8_lossy(&answer.body[..answer.body.len().min(300)])
+    );
+    assert_eq!(answer.headers[CONTENT_TYPE], "video/mp4");
+    assert_eq!(answer.headers[CONTENT_DISPOSITION], "inline; filename=\"obama.mp4\"");
+    let info = probe_bytes(&answer.body, "mp4");
+    assert!(info.has_audio, "the speech is in the video");
+    assert!(info.frame_count >= 10, "{} frames", info.frame_count);
+    assert_eq!(answer.headers[X_FRAMES_PROCESSED], info.frame_count.to_string().as_str());
+    // An audio source without lip_syncer has nothing to speak it.
+    let mute = Form::default()
+        .file("source", "speech.wav", &speech(scratch.path()))
+        .file("target", "obama.jpg", &asset("obama.jpg"))
+        .text("processors", "face_enhancer");
+    send(&app.router, mute.post("/api/v1/process")).await.assert_error(StatusCode::BAD_REQUEST, "bad_request");
+    assert!(app.leftovers().is_empty(), "{:?}", app.leftovers());
+}
