@@ -52,8 +52,10 @@ fn swaps_a_face_through_a_video_keeping_fps_and_audio() {
         &output,
         "--face-swapper-model",
         "inswapper_128",
+        "--trim-frame-start",
+        "120",
         "--trim-frame-end",
-        "12",
+        "132",
     ]);
     succeeded(&result);
     let tools = Toolchain::from_env();

@@ -291,6 +291,29 @@ fn a_failed_audio_step_keeps_the_video_without_audio() {
     assert_eq!(entries(dir.path()), ["out.mp4"]);
 }
 
+/// The clip's video starts 0.85 s in, so its first 12 frames have no sound in FaceFusion's audio cut:
+/// ffmpeg succeeds with no audio stream, which is reported as skipped, not restored.
+#[test]
+fn a_trim_range_without_sound_is_reported_as_skipped_audio() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.mp4");
+    let info = tools().probe(&hamilton()).unwrap();
+    let read = ReadOptions { trim_frame_end: Some(12), ..ReadOptions::default() };
+    let reader = FrameReader::open(&tools(), &hamilton(), &info, &read).unwrap();
+    let mut encode = EncodeOptions::new(info.fps);
+    encode.audio =
+        AudioPlan::Restore { target: hamilton(), trim_frame_start: 0, trim_frame_end: 12, target_fps: info.fps };
+    let writer = FrameWriter::create(&tools(), &output, encode).unwrap();
+    let encoded = process_video(reader, writer, PARALLEL, |_, f| Ok(f), |_| {}, &AtomicBool::new(false)).unwrap();
+    assert!(
+        matches!(&encoded.audio, AudioOutcome::Skipped { reason } if reason.contains("no sound")),
+        "{:?}",
+        encoded.audio
+    );
+    assert_eq!(tools().probe(&output).unwrap().frame_count, 12);
+    assert_eq!(entries(dir.path()), ["out.mp4"]);
+}
+
 #[test]
 fn cancel_mid_video_stops_kills_ffmpeg_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -315,6 +315,12 @@ impl FrameWriter {
         };
         let result = Supervised::spawn("ffmpeg audio", &self.toolchain.ffmpeg, &args, false, false, AUDIO_TIMEOUT)
             .and_then(|mut child| child.wait_success());
+        // ffmpeg succeeds without an audio stream when the cut holds no audio packet (a target whose
+        // sound starts later than the trimmed range): say so rather than report the audio restored.
+        let result = result.and_then(|()| match self.toolchain.probe(with_audio.path())?.has_audio {
+            true => Ok(()),
+            false => Err(media_error("audio_missing", "the audio source has no sound in the processed range")),
+        });
         match result {
             Ok(()) => {
                 with_audio.persist(&self.output)?;
