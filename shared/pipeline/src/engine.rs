@@ -346,7 +346,13 @@ impl Engine {
                         "a video cannot be a source: sources are face images or speech audio".into(),
                     ))
                 }
-                _ => images.push(image_io::decode(bytes, self.config.max_image_pixels)?.frame),
+                Some(MediaKind::Image(_)) => images.push(image_io::decode(bytes, self.config.max_image_pixels)?.frame),
+                None => {
+                    return Err(PipelineError::UnsupportedMedia(
+                        "a source must be an image (JPEG, PNG, WebP, BMP) or audio (WAV, MP3, AAC/M4A, FLAC, OGG)"
+                            .into(),
+                    ))
+                }
             }
         }
         let uses = |name: &str| options.processors.iter().any(|p| p == name);
@@ -529,7 +535,10 @@ impl Engine {
         timings.decode = started.elapsed();
         let started = Instant::now();
         let audio = match (&sources.audio, options.processors.iter().any(|p| p == "lip_syncer")) {
-            (Some(file), true) => Some(decode_audio(&toolchain, file.path(), MAX_AUDIO_DURATION, request.timeout)?),
+            (Some(file), true) => Some(
+                decode_audio(&toolchain, file.path(), MAX_AUDIO_DURATION, request.timeout)
+                    .map_err(|error| without_temp_path(error, file.path()))?,
+            ),
             _ => None,
         };
         timings.audio = started.elapsed();
@@ -872,6 +881,15 @@ fn choose_encoders(toolchain: &Toolchain, video: &VideoOutputOptions) -> Result<
 /// A processor the chain built for this run; missing only if the option table and the chain disagree.
 fn loaded<'c, T>(processor: &'c Option<T>, name: &str) -> Result<&'c T> {
     processor.as_ref().ok_or_else(|| PipelineError::invalid_option("processors", format!("`{name}` was not prepared")))
+}
+
+/// An audio error names the temp file the upload was written to; the caller knows it as its source.
+fn without_temp_path(error: PipelineError, temp: &Path) -> PipelineError {
+    let PipelineError::Media { code, message } = error else { return error };
+    let name = temp.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let message =
+        message.replace(&temp.to_string_lossy().into_owned(), "source audio").replace(&format!(" `{name}`"), "");
+    PipelineError::Media { code, message }
 }
 
 /// The kind of a target file from its first bytes.
