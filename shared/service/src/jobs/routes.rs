@@ -56,7 +56,7 @@ async fn create(State(state): State<AppState>, request: Request) -> Result<Respo
     let limit = state.config().max_upload_bytes;
     let declared = request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
-        return Err(ApiError::PayloadTooLarge { limit_bytes: limit }.into());
+        return Err(ApiError::PayloadTooLarge { limit_bytes: limit });
     }
     let place = state.job_queue().reserve()?;
     let content_type = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
@@ -70,8 +70,7 @@ async fn create(State(state): State<AppState>, request: Request) -> Result<Respo
     } else {
         return Err(ApiError::BadRequest(
             "send the job as multipart/form-data (files like /process) or application/json (stored object keys)".into(),
-        )
-        .into());
+        ));
     };
     if let Some(place) = place {
         place.enqueue(job.id.clone());
@@ -187,7 +186,7 @@ async fn create_from_keys(store: &JobStore, body: CreateFromKeys) -> Result<Job,
         match store.storage().head(key).await {
             Ok(_) => {}
             Err(StorageError::NotFound { .. }) => {
-                return Err(ApiError::BadRequest(format!("object `{key}` does not exist")).into())
+                return Err(ApiError::BadRequest(format!("object `{key}` does not exist")))
             }
             Err(error) => return Err(error.into()),
         }
@@ -250,7 +249,7 @@ async fn list(
     };
     let cursor = query.cursor.filter(|c| !c.is_empty());
     if cursor.as_deref().is_some_and(|c| !is_job_id(c)) {
-        return Err(ApiError::BadRequest("`cursor` must be a `next_cursor` from an earlier page".into()).into());
+        return Err(ApiError::BadRequest("`cursor` must be a `next_cursor` from an earlier page".into()));
     }
     let page = JobStore::new(Arc::clone(state.storage())).list(status, limit, cursor.as_deref()).await?;
     Ok(Json(serde_json::json!({ "jobs": page.jobs, "next_cursor": page.next_cursor })).into_response())
