@@ -1,5 +1,5 @@
-//! The `process` Lambda function: POST /api/v1/process (one image swap per request) behind a
-//! function URL.
+//! The `process` Lambda function: POST /api/v1/process (one image or short video per request)
+//! behind a function URL.
 
 #[tokio::main]
 async fn main() -> Result<(), ff_lambda::Error> {

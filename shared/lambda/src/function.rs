@@ -12,7 +12,7 @@ use ff_service::{router, ApiError, AppState};
 /// probed the same way).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Function {
-    /// POST /api/v1/process: one image in, one image out.
+    /// POST /api/v1/process: one image or short video (FF_MAX_SYNC_VIDEO_SECS) in, one out.
     Process,
     /// POST /api/v1/jobs: stores the inputs and the job record; the worker function runs it.
     JobCreate,

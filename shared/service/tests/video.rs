@@ -466,3 +466,18 @@ async fn process_makes_a_photo_speak_an_audio_source() {
     send(&app.router, mute.post("/api/v1/process")).await.assert_error(StatusCode::BAD_REQUEST, "bad_request");
     assert!(app.leftovers().is_empty(), "{:?}", app.leftovers());
 }
+
+/// A video request over FF_REQUEST_TIMEOUT_SECS answers 503; the dropped handler cancels the run,
+/// which gives its processing slot back and removes its directory within moments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_video_request_stops_its_run_and_leaves_nothing() {
+    let app = App::new(None, &[("FF_REQUEST_TIMEOUT_SECS", "2")]);
+    let answer = send(&app.router, video_form(275).post("/api/v1/process")).await;
+    answer.assert_error(StatusCode::SERVICE_UNAVAILABLE, "timeout");
+    let timed_out = Instant::now();
+    while !(app.leftovers().is_empty() && app.state.limiter().idle_slots() == 2) {
+        assert!(timed_out.elapsed() < Duration::from_secs(5), "still running: {:?}", app.leftovers());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("timed-out /process run cleaned up {:?} after the 503", timed_out.elapsed());
+}
