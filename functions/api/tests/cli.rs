@@ -66,43 +66,28 @@ fn swaps_a_face_through_a_video_keeping_fps_and_audio() {
     assert_eq!((info.width, info.height), (source.width, source.height));
 }
 
+/// `ff process --processors lip_syncer` speaking the sample speech onto `target`.
+fn lip_sync(target: &str, output: &str, extra: &[&str]) {
+    let speech = asset("audio/wav2lip_sample_speech.wav");
+    let mut args = vec!["-s", &speech, "-t", target, "-o", output, "--processors", "lip_syncer"];
+    args.extend(extra);
+    succeeded(&ff_process(&args));
+}
+
 #[test]
 fn lip_syncs_a_video_and_makes_a_photo_speak() {
     let dir = tempfile::tempdir().unwrap();
-    let speech = asset("audio/wav2lip_sample_speech.wav");
     let tools = Toolchain::from_env();
+    let photo = asset("images/obama.jpg");
 
     let (video, output) = out(dir.path(), "synced.mp4");
-    let target = asset("video/wav2lip_sample_target.mp4");
-    succeeded(&ff_process(&[
-        "-s",
-        &speech,
-        "-t",
-        &target,
-        "-o",
-        &output,
-        "--processors",
-        "lip_syncer",
-        "--trim-frame-end",
-        "15",
-    ]));
+    lip_sync(&asset("video/wav2lip_sample_target.mp4"), &output, &["--trim-frame-end", "15"]);
     let info = tools.probe(&video).unwrap();
     assert_eq!(info.frame_count, 15);
     assert!(info.has_audio, "the speech replaces the target's sound");
 
     let (talking, output) = out(dir.path(), "talking.mp4");
-    succeeded(&ff_process(&[
-        "-s",
-        &speech,
-        "-t",
-        &asset("images/obama.jpg"),
-        "-o",
-        &output,
-        "--processors",
-        "lip_syncer",
-        "--output-video-fps",
-        "10",
-    ]));
+    lip_sync(&photo, &output, &["--output-video-fps", "10"]);
     let info = tools.probe(&talking).unwrap();
     // 10.27 s of speech at 10 fps.
     assert_eq!(info.frame_count, 103);
@@ -110,16 +95,7 @@ fn lip_syncs_a_video_and_makes_a_photo_speak() {
 
     // An image output keeps FaceFusion's image workflow: one frame, silent mouth.
     let (still, output) = out(dir.path(), "still.png");
-    succeeded(&ff_process(&[
-        "-s",
-        &speech,
-        "-t",
-        &asset("images/obama.jpg"),
-        "-o",
-        &output,
-        "--processors",
-        "lip_syncer",
-    ]));
+    lip_sync(&photo, &output, &[]);
     assert!(image_size(&still) > (0, 0));
 }
 

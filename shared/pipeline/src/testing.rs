@@ -210,10 +210,55 @@ pub fn bytes_written() -> u64 {
         .unwrap_or(0)
 }
 
+/// A video benchmark: `sources` onto `target` (paths under the assets folder) with the option `pairs`
+/// through `Engine::process_video` on the `costed` stand-ins, then the video report under `title`.
+/// FF_BENCH_FRAMES (frames from the start; 0 = all, else `default_frames`), FF_BENCH_WORKERS (frames at
+/// once, default the cores) and FF_BENCH_INTRA (ONNX Runtime threads per session, default 1).
+pub fn run_video_benchmark(title: &str, sources: &[&str], target: &str, pairs: &[(&str, &str)], default_frames: usize) {
+    use std::time::{Duration, Instant};
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let frames = env_number("FF_BENCH_FRAMES", default_frames);
+    let workers = env_number("FF_BENCH_WORKERS", cores).max(1);
+    let intra_threads = env_number("FF_BENCH_INTRA", 1).max(1);
+    let config =
+        crate::engine::EngineConfig { intra_threads, sessions_per_model: workers, ..stand_in_config("costed") };
+    let engine = crate::engine::Engine::new(config).expect("engine");
+    let mut pairs: Vec<(String, Vec<String>)> =
+        pairs.iter().map(|(name, value)| (name.to_string(), vec![value.to_string()])).collect();
+    if frames > 0 {
+        pairs.push(("trim_frame_end".into(), vec![frames.to_string()]));
+    }
+    let out_dir = tempfile::tempdir().expect("output dir");
+    let output = out_dir.path().join("benchmark.mp4");
+    let request = crate::engine::VideoRequest {
+        sources: sources.iter().map(|s| std::fs::read(assets_dir().join(s)).expect("source")).collect(),
+        target: assets_dir().join(target),
+        output: output.clone(),
+        options: crate::options::ProcessOptions::from_pairs(&pairs).expect("valid options"),
+        parallelism: Some(crate::video::Parallelism { workers, max_in_flight: workers * 2 + 1 }),
+        timeout: Duration::from_secs(3600),
+    };
+
+    let written_before = bytes_written();
+    let ort_before = inference_snapshot(engine.registry());
+    let started = Instant::now();
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let result = engine.process_video(request, |_| {}, &cancel).expect("video benchmark");
+    let wall = started.elapsed();
+    let ort_after = inference_snapshot(engine.registry());
+    let output_bytes = std::fs::metadata(&output).map(|m| m.len()).unwrap_or(0);
+    let written = bytes_written().saturating_sub(written_before);
+    println!(
+        "{title} ({}x{}, {} frames), costed stand-ins, {workers} workers x {intra_threads} ORT threads, NSFW gate on",
+        result.info.width, result.info.height, result.frames
+    );
+    print_video_summary(&result, wall, (&ort_before, &ort_after), output_bytes, written);
+}
+
 /// The video benchmarks' report: per-stage time summed over frames, frames per second, time inside
 /// ONNX Runtime per model (`ort` = snapshots before and after), peak RSS and the bytes written to disk
 /// besides the output (FaceFusion writes every frame to disk twice).
-pub fn print_video_summary(
+fn print_video_summary(
     result: &crate::engine::VideoOutput,
     wall: std::time::Duration,
     ort: (&InferenceSnapshot, &InferenceSnapshot),
