@@ -315,8 +315,15 @@ impl Run {
             }
             Err(error) => return self.fail(failure_of(ApiError::from(error))).await,
         };
-        let last =
-            receiver.borrow().unwrap_or(Progress { frames_done: output.frames, frames_total: output.frames, ..first });
+        // The frames really encoded, whatever the prediction said.
+        let rate = receiver.borrow().map_or(output.processing_fps, |progress| progress.fps);
+        let last = Progress {
+            frames_done: output.frames,
+            frames_total: output.frames,
+            fps: rate,
+            elapsed: output.elapsed,
+            eta: Some(Duration::ZERO),
+        };
         if let Step::Lost(status) = self.video_progress(&last, 90).await? {
             return self.stop(status, None).await;
         }
