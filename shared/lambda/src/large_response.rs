@@ -190,6 +190,33 @@ mod tests {
         assert_eq!(to_bytes(large.into_body(), usize::MAX).await.unwrap().len(), MAX_INLINE_BODY + 1);
     }
 
+    /// A video answer of /process (headers as the service sends them) goes the same way, stored
+    /// under its container's extension with both count headers kept.
+    #[tokio::test]
+    async fn large_video_answers_keep_their_container_and_headers() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(Presigning(FsStorage::new(dir.path())));
+        let handler = || async {
+            let headers = [
+                (CONTENT_TYPE, "video/mp4"),
+                (HeaderName::from_static(X_FACES_PROCESSED), "12"),
+                (HeaderName::from_static(X_FRAMES_PROCESSED), "30"),
+            ];
+            (headers, vec![1u8; MAX_INLINE_BODY + 1]).into_response()
+        };
+        let router = Router::new()
+            .route("/video", get(handler))
+            .layer(axum::middleware::from_fn_with_state(Arc::clone(&storage), offload_large_responses));
+        let response = router.oneshot(Request::builder().uri("/video").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let header = |name: &str| response.headers()[name].to_str().unwrap().to_string();
+        assert_eq!((header(X_FACES_PROCESSED), header(X_FRAMES_PROCESSED)), ("12".into(), "30".into()));
+        let location = response.headers()[LOCATION].to_str().unwrap();
+        let key = location.trim_start_matches("https://bucket.example/").split('?').next().unwrap();
+        assert!(key.starts_with(RESULTS_PREFIX) && key.ends_with(".mp4"), "{key}");
+        assert_eq!(storage.head(key).await.unwrap().size, MAX_INLINE_BODY as u64 + 1);
+    }
+
     #[test]
     fn the_inline_limit_fits_a_function_url_response() {
         let base64_len = MAX_INLINE_BODY.div_ceil(3) * 4;
