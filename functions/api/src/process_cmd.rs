@@ -155,6 +155,7 @@ fn run_video(args: ProcessArgs, options: ProcessOptions) -> Result<()> {
         options,
         parallelism: None,
         timeout: VIDEO_TIMEOUT,
+        max_duration: None,
     };
     let engine = Engine::new(engine_config()?)?;
     let cancel = AtomicBool::new(false);

@@ -130,6 +130,9 @@ pub struct VideoRequest {
     pub parallelism: Option<Parallelism>,
     /// The whole run's time limit; ffmpeg is killed past it.
     pub timeout: Duration,
+    /// The longest video a still image may become (the length of the audio it speaks): a longer audio
+    /// is refused with `video_too_long`. `None`: up to [`MAX_AUDIO_DURATION`].
+    pub max_duration: Option<Duration>,
 }
 
 /// A finished video and what happened.
@@ -705,6 +708,15 @@ impl Engine {
         let image = image_io::decode(&bytes, self.config.max_image_pixels)?.frame;
         let fps = video.video_fps.map_or(STILL_IMAGE_FPS, |fps| fps.clamp(1.0, 60.0));
         let duration = audio.duration().as_secs_f64();
+        if let Some(max) = request.max_duration.filter(|max| audio.duration() > *max) {
+            return Err(PipelineError::Media {
+                code: "video_too_long",
+                message: format!(
+                    "the audio is {duration:.1} s long, so the photo would become a {duration:.1} s video; at most {} s here",
+                    max.as_secs()
+                ),
+            });
+        }
         let frame_count = ((duration * fps).ceil() as u64).max(1);
         let info = VideoInfo {
             width: image.width as u32,

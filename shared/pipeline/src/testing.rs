@@ -237,6 +237,7 @@ pub fn run_video_benchmark(title: &str, sources: &[&str], target: &str, pairs: &
         options: crate::options::ProcessOptions::from_pairs(&pairs).expect("valid options"),
         parallelism: Some(crate::video::Parallelism { workers, max_in_flight: workers * 2 + 1 }),
         timeout: Duration::from_secs(3600),
+        max_duration: None,
     };
 
     let written_before = bytes_written();

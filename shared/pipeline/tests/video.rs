@@ -565,6 +565,7 @@ fn swap_with_engine(input: &Path, output: &Path) -> u64 {
         options: ProcessOptions::from_pairs(&pairs).unwrap(),
         parallelism: Some(PARALLEL),
         timeout: std::time::Duration::from_secs(600),
+        max_duration: None,
     };
     let result = engine.process_video(request, |_| {}, &AtomicBool::new(false)).unwrap();
     assert!(result.faces_processed > 0, "the swapper changed no face");

@@ -71,6 +71,7 @@ fn video_swap_matches_facefusion_golden() {
         options: ProcessOptions::from_pairs(&pairs).unwrap(),
         parallelism: Some(Parallelism { workers: 2, max_in_flight: 4 }),
         timeout: Duration::from_secs(900),
+        max_duration: None,
     };
     let mut updates = Vec::new();
     let result = engine().process_video(request, |p| updates.push(p.frames_done), &AtomicBool::new(false)).unwrap();
@@ -148,6 +149,7 @@ fn case_request(output: &Path, extra: &[(&str, &str)]) -> VideoRequest {
         options: ProcessOptions::from_pairs(&pairs).unwrap(),
         parallelism: Some(Parallelism { workers: 2, max_in_flight: 3 }),
         timeout: Duration::from_secs(900),
+        max_duration: None,
     }
 }
 

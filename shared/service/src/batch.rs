@@ -30,7 +30,6 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use ff_pipeline::engine::VideoRequest;
 use ff_pipeline::image_io::ImageFormat;
 use ff_pipeline::media::{sniff, MediaKind};
 use ff_pipeline::options::ProcessOptions;
@@ -295,14 +294,7 @@ async fn run_video(
         if workspace.target_is_video() {
             check_video(workspace.target(), &options, limit)?;
         }
-        let request = VideoRequest {
-            sources,
-            target: workspace.target().to_path_buf(),
-            output: workspace.output().to_path_buf(),
-            options,
-            parallelism: None,
-            timeout,
-        };
+        let request = workspace.request(sources, options, timeout, limit);
         let output = engine.process_video(request, |_| {}, &cancel)?;
         tracing::info!(frames = output.frames, fps = output.processing_fps, "batch video processed");
         Ok::<_, ApiError>(workspace)

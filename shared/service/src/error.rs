@@ -62,6 +62,10 @@ pub enum ApiError {
     /// for the log.
     #[error("{}", media_message(.code))]
     Media { code: &'static str, detail: String },
+    /// The lip syncer's audio source is unreadable, empty, without an audio stream (`audio_unreadable`,
+    /// `audio_empty`, `audio_no_stream`: 422) or longer than the limit (`audio_too_long`: 413).
+    #[error("{message}")]
+    InvalidAudio { code: &'static str, message: String },
     #[error("no job `{id}`")]
     JobNotFound { id: String },
     #[error("job `{id}` is {}; its result exists once it is completed", .status.as_str())]
@@ -126,6 +130,8 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::Media { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::InvalidAudio { code: "audio_too_long", .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::InvalidAudio { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::ModelUnavailable { .. } | Self::RuntimeUnavailable { .. } | Self::Timeout { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -156,7 +162,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::VideoTooLong(_) => "video_too_long",
             Self::InvalidMedia(_) => "invalid_media",
-            Self::Media { code, .. } => code,
+            Self::Media { code, .. } | Self::InvalidAudio { code, .. } => code,
             Self::NoSourceFace(_) => "no_source_face",
             Self::ContentRejected(_) => "content_rejected",
             Self::ModelUnavailable { .. } => "model_unavailable",
@@ -239,6 +245,10 @@ impl From<PipelineError> for ApiError {
             | PipelineError::Io { .. } => Self::internal(error.to_string()),
             // ffmpeg missing, crashed or over its deadline, or a cancelled job: server-side, with the
             // pipeline's code; an input that ffmpeg cannot read is UnsupportedMedia instead.
+            PipelineError::Media { code: "video_too_long", message } => Self::VideoTooLong(message),
+            PipelineError::Media { code, message } if code.starts_with("audio_") => {
+                Self::InvalidAudio { code, message }
+            }
             PipelineError::Media { code, message } => Self::Media { code, detail: message },
         }
     }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use ff_pipeline::engine::VideoRequest;
 use ff_pipeline::image_io::ImageFormat;
 use ff_pipeline::media::{produces_video, sniff, MediaKind};
 use ff_pipeline::options::ProcessOptions;
@@ -277,6 +278,26 @@ impl VideoWorkspace {
         Ok(())
     }
 
+    /// The pipeline request for this directory's target and output. `limit` also bounds the video a
+    /// photo becomes when the lip syncer speaks an audio source (its length is the audio's).
+    pub fn request(
+        &self,
+        sources: Vec<Vec<u8>>,
+        options: ProcessOptions,
+        timeout: std::time::Duration,
+        limit: DurationLimit,
+    ) -> VideoRequest {
+        VideoRequest {
+            sources,
+            target: self.target.clone(),
+            output: self.output.clone(),
+            options,
+            parallelism: None,
+            timeout,
+            max_duration: Some(std::time::Duration::from_secs(limit.seconds())),
+        }
+    }
+
     pub async fn write_target(&self, bytes: &[u8]) -> Result<(), ApiError> {
         tokio::fs::write(&self.target, bytes)
             .await
@@ -331,6 +352,14 @@ pub enum DurationLimit {
     Sync(u64),
     /// Jobs and batch inputs: FF_MAX_JOB_VIDEO_SECS.
     Job(u64),
+}
+
+impl DurationLimit {
+    pub fn seconds(self) -> u64 {
+        match self {
+            Self::Sync(seconds) | Self::Job(seconds) => seconds,
+        }
+    }
 }
 
 /// Probes the target video and refuses it when the part to process (the trim range) is longer than

@@ -13,7 +13,6 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{BoxError, Json, Router};
-use ff_pipeline::engine::VideoRequest;
 use ff_pipeline::{Engine, ImageOutput, ImageRequest};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -121,14 +120,7 @@ async fn process_video(
     let timeout = config.request_timeout;
     let (output, bytes) = blocking(move || {
         let _slot = slot;
-        let request = VideoRequest {
-            sources,
-            target: workspace.target().to_path_buf(),
-            output: workspace.output().to_path_buf(),
-            options,
-            parallelism: None,
-            timeout,
-        };
+        let request = workspace.request(sources, options, timeout, limit);
         let output = engine.process_video(request, |_| {}, &cancel)?;
         let bytes = std::fs::read(workspace.output())
             .map_err(|e| ApiError::internal(format!("reading the encoded video failed: {e}")))?;

@@ -34,6 +34,7 @@ on_both_backends!(
     job_creation_refuses_too_long_and_damaged_videos_before_storing,
     json_jobs_over_stored_videos_run_or_fail_with_video_too_long,
     an_inbox_video_lands_in_the_outbox_as_a_video,
+    a_lip_sync_job_speaks_the_audio_onto_the_video,
 );
 
 fn clip() -> Vec<u8> {
@@ -286,6 +287,42 @@ async fn a_video_job_reports_frames_and_its_result_plays(backend: Backend) {
     workers.shutdown(Duration::from_secs(10)).await;
 }
 
+/// The job's record once it is completed, failed or cancelled.
+async fn wait_until_final(backend: &Backend, id: &str) -> Job {
+    let started = Instant::now();
+    loop {
+        let job = load(backend, id).await;
+        if job.status.is_final() {
+            return job;
+        }
+        assert!(started.elapsed() < DEADLINE, "job still {:?}", job.status);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// lip_syncer as a job: the sample speech onto 20 frames of the lip-sync target; the result carries
+/// the speech as its sound.
+async fn a_lip_sync_job_speaks_the_audio_onto_the_video(backend: Backend) {
+    let app = App::new(Some(&backend), &[]);
+    let workers = Workers::start(&app.state);
+    let read = |relative: &str| std::fs::read(assets_dir().join(relative)).unwrap();
+    let form = Form::default()
+        .file("source", "speech.wav", &read("audio/wav2lip_sample_speech.wav"))
+        .file("target", "face.mp4", &read("video/wav2lip_sample_target.mp4"))
+        .text("processors", "lip_syncer")
+        .text("trim_frame_end", "20")
+        .text("output_video_preset", "ultrafast");
+    let created = create(&app.router, form).await;
+    let job = wait_until_final(&backend, &created.id).await;
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error);
+    assert_eq!((job.frames_done, job.frames_total), (Some(20), Some(20)));
+    let info = probe_bytes(&fetch_result(&app.router, &job.id).await, "mp4");
+    assert_eq!((info.width, info.height, info.frame_count), (480, 720, 20));
+    assert!(info.has_audio, "the speech is the result's sound");
+    assert!(app.leftovers().is_empty(), "{:?}", app.leftovers());
+    workers.shutdown(Duration::from_secs(10)).await;
+}
+
 /// Waits until the job's record shows frames being processed.
 async fn wait_for_frames(backend: &Backend, id: &str) {
     let started = Instant::now();
@@ -464,6 +501,27 @@ async fn process_makes_a_photo_speak_an_audio_source() {
         .file("target", "obama.jpg", &asset("obama.jpg"))
         .text("processors", "face_enhancer");
     send(&app.router, mute.post("/api/v1/process")).await.assert_error(StatusCode::BAD_REQUEST, "bad_request");
+    assert!(app.leftovers().is_empty(), "{:?}", app.leftovers());
+}
+
+/// A photo asked to speak audio longer than FF_MAX_SYNC_VIDEO_SECS is a 413; a damaged audio source
+/// a 422 naming it, and nothing is left behind either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_refuses_long_or_damaged_speech_for_a_photo() {
+    let app = App::new(None, &[("FF_MAX_SYNC_VIDEO_SECS", "1")]);
+    let speech_form = |audio: &[u8]| {
+        Form::default()
+            .file("source", "speech.wav", audio)
+            .file("target", "obama.jpg", &asset("obama.jpg"))
+            .text("processors", "lip_syncer")
+    };
+    let long = std::fs::read(ff_pipeline::testing::assets_dir().join("audio/wav2lip_sample_speech.wav")).unwrap();
+    let answer = send(&app.router, speech_form(&long).post("/api/v1/process")).await;
+    answer.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "video_too_long");
+    let mut damaged = b"RIFF\x24\x00\x00\x00WAVEfmt ".to_vec();
+    damaged.extend(std::iter::repeat_n(0x5a, 200));
+    let answer = send(&app.router, speech_form(&damaged).post("/api/v1/process")).await;
+    answer.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "audio_unreadable");
     assert!(app.leftovers().is_empty(), "{:?}", app.leftovers());
 }
 

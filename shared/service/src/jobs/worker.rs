@@ -5,7 +5,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ff_pipeline::engine::VideoRequest;
 use ff_pipeline::options::ProcessOptions;
 use ff_pipeline::video::Progress;
 use ff_pipeline::ImageRequest;
@@ -251,14 +250,7 @@ impl Run {
         let _cancel_when_dropped = CancelOnDrop(Arc::clone(&cancel));
         let (sender, mut receiver) = watch::channel::<Option<Progress>>(None);
         let engine = Arc::clone(self.state.engine());
-        let request = VideoRequest {
-            sources,
-            target: workspace.target().to_path_buf(),
-            output: workspace.output().to_path_buf(),
-            options,
-            parallelism: None,
-            timeout: config.video_timeout,
-        };
+        let request = workspace.request(sources, options, config.video_timeout, limit);
         let flag = Arc::clone(&cancel);
         let mut task = tokio::task::spawn_blocking(move || {
             let result = engine.process_video(
