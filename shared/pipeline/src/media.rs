@@ -75,9 +75,7 @@ pub fn produces_video(target: MediaKind, sources: &[MediaKind], options: &Proces
         MediaKind::Video => true,
         MediaKind::Audio => false,
         MediaKind::Image(_) => {
-            !image_output
-                && options.processors.iter().any(|p| p == "lip_syncer")
-                && sources.contains(&MediaKind::Audio)
+            !image_output && options.processors.iter().any(|p| p == "lip_syncer") && sources.contains(&MediaKind::Audio)
         }
     }
 }
@@ -94,7 +92,8 @@ mod tests {
 
     #[test]
     fn sniffs_audio_containers() {
-        for head in [&b"RIFF\0\0\0\0WAVEfmt "[..], b"ID3\x04", b"\xFF\xFB\x90", b"fLaC", b"OggS", b"\0\0\0\x20ftypM4A "] {
+        for head in [&b"RIFF\0\0\0\0WAVEfmt "[..], b"ID3\x04", b"\xFF\xFB\x90", b"fLaC", b"OggS", b"\0\0\0\x20ftypM4A "]
+        {
             assert_eq!(sniff(&padded(head)), Some(MediaKind::Audio), "{head:?}");
         }
     }
