@@ -5,18 +5,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER};
-use axum::http::{HeaderMap, Request, StatusCode};
+use axum::http::{Request, StatusCode};
 use axum::Router;
 use ff_service::jobs::store::JobStore;
 use ff_service::jobs::{record_key, run_job, Job, JobInputs, JobStatus, RunOutcome, Workers};
 use ff_service::storage::{ListRequest, WriteCondition};
 use ff_service::{router, AppState, ServiceConfig};
-use tower::ServiceExt;
 
 mod common;
-use common::{asset, blank_png, fs_backend, s3_backend, Backend, Form};
+use common::{asset, blank_png, delete, fs_backend, get, s3_backend, send, Backend, Form};
 
 /// Long enough for a swap on a loaded 2-core machine running other tests at once.
 const JOB_DEADLINE: Duration = Duration::from_secs(180);
@@ -59,43 +58,6 @@ fn swap_form() -> Form {
 
 fn json_request(body: serde_json::Value) -> Request<Body> {
     Request::post("/api/v1/jobs").header(CONTENT_TYPE, "application/json").body(Body::from(body.to_string())).unwrap()
-}
-
-fn get(uri: &str) -> Request<Body> {
-    Request::get(uri).body(Body::empty()).unwrap()
-}
-
-fn delete(uri: &str) -> Request<Body> {
-    Request::delete(uri).body(Body::empty()).unwrap()
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Answer {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn job(&self) -> Job {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn assert_error(&self, status: StatusCode, code: &str) -> String {
-        let json = self.json();
-        assert_eq!((self.status, json["error"]["code"].as_str()), (status, Some(code)), "{json}");
-        json["error"]["message"].as_str().expect("error.message").to_string()
-    }
-}
-
-async fn send(router: &Router, request: Request<Body>) -> Answer {
-    let response = router.clone().oneshot(request).await.expect("the router is infallible");
-    let (parts, body) = response.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX).await.expect("body reads");
-    Answer { status: parts.status, headers: parts.headers, body }
 }
 
 async fn create(router: &Router, request: Request<Body>) -> Job {

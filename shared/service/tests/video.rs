@@ -7,9 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, LOCATION};
-use axum::http::{HeaderMap, Request, StatusCode};
+use axum::http::{Request, StatusCode};
 use axum::Router;
 use ff_pipeline::testing::assets_dir;
 use ff_pipeline::video::{Toolchain, VideoInfo};
@@ -19,10 +19,9 @@ use ff_service::jobs::worker::PROGRESS_INTERVAL;
 use ff_service::jobs::{run_job, Job, JobStatus, RunOutcome, Workers};
 use ff_service::storage::{ListRequest, WriteCondition};
 use ff_service::{router, AppState, X_FACES_PROCESSED, X_FRAMES_PROCESSED};
-use tower::ServiceExt;
 
 mod common;
-use common::{asset, fs_backend, s3_backend, Backend, Form};
+use common::{asset, delete, fs_backend, get, s3_backend, send, Backend, Form};
 
 /// Long enough for a few dozen frames on a loaded 2-core machine running other tests at once.
 const DEADLINE: Duration = Duration::from_secs(300);
@@ -82,39 +81,6 @@ fn video_form(frames: u64) -> Form {
         .text("face_swapper_model", "inswapper_128")
         .text("trim_frame_end", &frames.to_string())
         .text("output_video_preset", "ultrafast")
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Answer {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn assert_error(&self, status: StatusCode, code: &str) -> String {
-        let json = self.json();
-        assert_eq!((self.status, json["error"]["code"].as_str()), (status, Some(code)), "{json}");
-        json["error"]["message"].as_str().expect("error.message").to_string()
-    }
-}
-
-async fn send(router: &Router, request: Request<Body>) -> Answer {
-    let response = router.clone().oneshot(request).await.expect("the router is infallible");
-    let (parts, body) = response.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX).await.expect("body reads");
-    Answer { status: parts.status, headers: parts.headers, body }
-}
-
-fn get(uri: &str) -> Request<Body> {
-    Request::get(uri).body(Body::empty()).unwrap()
-}
-
-fn delete(uri: &str) -> Request<Body> {
-    Request::delete(uri).body(Body::empty()).unwrap()
 }
 
 /// ffprobe's view of encoded bytes.

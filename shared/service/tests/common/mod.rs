@@ -6,6 +6,12 @@
 
 use std::sync::Arc;
 
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Request, StatusCode};
+use axum::Router;
+use ff_service::jobs::Job;
+use tower::ServiceExt;
+
 use ff_pipeline::testing::assets_dir;
 use ff_service::storage::testing::s3_test_storage;
 use ff_service::storage::{FsStorage, Storage};
@@ -115,4 +121,44 @@ impl Form {
             .body(axum::body::Body::from(body))
             .unwrap()
     }
+}
+
+pub fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+pub fn delete(uri: &str) -> Request<Body> {
+    Request::delete(uri).body(Body::empty()).unwrap()
+}
+
+/// A router's answer, read whole.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn job(&self) -> Job {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// Checks the status and the JSON error code; returns the message.
+    pub fn assert_error(&self, status: StatusCode, code: &str) -> String {
+        let json = self.json();
+        assert_eq!((self.status, json["error"]["code"].as_str()), (status, Some(code)), "{json}");
+        json["error"]["message"].as_str().expect("error.message").to_string()
+    }
+}
+
+/// Sends one request through the router, as a client would.
+pub async fn send(router: &Router, request: Request<Body>) -> Answer {
+    let response = router.clone().oneshot(request).await.expect("the router is infallible");
+    let (parts, body) = response.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX).await.expect("body reads");
+    Answer { status: parts.status, headers: parts.headers, body }
 }
