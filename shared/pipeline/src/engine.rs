@@ -609,6 +609,7 @@ impl Engine {
                     trim_frame_end: Some(trim.1),
                     resolution: Some((temp_resolution.0 as u32, temp_resolution.1 as u32)),
                     fps: Some(temp_fps),
+                    sample_every: None,
                     timeout: request.timeout,
                 },
             )?),
@@ -755,7 +756,6 @@ impl Engine {
         (start, end): (u64, u64),
         cancel: &AtomicBool,
     ) -> Result<()> {
-        let step = (info.fps as u64).max(1);
         let mut reader = FrameReader::open(
             toolchain,
             &request.target,
@@ -763,25 +763,21 @@ impl Engine {
             &ReadOptions {
                 trim_frame_start: Some(start),
                 trim_frame_end: Some(end),
-                resolution: None,
-                fps: None,
+                sample_every: Some((info.fps as u64).max(1)),
                 timeout: request.timeout,
+                ..ReadOptions::default()
             },
         )?;
         let (mut checked, mut positive) = (0u64, 0u64);
-        let mut number = start;
         while let Some(frame) = reader.next_frame()? {
             if cancel.load(Ordering::Relaxed) {
                 reader.abort();
                 return Err(cancelled_error());
             }
-            if number % step == 0 {
-                checked += 1;
-                if content_analyser::analyse(&self.registry, &frame)?.is_nsfw() {
-                    positive += 1;
-                }
+            checked += 1;
+            if content_analyser::analyse(&self.registry, &frame)?.is_nsfw() {
+                positive += 1;
             }
-            number += 1;
         }
         if checked > 0 && positive as f64 / checked as f64 * 100.0 > 10.0 {
             tracing::info!(checked, positive, "video target rejected by the content analyser");
@@ -803,9 +799,8 @@ impl Engine {
             &ReadOptions {
                 trim_frame_start: Some(index),
                 trim_frame_end: Some(index + 1),
-                resolution: None,
-                fps: None,
                 timeout: request.timeout,
+                ..ReadOptions::default()
             },
         )?;
         let Some(frame) = reader.next_frame()? else {

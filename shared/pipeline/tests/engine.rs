@@ -373,3 +373,28 @@ fn an_nsfw_target_is_rejected() {
     assert_eq!(run([true, false, false], true).0.unwrap().faces_processed, 1, "one vote is not enough");
     assert_eq!(run([true, true, true], false).0.unwrap().faces_processed, 1, "the operator turned the gate off");
 }
+
+/// On video the gate judges one frame a second of the trim range (frame numbers divisible by
+/// int(fps)), and more than 10 % positive rejects the video before any frame is processed.
+#[test]
+fn an_nsfw_video_is_rejected_after_judging_one_frame_a_second() {
+    let dir = models_with_votes([true, true, false]);
+    let engine =
+        Engine::new(EngineConfig { models_dir: dir.path().to_path_buf(), ..stand_in_config("light") }).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let request = ff_pipeline::engine::VideoRequest {
+        sources: vec![],
+        target: assets_dir().join("video/short_hamilton_clip.mp4"),
+        output: out.path().join("out.mp4"),
+        options: options(&[("processors", "face_enhancer"), ("trim_frame_start", "10"), ("trim_frame_end", "70")]),
+        parallelism: None,
+        timeout: std::time::Duration::from_secs(300),
+        max_duration: None,
+    };
+    let result = engine.process_video(request, |_| {}, &std::sync::atomic::AtomicBool::new(false));
+    assert!(matches!(result, Err(PipelineError::ContentRejected)), "{:?}", result.err());
+    // 29.97 fps: frames 29 and 58 of 10..70.
+    assert_eq!(engine.registry().get("nsfw_1").unwrap().run_stats().0, 2);
+    assert_eq!(engine.registry().get("gfpgan_1.4").unwrap().run_stats().0, 0, "nothing was processed");
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+}

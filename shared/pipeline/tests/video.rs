@@ -291,6 +291,26 @@ fn a_failed_audio_step_keeps_the_video_without_audio() {
     assert_eq!(entries(dir.path()), ["out.mp4"]);
 }
 
+/// The NSFW gate's sampling: only frames whose number is a multiple of the step come out of the
+/// pipe, and they are exactly those frames of a full decode.
+#[test]
+fn sampled_decode_yields_every_nth_frame_of_the_range() {
+    let full = ReadOptions { trim_frame_start: Some(7), trim_frame_end: Some(100), ..ReadOptions::default() };
+    let (_, frames) = decode_all(&hamilton(), &full);
+    let info = tools().probe(&hamilton()).unwrap();
+    let sampled = ReadOptions { sample_every: Some(30), ..full };
+    let mut reader = FrameReader::open(&tools(), &hamilton(), &info, &sampled).unwrap();
+    assert_eq!(reader.expected_frames(), 3, "30, 60 and 90 lie in 7..100");
+    let mut picked = Vec::new();
+    while let Some(frame) = reader.next_frame().unwrap() {
+        picked.push(frame);
+    }
+    assert_eq!(picked.len(), 3);
+    for (frame, number) in picked.iter().zip([30usize, 60, 90]) {
+        assert!(frame.data == frames[number - 7].data, "frame {number} differs from the full decode");
+    }
+}
+
 /// The clip's video starts 0.85 s in, so its first 12 frames have no sound in FaceFusion's audio cut:
 /// ffmpeg succeeds with no audio stream, which is reported as skipped, not restored.
 #[test]

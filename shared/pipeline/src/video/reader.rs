@@ -20,6 +20,9 @@ pub struct ReadOptions {
     pub resolution: Option<(u32, u32)>,
     /// FaceFusion's temp fps, min(target fps, output fps); `None` keeps the video's.
     pub fps: Option<f64>,
+    /// Only the frames whose number (in the target's numbering) is a multiple of this: the NSFW gate's
+    /// one frame a second. ffmpeg still decodes every frame, but converts and pipes only these.
+    pub sample_every: Option<u64>,
     /// The whole decode's time limit, including time spent waiting for the consumer: it must cover the
     /// processing of every frame, so it is set from the job's or request's budget.
     pub timeout: Duration,
@@ -32,6 +35,7 @@ impl Default for ReadOptions {
             trim_frame_end: None,
             resolution: None,
             fps: None,
+            sample_every: None,
             timeout: Duration::from_secs(6 * 3600),
         }
     }
@@ -76,15 +80,20 @@ impl FrameReader {
         if width == 0 || height == 0 {
             return Err(PipelineError::invalid_option("output_video_scale", format!("{width}x{height} is empty")));
         }
-        let args = decode_args(path, options.resolution, start, end, fps);
+        let sample_every = options.sample_every.filter(|&every| every > 1);
+        let args = decode_args(path, options.resolution, (start, end), fps, sample_every);
         let mut child = Supervised::spawn("ffmpeg decoding", &toolchain.ffmpeg, &args, false, true, options.timeout)?;
         let stdout = child
             .take_stdout()
             .ok_or_else(|| super::command::media_error("ffmpeg_failed", "ffmpeg decoding: no stdout pipe"))?;
         // FaceFusion's predict_video_frame_total: the trimmed count rescaled by the fps change.
         // The epsilon keeps 60·29.97/29.97 from flooring to 59.
-        let expected_frames =
-            if fps == info.fps { end - start } else { (((end - start) as f64) * fps / info.fps + 1e-9).floor() as u64 };
+        let expected_frames = match sample_every {
+            // The multiples of `every` in [start, end).
+            Some(every) => end.div_ceil(every) - start.div_ceil(every),
+            None if fps == info.fps => end - start,
+            None => (((end - start) as f64) * fps / info.fps + 1e-9).floor() as u64,
+        };
         Ok(Self {
             child,
             stdout,
@@ -203,14 +212,25 @@ impl Iterator for FrameReader {
 /// FaceFusion's extract_frames command, with the image-sequence output replaced by raw bgr24 on stdout.
 /// `-s` and `-pix_fmt` are output options, so ffmpeg scales and converts after trim and fps, exactly as
 /// when FaceFusion writes its temp frames; bgr24 instead of rgb24 only swaps the channel order.
-fn decode_args(path: &Path, resolution: Option<(u32, u32)>, start: u64, end: u64, fps: f64) -> Vec<String> {
+fn decode_args(
+    path: &Path,
+    resolution: Option<(u32, u32)>,
+    (start, end): (u64, u64),
+    fps: f64,
+    sample_every: Option<u64>,
+) -> Vec<String> {
     let mut args: Vec<String> = vec!["-loglevel".into(), "error".into(), "-nostdin".into(), "-i".into()];
     args.push(PathBuf::from(path).to_string_lossy().into_owned());
     if let Some((w, h)) = resolution {
         args.extend(["-s".into(), format!("{w}x{h}")]);
     }
     args.extend(["-pix_fmt".into(), "bgr24".into()]);
-    args.extend(["-vf".into(), format!("trim=start_frame={start}:end_frame={end},fps={}", py_float(fps))]);
+    let mut filters = format!("trim=start_frame={start}:end_frame={end},fps={}", py_float(fps));
+    if let Some(every) = sample_every {
+        // `n` counts the frames reaching select from 0, i.e. from frame `start`.
+        filters.push_str(&format!(",select=not(mod(n+{start}\\,{every}))"));
+    }
+    args.extend(["-vf".into(), filters]);
     // Only the video is wanted on the pipe; -vsync 0 passes frames through as FaceFusion does.
     args.extend(["-vsync", "0", "-an", "-sn", "-dn", "-f", "rawvideo", "-"].map(String::from));
     args
@@ -222,11 +242,13 @@ mod tests {
 
     #[test]
     fn decode_command_matches_facefusion_extraction() {
-        let args = decode_args(Path::new("/v/t.mp4"), Some((640, 360)), 120, 180, 29.97);
+        let args = decode_args(Path::new("/v/t.mp4"), Some((640, 360)), (120, 180), 29.97, None);
         assert_eq!(
             args.join(" "),
             "-loglevel error -nostdin -i /v/t.mp4 -s 640x360 -pix_fmt bgr24 \
              -vf trim=start_frame=120:end_frame=180,fps=29.97 -vsync 0 -an -sn -dn -f rawvideo -"
         );
+        let sampled = decode_args(Path::new("/v/t.mp4"), None, (5, 90), 30.0, Some(30));
+        assert!(sampled.contains(&r"trim=start_frame=5:end_frame=90,fps=30.0,select=not(mod(n+5\,30))".to_string()));
     }
 }
