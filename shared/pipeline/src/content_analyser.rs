@@ -109,9 +109,129 @@ pub fn check(registry: &ModelRegistry, frame: &Frame) -> Result<()> {
     Ok(())
 }
 
+/// The gate's verdicts by target: FaceFusion caches them per target path; here per target content
+/// (and trim range), so a target judged once in this process is not judged again. Bounded: past
+/// `capacity` the least recently used verdict is forgotten.
+pub struct VerdictCache {
+    capacity: usize,
+    entries: std::sync::Mutex<VerdictEntries>,
+}
+
+#[derive(Default)]
+struct VerdictEntries {
+    /// key → (nsfw, last use).
+    verdicts: std::collections::HashMap<u64, (bool, u64)>,
+    clock: u64,
+}
+
+impl VerdictCache {
+    pub fn new(capacity: usize) -> Self {
+        Self { capacity: capacity.max(1), entries: Default::default() }
+    }
+
+    /// The cached verdict for `key` (true: NSFW), if any.
+    pub fn get(&self, key: u64) -> Option<bool> {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.clock += 1;
+        let now = entries.clock;
+        entries.verdicts.get_mut(&key).map(|(nsfw, used)| {
+            *used = now;
+            *nsfw
+        })
+    }
+
+    pub fn insert(&self, key: u64, nsfw: bool) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.clock += 1;
+        let now = entries.clock;
+        if entries.verdicts.len() >= self.capacity && !entries.verdicts.contains_key(&key) {
+            let oldest = entries.verdicts.iter().min_by_key(|(_, (_, used))| *used).map(|(key, _)| *key);
+            if let Some(oldest) = oldest {
+                entries.verdicts.remove(&oldest);
+            }
+        }
+        entries.verdicts.insert(key, (nsfw, now));
+    }
+
+    /// Runs `judge` unless `key` has a verdict; caches what it decides (a rejection or a pass, not a
+    /// failure or a cancellation).
+    pub fn judged(&self, key: u64, judge: impl FnOnce() -> Result<()>) -> Result<()> {
+        match self.get(key) {
+            Some(true) => return Err(PipelineError::ContentRejected),
+            Some(false) => return Ok(()),
+            None => {}
+        }
+        match judge() {
+            Ok(()) => {
+                self.insert(key, false);
+                Ok(())
+            }
+            Err(PipelineError::ContentRejected) => {
+                self.insert(key, true);
+                Err(PipelineError::ContentRejected)
+            }
+            Err(other) => Err(other),
+        }
+    }
+}
+
+/// A key for a target's content, with `extra` (a trim range) mixed in.
+pub fn content_key(bytes: &[u8], extra: &[u64]) -> u64 {
+    use std::hash::Hasher;
+    let mut hasher = std::hash::DefaultHasher::new();
+    hasher.write(bytes);
+    extra.iter().for_each(|value| hasher.write_u64(*value));
+    hasher.finish()
+}
+
+/// [`content_key`] of a file, read in chunks (a video is never held in memory whole).
+pub fn file_key(path: &std::path::Path, extra: &[u64]) -> Result<u64> {
+    use std::hash::Hasher;
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| PipelineError::io(path, e))?;
+    let mut hasher = std::hash::DefaultHasher::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = file.read(&mut buffer).map_err(|e| PipelineError::io(path, e))?;
+        if read == 0 {
+            break;
+        }
+        hasher.write(&buffer[..read]);
+    }
+    extra.iter().for_each(|value| hasher.write_u64(*value));
+    Ok(hasher.finish())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verdicts_are_cached_and_the_least_recently_used_goes_first() {
+        let cache = VerdictCache::new(2);
+        let mut runs = 0;
+        let mut judge = |verdict: Result<()>| {
+            runs += 1;
+            verdict
+        };
+        assert!(cache.judged(1, || judge(Ok(()))).is_ok());
+        assert!(matches!(
+            cache.judged(2, || judge(Err(PipelineError::ContentRejected))),
+            Err(PipelineError::ContentRejected)
+        ));
+        assert!(matches!(cache.judged(2, || panic!("judged twice")), Err(PipelineError::ContentRejected)));
+        assert!(cache.judged(1, || panic!("judged twice")).is_ok());
+        // A failure is not a verdict.
+        assert!(cache.judged(3, || Err(PipelineError::MissingInput("x".into()))).is_err());
+        assert_eq!(cache.get(3), None);
+        cache.insert(4, false);
+        assert_eq!(
+            (cache.get(2), cache.get(1), cache.get(4)),
+            (None, Some(false), Some(false)),
+            "2 was used least recently"
+        );
+        assert_ne!(content_key(b"a", &[0, 1]), content_key(b"a", &[0, 2]));
+    }
 
     fn scores(nsfw_1: f32, nsfw_2: [f32; 2], nsfw_3: [f32; 4]) -> Scores {
         Scores { nsfw_1, nsfw_2: nsfw_2.to_vec(), nsfw_3: nsfw_3.to_vec() }

@@ -215,7 +215,12 @@ pub struct Engine {
     config: EngineConfig,
     store: Arc<ModelStore>,
     registry: ModelRegistry,
+    /// The NSFW gate's verdicts by target content: a retried or repeated target is judged once.
+    verdicts: content_analyser::VerdictCache,
 }
+
+/// Targets whose NSFW verdict is remembered.
+const VERDICT_CACHE_SIZE: usize = 4096;
 
 /// A decoded image job, before any processor ran.
 pub struct PreparedImage {
@@ -235,7 +240,7 @@ impl Engine {
             config.intra_threads,
             config.sessions_per_model,
         );
-        Ok(Self { config, store, registry })
+        Ok(Self { config, store, registry, verdicts: content_analyser::VerdictCache::new(VERDICT_CACHE_SIZE) })
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -307,7 +312,8 @@ impl Engine {
         let format = request.output_format.unwrap_or(prepared.target.format);
         if self.config.content_analysis {
             let started = Instant::now();
-            content_analyser::check(&self.registry, &prepared.original)?;
+            let key = content_analyser::content_key(&request.target, &[]);
+            self.verdicts.judged(key, || content_analyser::check(&self.registry, &prepared.original))?;
             timings.content = started.elapsed();
         }
         let processed = self.process_frames(&prepared, &request.options, &mut timings)?;
@@ -561,12 +567,12 @@ impl Engine {
         self.prepare_models(options)?;
         if self.config.content_analysis {
             let started = Instant::now();
-            match &target {
-                VideoTarget::File { trim, .. } => {
-                    self.check_video_content(&toolchain, &request, &info, *trim, cancel)?
-                }
-                VideoTarget::Still { image, .. } => content_analyser::check(&self.registry, image)?,
-            }
+            let (start, end) = target.trim();
+            let key = content_analyser::file_key(&request.target, &[start, end])?;
+            self.verdicts.judged(key, || match &target {
+                VideoTarget::File { trim, .. } => self.check_video_content(&toolchain, &request, &info, *trim, cancel),
+                VideoTarget::Still { image, .. } => content_analyser::check(&self.registry, image),
+            })?;
             timings.content = started.elapsed();
         }
 

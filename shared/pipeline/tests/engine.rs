@@ -382,7 +382,7 @@ fn an_nsfw_video_is_rejected_after_judging_one_frame_a_second() {
     let engine =
         Engine::new(EngineConfig { models_dir: dir.path().to_path_buf(), ..stand_in_config("light") }).unwrap();
     let out = tempfile::tempdir().unwrap();
-    let request = ff_pipeline::engine::VideoRequest {
+    let request = || ff_pipeline::engine::VideoRequest {
         sources: vec![],
         target: assets_dir().join("video/short_hamilton_clip.mp4"),
         output: out.path().join("out.mp4"),
@@ -391,10 +391,27 @@ fn an_nsfw_video_is_rejected_after_judging_one_frame_a_second() {
         timeout: std::time::Duration::from_secs(300),
         max_duration: None,
     };
-    let result = engine.process_video(request, |_| {}, &std::sync::atomic::AtomicBool::new(false));
+    let run = || engine.process_video(request(), |_| {}, &std::sync::atomic::AtomicBool::new(false));
+    let result = run();
     assert!(matches!(result, Err(PipelineError::ContentRejected)), "{:?}", result.err());
     // 29.97 fps: frames 29 and 58 of 10..70.
     assert_eq!(engine.registry().get("nsfw_1").unwrap().run_stats().0, 2);
     assert_eq!(engine.registry().get("gfpgan_1.4").unwrap().run_stats().0, 0, "nothing was processed");
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+    // The verdict is remembered for the same content and range: no model runs the second time.
+    assert!(matches!(run(), Err(PipelineError::ContentRejected)));
+    assert_eq!(engine.registry().get("nsfw_1").unwrap().run_stats().0, 2);
+}
+
+/// A target judged once is not judged again (FaceFusion caches verdicts per path; here per content).
+#[test]
+fn the_nsfw_verdict_of_a_target_is_reused() {
+    let engine = engine();
+    let opts = || options(&[("processors", "face_debugger")]);
+    for _ in 0..2 {
+        engine.process_image(request(&[], image("biden.jpg"), opts(), ImageFormat::Png)).unwrap();
+    }
+    assert_eq!(engine.registry().get("nsfw_2").unwrap().run_stats().0, 1, "judged once");
+    engine.process_image(request(&[], image("obama.jpg"), opts(), ImageFormat::Png)).unwrap();
+    assert_eq!(engine.registry().get("nsfw_2").unwrap().run_stats().0, 2, "another target is judged");
 }
