@@ -762,6 +762,11 @@ impl Engine {
         (start, end): (u64, u64),
         cancel: &AtomicBool,
     ) -> Result<()> {
+        let step = (info.fps as u64).max(1);
+        if end.div_ceil(step) == start.div_ceil(step) {
+            // No frame number in the range is a multiple of the step: nothing is judged, as in FaceFusion.
+            return Ok(());
+        }
         let mut reader = FrameReader::open(
             toolchain,
             &request.target,
@@ -769,7 +774,7 @@ impl Engine {
             &ReadOptions {
                 trim_frame_start: Some(start),
                 trim_frame_end: Some(end),
-                sample_every: Some((info.fps as u64).max(1)),
+                sample_every: Some(step),
                 timeout: request.timeout,
                 ..ReadOptions::default()
             },
