@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::audio::{decode_audio, Audio, VoiceFrames};
 use crate::content_analyser;
 use crate::error::{PipelineError, Result};
-use crate::face::analyser::{self, FaceAnalyser};
+use crate::face::analyser::{self, FaceAnalyser, FaceNeeds};
 use crate::face::selector::{select_faces, sort_and_filter};
 use crate::face::Face;
 use crate::image_io::{self, DecodedImage, ImageFormat};
@@ -443,8 +443,10 @@ impl Engine {
         timings: &mut StageTimings,
     ) -> Result<ProcessedFrame> {
         let options = chain.options;
-        // One analyser per frame: its face cache lives as long as the frame does.
-        let analyser = FaceAnalyser::new(&self.registry, &options.detector, &options.landmarker);
+        // One analyser per frame: its face cache lives as long as the frame does. Only what the
+        // selector and the swapper read is computed.
+        let needs = FaceNeeds::for_targets(options);
+        let analyser = FaceAnalyser::with_needs(&self.registry, &options.detector, &options.landmarker, needs);
         let mut frame = original.clone();
         let mut alpha = alpha;
         let mut faces_processed = 0;

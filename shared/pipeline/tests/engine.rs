@@ -415,3 +415,24 @@ fn the_nsfw_verdict_of_a_target_is_reused() {
     engine.process_image(request(&[], image("obama.jpg"), opts(), ImageFormat::Png)).unwrap();
     assert_eq!(engine.registry().get("nsfw_2").unwrap().run_stats().0, 2, "another target is judged");
 }
+
+/// Target faces get only what the selector reads: the embedding in reference mode, age/gender/race
+/// with a filter; the output is the same either way.
+#[test]
+fn target_analysis_runs_only_the_models_the_selector_reads() {
+    let runs = |pairs: &[(&str, &str)]| {
+        let engine = Engine::new(EngineConfig { content_analysis: false, ..stand_in_config("light") }).unwrap();
+        let mut all = vec![("processors", "face_enhancer")];
+        all.extend_from_slice(pairs);
+        let output = engine.process_image(request(&[], image("biden.jpg"), options(&all), ImageFormat::Png)).unwrap();
+        let count = |model: &str| engine.registry().get(model).unwrap().run_stats().0;
+        (count("arcface_w600k_r50"), count("fairface"), output.bytes)
+    };
+    let (embeds, classifies, reference) = runs(&[]);
+    assert_eq!((embeds, classifies), (1, 0), "reference mode compares embeddings only");
+    let (embeds, classifies, many) = runs(&[("face_selector_mode", "many")]);
+    assert_eq!((embeds, classifies), (0, 0));
+    let (embeds, classifies, _) = runs(&[("face_selector_mode", "many"), ("face_selector_gender", "male")]);
+    assert_eq!((embeds, classifies), (0, 1), "a gender filter needs the classifier");
+    assert_eq!(reference, many, "one face either way: the same output");
+}

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use crate::error::Result;
 use crate::face::detector::{self, Detection};
 use crate::face::{classifier, landmarker, recognizer, Face};
-use crate::options::{DetectorOptions, LandmarkerOptions};
+use crate::options::{DetectorOptions, Gender, LandmarkerOptions, ProcessOptions, Race, SelectorMode};
 use crate::raster::Frame;
 use crate::sessions::ModelRegistry;
 
@@ -16,12 +16,52 @@ pub struct FaceAnalyser<'a> {
     registry: &'a ModelRegistry,
     detector: &'a DetectorOptions,
     landmarker: &'a LandmarkerOptions,
+    needs: FaceNeeds,
     cache: Mutex<HashMap<(u32, usize, usize), Vec<Face>>>,
 }
 
+/// Which of the per-face models a caller reads. FaceFusion runs the recognizer and the classifier on
+/// every face it finds; a target face needs its embedding only for reference faces and the swapper,
+/// and its age, gender and race only for the selector's filters, so per video frame these models
+/// (about a seventh of the analysis time) often need not run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaceNeeds {
+    pub embedding: bool,
+    pub classification: bool,
+}
+
+impl FaceNeeds {
+    pub const ALL: Self = Self { embedding: true, classification: true };
+
+    /// What a run reads of a target frame's faces: the selector compares embeddings in reference mode
+    /// and filters by age, gender and race; the swapper weighs the source identity against the
+    /// target face's embedding.
+    pub fn for_targets(options: &ProcessOptions) -> Self {
+        let selector = &options.selector;
+        let filtered = selector.gender.is_some()
+            || selector.race.is_some()
+            || selector.age_start.is_some()
+            || selector.age_end.is_some();
+        let swaps = options.processors.iter().any(|p| p == "face_swapper");
+        Self { embedding: selector.mode == SelectorMode::Reference || swaps, classification: filtered }
+    }
+}
+
 impl<'a> FaceAnalyser<'a> {
+    /// Describes every face completely (embedding and classification included), as FaceFusion does.
     pub fn new(registry: &'a ModelRegistry, detector: &'a DetectorOptions, landmarker: &'a LandmarkerOptions) -> Self {
-        Self { registry, detector, landmarker, cache: Mutex::new(HashMap::new()) }
+        Self::with_needs(registry, detector, landmarker, FaceNeeds::ALL)
+    }
+
+    /// Skips the recognizer and/or the classifier where `needs` says they are not read: the faces then
+    /// carry an empty embedding and placeholder age, gender and race.
+    pub fn with_needs(
+        registry: &'a ModelRegistry,
+        detector: &'a DetectorOptions,
+        landmarker: &'a LandmarkerOptions,
+        needs: FaceNeeds,
+    ) -> Self {
+        Self { registry, detector, landmarker, needs, cache: Mutex::new(HashMap::new()) }
     }
 
     /// Every face in the frame in detection order (descending score).
@@ -49,8 +89,14 @@ impl<'a> FaceAnalyser<'a> {
         } else {
             detection.landmark_5
         };
-        let (embedding, embedding_norm) = recognizer::embed(self.registry, frame, &landmark_5_68)?;
-        let classification = classifier::classify(self.registry, frame, &landmark_5_68)?;
+        let (embedding, embedding_norm) = match self.needs.embedding {
+            true => recognizer::embed(self.registry, frame, &landmark_5_68)?,
+            false => (Vec::new(), Vec::new()),
+        };
+        let classification = match self.needs.classification {
+            true => classifier::classify(self.registry, frame, &landmark_5_68)?,
+            false => classifier::Classification { gender: Gender::Male, age: (0, 0), race: Race::White },
+        };
         Ok(Face {
             bounding_box: detection.bounding_box,
             detector_score: detection.score,
