@@ -7,11 +7,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
-use ff_pipeline::engine::VideoRequest;
-use ff_pipeline::image_io::ImageFormat;
+use ff_pipeline::engine::VideoOutput;
+use ff_pipeline::media::{sniff, sniff_named};
 use ff_pipeline::options::{OptionKind, OptionSpec, ProcessOptions, Support, OPTIONS};
-use ff_pipeline::video::{AudioOutcome, Progress, VIDEO_FORMATS};
-use ff_pipeline::{Engine, EngineConfig, ImageRequest};
+use ff_pipeline::video::{AudioOutcome, Progress};
+use ff_pipeline::{Engine, EngineConfig, ImageOutput};
+use ff_service::format::OutputFormat;
+use ff_service::plan::Plan;
+use ff_service::probe::{probe_video, DurationLimit};
+use ff_service::run::{execute, Product, Run, Target, VideoTarget};
+use ff_service::workspace::Workspace;
+use ff_service::ApiError;
 
 /// A CLI run has no request budget; this only bounds a stuck ffmpeg.
 const VIDEO_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
@@ -104,64 +110,68 @@ fn given_values(matches: &ArgMatches, spec: &OptionSpec) -> Option<Vec<String>> 
     matches.get_many::<String>(spec.name).map(|values| values.cloned().collect())
 }
 
+/// One run through the service's processing path (`ff_service::run`), on the user's own files:
+/// the target is judged by its bytes, the output format by the output's extension.
 pub fn run(args: ProcessArgs) -> Result<()> {
     let options = ProcessOptions::from_pairs(&args.options)?;
     if args.target.as_os_str().is_empty() {
         bail!("a target is required (-t)");
     }
-    // A video target makes a video; so does a still image the lip syncer makes speak (-o clip.mp4).
-    if is_video(&args.target) || is_video(&args.output) {
-        return run_video(args, options);
-    }
-    let format = ImageFormat::from_name(&args.output.to_string_lossy())
-        .with_context(|| format!("output {}: use a .jpg, .png, .webp or .bmp file name", args.output.display()))?;
+    let output_name = args.output.to_string_lossy().into_owned();
+    let output_format = OutputFormat::parse(output_name.rsplit('.').next().unwrap_or_default()).with_context(|| {
+        format!("output {output_name}: use an image (.jpg, .png, .webp, .bmp) or a video file name")
+    })?;
     let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
-    let request = ImageRequest {
-        sources: args.sources.iter().map(read).collect::<Result<_>>()?,
-        target: read(&args.target)?,
-        options,
-        output_format: Some(format),
-    };
-    let engine = Engine::new(engine_config()?)?;
-    let output = engine.process_image(request)?;
-    std::fs::write(&args.output, &output.bytes).with_context(|| format!("writing {}", args.output.display()))?;
-    tracing::info!(
-        output = %args.output.display(),
-        faces = output.faces_processed,
-        decode_ms = output.timings.decode.as_millis() as u64,
-        analyse_ms = output.timings.analyse.as_millis() as u64,
-        process_ms = output.timings.process.as_millis() as u64,
-        encode_ms = output.timings.encode.as_millis() as u64,
-        "processed"
-    );
-    Ok(())
-}
-
-/// A target is a video when its extension is one of FaceFusion's video formats.
-fn is_video(path: &Path) -> bool {
-    let extension = path.extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default();
-    VIDEO_FORMATS.contains(&extension.as_str())
-}
-
-fn run_video(args: ProcessArgs, options: ProcessOptions) -> Result<()> {
-    if !is_video(&args.output) {
-        bail!("output {}: a video target needs a video output ({})", args.output.display(), VIDEO_FORMATS.join(", "));
-    }
-    let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
-    let request = VideoRequest {
-        sources: args.sources.iter().map(read).collect::<Result<_>>()?,
-        target: args.target.clone(),
-        output: args.output.clone(),
-        options,
-        parallelism: None,
-        timeout: VIDEO_TIMEOUT,
-        max_duration: None,
+    let sources: Vec<Vec<u8>> = args.sources.iter().map(read).collect::<Result<_>>()?;
+    let source_kinds: Vec<_> = sources.iter().map(|bytes| sniff(bytes)).collect();
+    let target_kind = sniff_named(&read_head(&args.target)?, args.target.file_name().and_then(|n| n.to_str()));
+    let plan = Plan::decide(&source_kinds, target_kind, &options, Some(output_format)).map_err(explained)?;
+    let target = match plan {
+        Plan::Image { output_format } => Target::Image { bytes: read(&args.target)?, output_format },
+        Plan::Video { target, container } => {
+            let workspace = Workspace::in_place(args.target.clone(), args.output.clone(), container);
+            let probe = match target.is_image() {
+                true => None,
+                false => Some(probe_video(&args.target, &options, DurationLimit::Unbounded).map_err(explained)?),
+            };
+            Target::Video(VideoTarget { workspace, probe, limit: DurationLimit::Unbounded, timeout: VIDEO_TIMEOUT })
+        }
     };
     let engine = Engine::new(engine_config()?)?;
     let cancel = AtomicBool::new(false);
-    // A line per second at most, and the last frame always.
+    let run = Run { sources, options, target };
+    match execute(&engine, run, progress_logger(), &cancel).map_err(explained)? {
+        Product::Image(output) => {
+            std::fs::write(&args.output, &output.bytes)
+                .with_context(|| format!("writing {}", args.output.display()))?;
+            log_image(&args.output, &output);
+        }
+        Product::Video { output, .. } => log_video(&output),
+    }
+    Ok(())
+}
+
+/// A failure with the detail a server keeps for its log: on the command line, the user is the
+/// operator.
+fn explained(error: ApiError) -> anyhow::Error {
+    match error.detail() {
+        Some(detail) => anyhow::anyhow!("{error}: {detail}"),
+        None => anyhow::anyhow!("{error}"),
+    }
+}
+
+fn read_head(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut head = Vec::with_capacity(4096);
+    file.take(4096).read_to_end(&mut head).with_context(|| format!("reading {}", path.display()))?;
+    Ok(head)
+}
+
+/// A line per second at most, and the last frame always.
+fn progress_logger() -> impl FnMut(Progress) {
     let mut last_log: Option<Instant> = None;
-    let progress = |p: Progress| {
+    move |p: Progress| {
         let due = last_log.is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
         if due || p.frames_done == p.frames_total {
             last_log = Some(Instant::now());
@@ -173,8 +183,22 @@ fn run_video(args: ProcessArgs, options: ProcessOptions) -> Result<()> {
                 "progress"
             );
         }
-    };
-    let output = engine.process_video(request, progress, &cancel)?;
+    }
+}
+
+fn log_image(path: &Path, output: &ImageOutput) {
+    tracing::info!(
+        output = %path.display(),
+        faces = output.faces_processed,
+        decode_ms = output.timings.decode.as_millis() as u64,
+        analyse_ms = output.timings.analyse.as_millis() as u64,
+        process_ms = output.timings.process.as_millis() as u64,
+        encode_ms = output.timings.encode.as_millis() as u64,
+        "processed"
+    );
+}
+
+fn log_video(output: &VideoOutput) {
     if let AudioOutcome::Skipped { reason } = &output.video.audio {
         tracing::warn!(%reason, "the video was written without audio");
     }
@@ -190,7 +214,6 @@ fn run_video(args: ProcessArgs, options: ProcessOptions) -> Result<()> {
         process_ms = output.timings.process.as_millis() as u64,
         "processed"
     );
-    Ok(())
 }
 
 /// The CLI reads the same FF_* variables as the server.

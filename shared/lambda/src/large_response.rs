@@ -91,7 +91,7 @@ pub async fn offload_large_responses(
 fn extension(content_type: &str) -> &'static str {
     match content_type.split(';').next().unwrap_or("").trim() {
         "application/json" => "json",
-        other => ff_service::media::extension_of_mime(other).unwrap_or("bin"),
+        other => ff_service::format::extension_of_mime(other).unwrap_or("bin"),
     }
 }
 

@@ -1,8 +1,8 @@
 //! The /api/v1 API and the job worker as AWS Lambda functions.
 //!
-//! Every HTTP function runs the same handlers as `ff serve`: [`function_router`] takes the one
-//! router of `ff_service` and lets through only the routes of one [`Function`], so each function
-//! URL answers its own endpoints and a JSON 404 for the others. The worker function
+//! Every HTTP function runs the same handlers as `ff serve`: [`function_router`] composes the
+//! service's router for one [`Function`]'s group of routes under the service's layers, so each
+//! function URL answers its own endpoints and a JSON 404 for the others. The worker function
 //! ([`worker::run_worker`]) runs jobs on S3 events. `ff` itself is all of them in one function
 //! ([`run_all_in_one`]).
 //!

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::audio::{decode_audio, Audio, VoiceFrames};
 use crate::content_analyser;
-use crate::error::{PipelineError, Result};
+use crate::error::{MediaFailure, PipelineError, Result};
 use crate::face::analyser::{self, FaceAnalyser, FaceNeeds};
 use crate::face::selector::{select_faces, sort_and_filter};
 use crate::face::Face;
@@ -16,7 +16,8 @@ use crate::imgproc::resize::{resize_cubic, resize_linear};
 use crate::mask::occluder_models;
 use crate::media::{self, MediaKind};
 use crate::models::ModelStore;
-use crate::options::{MaskType, ProcessOptions, SelectorMode, VideoOutputOptions, FACE_PROCESSORS};
+use crate::options::{MaskType, ProcessOptions, SelectorMode, VideoOutputOptions};
+use crate::processor::Processor;
 use crate::processors::face_debugger::debug_face;
 use crate::processors::face_enhancer::{self, FaceEnhancer};
 use crate::processors::face_swapper::{self, FaceSwapper, SourceFace};
@@ -123,6 +124,10 @@ pub struct ProcessedFrame {
 pub struct VideoRequest {
     pub sources: Vec<Vec<u8>>,
     pub target: PathBuf,
+    /// The target as the caller probed it (`Toolchain::probe`), so the run does not probe it
+    /// again; `None` when the caller has not looked: the engine then tells a still image (which the
+    /// lip syncer makes speak) from a video and probes the video itself.
+    pub probe: Option<VideoInfo>,
     /// Written atomically (a temp file beside it, renamed); its extension picks the container.
     pub output: PathBuf,
     pub options: ProcessOptions,
@@ -257,12 +262,12 @@ impl Engine {
 
     /// Every model a run with these options loads; used to fetch them up front.
     pub fn required_models(&self, options: &ProcessOptions) -> Vec<String> {
-        let uses = |name: &str| options.processors.iter().any(|p| p == name);
+        let uses = |processor| options.uses(processor);
         let mut models: Vec<String> = Vec::new();
         if self.config.content_analysis {
             models.extend(content_analyser::MODELS.iter().map(|m| m.to_string()));
         }
-        if FACE_PROCESSORS.iter().any(|p| uses(p)) {
+        if options.uses_faces() {
             models.extend(
                 analyser::required_models(&options.detector, &options.landmarker).into_iter().map(String::from),
             );
@@ -271,20 +276,22 @@ impl Engine {
             if options.masks.types.contains(&MaskType::Occlusion) {
                 models.extend(occluder_models(&options.masks.occluder_model).into_iter().map(String::from));
             }
-            if options.masks.types.contains(&MaskType::Region) && (uses("face_swapper") || uses("face_debugger")) {
+            if options.masks.types.contains(&MaskType::Region)
+                && (uses(Processor::FaceSwapper) || uses(Processor::FaceDebugger))
+            {
                 models.push(options.masks.parser_model.clone());
             }
         }
-        if uses("face_swapper") {
+        if uses(Processor::FaceSwapper) {
             models.extend(face_swapper::required_models(&options.swapper).into_iter().map(String::from));
         }
-        if uses("face_enhancer") {
+        if uses(Processor::FaceEnhancer) {
             models.extend(face_enhancer::required_models(&options.face_enhancer, &options.masks));
         }
-        if uses("frame_enhancer") {
+        if uses(Processor::FrameEnhancer) {
             models.push(options.frame_enhancer.model.clone());
         }
-        if uses("lip_syncer") {
+        if uses(Processor::LipSyncer) {
             models.extend(lip_syncer::required_models(&options.lip_syncer, &options.masks));
             models.push(options.lip_syncer.voice_extractor_model.clone());
         }
@@ -348,9 +355,9 @@ impl Engine {
         let mut audio = None;
         for bytes in sources {
             match media::sniff(bytes) {
-                Some(MediaKind::Audio) if audio.is_none() => audio = Some(write_temp_file(bytes)?),
-                Some(MediaKind::Audio) => {}
-                Some(MediaKind::Video) => {
+                Some(MediaKind::Audio(_)) if audio.is_none() => audio = Some(write_temp_file(bytes)?),
+                Some(MediaKind::Audio(_)) => {}
+                Some(MediaKind::Video(_)) => {
                     return Err(PipelineError::UnsupportedMedia(
                         "a video cannot be a source: sources are face images or speech audio".into(),
                     ))
@@ -364,11 +371,10 @@ impl Engine {
                 }
             }
         }
-        let uses = |name: &str| options.processors.iter().any(|p| p == name);
-        if uses("face_swapper") && images.is_empty() {
+        if options.uses(Processor::FaceSwapper) && images.is_empty() {
             return Err(PipelineError::MissingInput("face_swapper needs at least one source image".into()));
         }
-        if uses("lip_syncer") && audio.is_none() {
+        if options.uses(Processor::LipSyncer) && audio.is_none() {
             return Err(PipelineError::MissingInput(
                 "lip_syncer needs an audio source (the speech to lip-sync)".into(),
             ));
@@ -401,8 +407,8 @@ impl Engine {
         reference_faces: Option<Vec<Face>>,
         timings: &mut StageTimings,
     ) -> Result<FrameChain<'a>> {
-        let uses = |name: &str| options.processors.iter().any(|p| p == name);
-        let swapper = if uses("face_swapper") {
+        let uses = |processor| options.uses(processor);
+        let swapper = if uses(Processor::FaceSwapper) {
             let started = Instant::now();
             let analyser = FaceAnalyser::new(&self.registry, &options.detector, &options.landmarker);
             let source = self.source_face(&analyser, sources, options)?;
@@ -411,15 +417,18 @@ impl Engine {
         } else {
             None
         };
-        let face_enhancer =
-            if uses("face_enhancer") { Some(FaceEnhancer::new(&self.registry, &options.face_enhancer)?) } else { None };
-        let frame_enhancer = if uses("frame_enhancer") {
+        let face_enhancer = if uses(Processor::FaceEnhancer) {
+            Some(FaceEnhancer::new(&self.registry, &options.face_enhancer)?)
+        } else {
+            None
+        };
+        let frame_enhancer = if uses(Processor::FrameEnhancer) {
             Some(FrameEnhancer::new(&self.registry, &options.frame_enhancer)?)
         } else {
             None
         };
         let lip_syncer =
-            if uses("lip_syncer") { Some(LipSyncer::new(&self.registry, &options.lip_syncer)?) } else { None };
+            if uses(Processor::LipSyncer) { Some(LipSyncer::new(&self.registry, &options.lip_syncer)?) } else { None };
         Ok(FrameChain {
             options,
             swapper,
@@ -450,9 +459,9 @@ impl Engine {
         let mut frame = original.clone();
         let mut alpha = alpha;
         let mut faces_processed = 0;
-        for processor in &options.processors {
-            let name = processor.as_str();
-            let selected = if FACE_PROCESSORS.contains(&name) {
+        for &processor in &options.processors {
+            let name = processor.name();
+            let selected = if processor.works_on_faces() {
                 let started = Instant::now();
                 let target_faces = match &chain.still_faces {
                     Some(faces) => faces.clone(),
@@ -470,32 +479,32 @@ impl Engine {
             let (sx, sy) = (frame.width as f64 / original.width as f64, frame.height as f64 / original.height as f64);
             let faces: Vec<Face> = selected.iter().map(|face| face.scaled(sx, sy)).collect();
             let started = Instant::now();
-            match name {
-                "face_swapper" => {
+            match processor {
+                Processor::FaceSwapper => {
                     let swapper = loaded(&chain.swapper, name)?;
                     for face in &faces {
                         frame = swapper.swap(&frame, face, &options.masks)?;
                     }
                 }
-                "face_enhancer" => {
+                Processor::FaceEnhancer => {
                     let enhancer = loaded(&chain.face_enhancer, name)?;
                     for face in &faces {
                         frame = enhancer.enhance(&frame, face, &options.masks)?;
                     }
                 }
-                "lip_syncer" => {
+                Processor::LipSyncer => {
                     let syncer = loaded(&chain.lip_syncer, name)?;
                     let window = chain.voice.as_ref().zip(frame_index).map(|(voice, index)| voice.window(index));
                     for face in &faces {
                         frame = syncer.sync(&frame, face, &options.masks, window.as_deref())?;
                     }
                 }
-                "face_debugger" => {
+                Processor::FaceDebugger => {
                     for face in &faces {
                         frame = debug_face(&self.registry, &frame, face, &options.debugger_items, &options.masks)?;
                     }
                 }
-                "frame_enhancer" => {
+                Processor::FrameEnhancer => {
                     let enhancer = loaded(&chain.frame_enhancer, name)?;
                     // The upscaled frame is held in memory several times over (tiles, canvas,
                     // blend); past the host's pixel limit it is refused instead of exhausting memory.
@@ -509,9 +518,6 @@ impl Engine {
                     }
                     frame = enhancer.enhance(&frame)?;
                     alpha = alpha.map(|a| resize_linear(&a, frame.width, frame.height));
-                }
-                other => {
-                    return Err(PipelineError::invalid_option("processors", format!("`{other}` is not available")));
                 }
             }
             timings.add_processor(name, started.elapsed());
@@ -545,7 +551,7 @@ impl Engine {
         let sources = self.sort_sources(&request.sources, options)?;
         timings.decode = started.elapsed();
         let started = Instant::now();
-        let audio = match (&sources.audio, options.processors.iter().any(|p| p == "lip_syncer")) {
+        let audio = match (&sources.audio, options.uses(Processor::LipSyncer)) {
             (Some(file), true) => Some(
                 decode_audio(&toolchain, file.path(), MAX_AUDIO_DURATION, request.timeout)
                     .map_err(|error| without_temp_path(error, file.path()))?,
@@ -584,7 +590,7 @@ impl Engine {
         let output_fps = video.video_fps.map_or(info.fps, |fps| fps.clamp(1.0, 60.0));
         let temp_fps = info.fps.min(output_fps);
 
-        let uses_faces = options.processors.iter().any(|p| FACE_PROCESSORS.contains(&p.as_str()));
+        let uses_faces = options.uses_faces();
         let started = Instant::now();
         let (reference_faces, still_faces) = match &target {
             VideoTarget::Still { image, .. } if uses_faces => {
@@ -702,6 +708,10 @@ impl Engine {
         audio: Option<&Audio>,
     ) -> Result<VideoTarget> {
         let video = &request.options.output.video;
+        if let Some(info) = &request.probe {
+            let trim = info.trim_range(video.trim_frame_start, video.trim_frame_end)?;
+            return Ok(VideoTarget::File { info: info.clone(), trim });
+        }
         if !sniff_file(&request.target)?.is_some_and(MediaKind::is_image) {
             let info = toolchain.probe(&request.target)?;
             let trim = info.trim_range(video.trim_frame_start, video.trim_frame_end)?;
@@ -719,7 +729,7 @@ impl Engine {
         let duration = audio.duration().as_secs_f64();
         if let Some(max) = request.max_duration.filter(|max| audio.duration() > *max) {
             return Err(PipelineError::Media {
-                code: "video_too_long",
+                kind: MediaFailure::VideoTooLong,
                 message: format!(
                     "the audio is {duration:.1} s long, so the photo would become a {duration:.1} s video; at most {} s here",
                     max.as_secs()
@@ -905,11 +915,11 @@ fn loaded<'c, T>(processor: &'c Option<T>, name: &str) -> Result<&'c T> {
 
 /// An audio error names the temp file the upload was written to; the caller knows it as its source.
 fn without_temp_path(error: PipelineError, temp: &Path) -> PipelineError {
-    let PipelineError::Media { code, message } = error else { return error };
+    let PipelineError::Media { kind, message } = error else { return error };
     let name = temp.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let message =
         message.replace(&temp.to_string_lossy().into_owned(), "source audio").replace(&format!(" `{name}`"), "");
-    PipelineError::Media { code, message }
+    PipelineError::Media { kind, message }
 }
 
 /// The kind of a target file from its first bytes.

@@ -30,15 +30,77 @@ pub enum PipelineError {
     /// The content analyser judged the target NSFW (two of its three models agreed); nothing was processed.
     #[error("the target was rejected by the content analyser")]
     ContentRejected,
-    /// A video/ffmpeg failure that is not the input's fault. `code`: `ffmpeg_missing`, `ffmpeg_failed`,
-    /// `ffmpeg_timeout`, `processing_panicked`, or `cancelled` (a job stopped on request).
+    /// A video, audio or ffmpeg failure; `kind` says which, and whose fault it is.
     #[error("{message}")]
-    Media { code: &'static str, message: String },
+    Media { kind: MediaFailure, message: String },
     #[error("I/O error on {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }
 
 pub type Result<T, E = PipelineError> = std::result::Result<T, E>;
+
+/// What went wrong with a video or audio run. Each has a stable code that the service answers
+/// with and that a failed job records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MediaFailure {
+    /// ffmpeg or ffprobe is not installed (or not where FF_FFMPEG/FF_FFPROBE say).
+    FfmpegMissing,
+    /// ffmpeg crashed, could not start, or produced something unusable.
+    FfmpegFailed,
+    /// ffmpeg ran past the run's time limit and was killed.
+    FfmpegTimeout,
+    /// Processing a frame panicked; the run stopped.
+    ProcessingPanicked,
+    /// The run was stopped on request (a job cancelled, a client gone).
+    Cancelled,
+    /// The video to process (or the one a photo becomes while speaking) is longer than allowed.
+    VideoTooLong,
+    /// The audio source could not be decoded.
+    AudioUnreadable,
+    /// The audio source decodes to no samples.
+    AudioEmpty,
+    /// The audio source has no audio stream.
+    AudioNoStream,
+    /// The audio source is longer than the limit.
+    AudioTooLong,
+    /// The audio to mux in has no sound in the processed range (a result kept without audio).
+    AudioMissing,
+}
+
+impl MediaFailure {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::FfmpegMissing => "ffmpeg_missing",
+            Self::FfmpegFailed => "ffmpeg_failed",
+            Self::FfmpegTimeout => "ffmpeg_timeout",
+            Self::ProcessingPanicked => "processing_panicked",
+            Self::Cancelled => "cancelled",
+            Self::VideoTooLong => "video_too_long",
+            Self::AudioUnreadable => "audio_unreadable",
+            Self::AudioEmpty => "audio_empty",
+            Self::AudioNoStream => "audio_no_stream",
+            Self::AudioTooLong => "audio_too_long",
+            Self::AudioMissing => "audio_missing",
+        }
+    }
+
+    /// Whether the input is at fault (a bad or too long file), rather than the server.
+    pub fn is_client_error(self) -> bool {
+        match self {
+            Self::VideoTooLong
+            | Self::AudioUnreadable
+            | Self::AudioEmpty
+            | Self::AudioNoStream
+            | Self::AudioTooLong => true,
+            Self::FfmpegMissing
+            | Self::FfmpegFailed
+            | Self::FfmpegTimeout
+            | Self::ProcessingPanicked
+            | Self::Cancelled
+            | Self::AudioMissing => false,
+        }
+    }
+}
 
 impl PipelineError {
     pub fn invalid_option(option: &str, reason: impl Into<String>) -> Self {
@@ -47,6 +109,61 @@ impl PipelineError {
 
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io { path: path.into(), source }
+    }
+
+    pub fn media(kind: MediaFailure, message: impl Into<String>) -> Self {
+        Self::Media { kind, message: message.into() }
+    }
+
+    /// The media failure, if this is one.
+    pub fn media_failure(&self) -> Option<MediaFailure> {
+        match self {
+            Self::Media { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    /// The stable code of the failure, as the service answers it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidOption { .. } => "invalid_option",
+            Self::MissingInput(_) => "bad_request",
+            Self::UnsupportedMedia(_) => "unsupported_media",
+            Self::ImageTooLarge { .. } => "image_too_large",
+            Self::NoSourceFace { .. } => "no_source_face",
+            Self::ContentRejected => "content_rejected",
+            Self::ModelMissing { .. } | Self::Download { .. } | Self::ModelCorrupt { .. } => "model_unavailable",
+            Self::RuntimeMissing { .. } => "runtime_unavailable",
+            Self::Runtime(_) | Self::UnknownModel { .. } | Self::ModelContract { .. } | Self::Io { .. } => "internal",
+            Self::Media { kind, .. } => kind.code(),
+        }
+    }
+
+    /// Whether the request or its input is at fault (retrying it unchanged cannot help), rather
+    /// than the server.
+    pub fn is_client_error(&self) -> bool {
+        match self {
+            Self::InvalidOption { .. }
+            | Self::MissingInput(_)
+            | Self::UnsupportedMedia(_)
+            | Self::ImageTooLarge { .. }
+            | Self::NoSourceFace { .. }
+            | Self::ContentRejected => true,
+            Self::Media { kind, .. } => kind.is_client_error(),
+            Self::RuntimeMissing { .. }
+            | Self::Runtime(_)
+            | Self::UnknownModel { .. }
+            | Self::ModelMissing { .. }
+            | Self::Download { .. }
+            | Self::ModelCorrupt { .. }
+            | Self::ModelContract { .. }
+            | Self::Io { .. } => false,
+        }
+    }
+
+    /// Whether this is the cancellation a run's cancel flag asked for.
+    pub fn is_cancelled(&self) -> bool {
+        self.media_failure() == Some(MediaFailure::Cancelled)
     }
 }
 

@@ -9,8 +9,7 @@ use crate::imgproc::warp::{
 };
 use crate::raster::{Frame, Mask, Raster};
 
-/// A 2×3 affine matrix `[[a, b, tx], [c, d, ty]]` mapping (x, y) to (a·x + b·y + tx, c·x + d·y + ty).
-pub type Affine = [[f64; 3]; 2];
+pub use crate::affine::Affine;
 
 /// FaceFusion's five-point alignment templates (left eye, right eye, nose, left and right mouth
 /// corners), normalised to a unit crop.

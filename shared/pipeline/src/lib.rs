@@ -3,6 +3,7 @@
 //! No transport, storage or Lambda types live here: callers hand in bytes or frames and options,
 //! and get frames or bytes back.
 
+pub mod affine;
 pub mod audio;
 pub mod content_analyser;
 pub mod engine;
@@ -16,14 +17,16 @@ pub mod media;
 pub mod models;
 pub mod onnx_initializer;
 pub mod options;
+pub mod processor;
 pub mod processors;
 pub mod raster;
 pub mod runtime;
 pub mod sessions;
-#[doc(hidden)]
+/// Assets, goldens and measuring helpers for tests and benchmarks; not in release builds.
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod video;
 
 pub use engine::{Engine, EngineConfig, ImageOutput, ImageRequest};
-pub use error::{PipelineError, Result};
+pub use error::{MediaFailure, PipelineError, Result};
 pub use raster::{Frame, Mask, Raster};

@@ -4,14 +4,15 @@
 
 use crate::image_io::{self, ImageFormat};
 use crate::options::ProcessOptions;
+use crate::processor::Processor;
 
 /// The three kinds of input FaceFusion takes: images (sources and targets), videos (targets) and
-/// audio (the lip syncer's source).
+/// audio (the lip syncer's source), each with the format its bytes are in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MediaKind {
     Image(ImageFormat),
-    Video,
-    Audio,
+    Video(Container),
+    Audio(AudioFormat),
 }
 
 impl MediaKind {
@@ -19,11 +20,120 @@ impl MediaKind {
         matches!(self, Self::Image(_))
     }
 
+    pub fn is_audio(self) -> bool {
+        matches!(self, Self::Audio(_))
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Self::Image(_) => "image",
-            Self::Video => "video",
-            Self::Audio => "audio",
+            Self::Video(_) => "video",
+            Self::Audio(_) => "audio",
+        }
+    }
+
+    /// The extension a file of this kind is stored under.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Image(format) => format.extension(),
+            Self::Video(container) => container.extension(),
+            Self::Audio(format) => format.extension(),
+        }
+    }
+}
+
+/// A video container: FaceFusion 3.5.3's output formats, plus FLV, which ffmpeg reads but
+/// FaceFusion does not write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Container {
+    Avi,
+    M4v,
+    Mkv,
+    Mov,
+    Mp4,
+    Mpeg,
+    Mxf,
+    Webm,
+    Wmv,
+    Flv,
+}
+
+impl Container {
+    /// The containers a result can be written in (FaceFusion's `video` output formats).
+    pub const WRITABLE: [Container; 9] =
+        [Self::Avi, Self::M4v, Self::Mkv, Self::Mov, Self::Mp4, Self::Mpeg, Self::Mxf, Self::Webm, Self::Wmv];
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Avi => "avi",
+            Self::M4v => "m4v",
+            Self::Mkv => "mkv",
+            Self::Mov => "mov",
+            Self::Mp4 => "mp4",
+            Self::Mpeg => "mpeg",
+            Self::Mxf => "mxf",
+            Self::Webm => "webm",
+            Self::Wmv => "wmv",
+            Self::Flv => "flv",
+        }
+    }
+
+    pub fn mime(self) -> &'static str {
+        match self {
+            Self::Mp4 | Self::M4v => "video/mp4",
+            Self::Mov => "video/quicktime",
+            Self::Mkv => "video/x-matroska",
+            Self::Webm => "video/webm",
+            Self::Avi => "video/x-msvideo",
+            Self::Mpeg => "video/mpeg",
+            Self::Mxf => "application/mxf",
+            Self::Wmv => "video/x-ms-wmv",
+            Self::Flv => "video/x-flv",
+        }
+    }
+
+    /// A writable container from its extension or a file name ending in it, case-insensitively.
+    pub fn from_name(name: &str) -> Option<Self> {
+        let extension = name.rsplit('.').next()?.to_ascii_lowercase();
+        Self::WRITABLE.into_iter().find(|container| container.extension() == extension)
+    }
+
+    /// Whether FaceFusion writes results in it.
+    pub fn is_writable(self) -> bool {
+        Self::WRITABLE.contains(&self)
+    }
+
+    /// The container a result is written in when nobody asked for one: the target's own, if it is
+    /// writable, else MP4.
+    pub fn for_output(self) -> Self {
+        if self.is_writable() {
+            self
+        } else {
+            Self::Mp4
+        }
+    }
+}
+
+/// An audio file's format, from its magic numbers; the extension its temp copy gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AudioFormat {
+    Wav,
+    Mp3,
+    Flac,
+    Ogg,
+    M4a,
+    Aiff,
+}
+
+impl AudioFormat {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Wav => "wav",
+            Self::Mp3 => "mp3",
+            Self::Flac => "flac",
+            Self::Ogg => "ogg",
+            Self::M4a => "m4a",
+            Self::Aiff => "aiff",
         }
     }
 }
@@ -33,38 +143,65 @@ pub fn sniff(bytes: &[u8]) -> Option<MediaKind> {
     if let Some(format) = image_io::sniff(bytes) {
         return Some(MediaKind::Image(format));
     }
-    sniff_audio(bytes).or_else(|| sniff_video(bytes))
+    sniff_audio(bytes).map(MediaKind::Audio).or_else(|| sniff_video(bytes).map(MediaKind::Video))
 }
 
-fn sniff_audio(bytes: &[u8]) -> Option<MediaKind> {
-    let riff_wave = bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WAVE");
+/// [`sniff`], where a video file's name may say which of a family of containers it is (an ISO
+/// media file named `.mov` is a QuickTime movie): the name is believed only for a video whose
+/// bytes already are one, and only when it names a container FaceFusion writes.
+pub fn sniff_named(bytes: &[u8], file_name: Option<&str>) -> Option<MediaKind> {
+    match sniff(bytes)? {
+        MediaKind::Video(sniffed) => {
+            let named = file_name.filter(|name| name.contains('.')).and_then(Container::from_name);
+            Some(MediaKind::Video(named.unwrap_or(sniffed)))
+        }
+        other => Some(other),
+    }
+}
+
+fn sniff_audio(bytes: &[u8]) -> Option<AudioFormat> {
     let mp3_frame = bytes.len() >= 2 && bytes[0] == 0xFF && bytes[1] & 0xE0 == 0xE0;
-    let mp4_audio = bytes.get(4..8) == Some(b"ftyp") && matches!(bytes.get(8..12), Some(b"M4A ") | Some(b"M4B "));
-    let known = riff_wave
-        || mp3_frame
-        || mp4_audio
-        || bytes.starts_with(b"ID3")
-        || bytes.starts_with(b"fLaC")
-        || bytes.starts_with(b"OggS")
-        || bytes.starts_with(b"FORM");
-    known.then_some(MediaKind::Audio)
+    if bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WAVE") {
+        Some(AudioFormat::Wav)
+    } else if mp3_frame || bytes.starts_with(b"ID3") {
+        Some(AudioFormat::Mp3)
+    } else if bytes.get(4..8) == Some(b"ftyp") && matches!(bytes.get(8..12), Some(b"M4A ") | Some(b"M4B ")) {
+        Some(AudioFormat::M4a)
+    } else if bytes.starts_with(b"fLaC") {
+        Some(AudioFormat::Flac)
+    } else if bytes.starts_with(b"OggS") {
+        Some(AudioFormat::Ogg)
+    } else if bytes.starts_with(b"FORM") {
+        Some(AudioFormat::Aiff)
+    } else {
+        None
+    }
 }
 
-fn sniff_video(bytes: &[u8]) -> Option<MediaKind> {
+fn sniff_video(bytes: &[u8]) -> Option<Container> {
     const EBML: &[u8] = &[0x1A, 0x45, 0xDF, 0xA3];
     const ASF: &[u8] = &[0x30, 0x26, 0xB2, 0x75, 0x8E, 0x66, 0xCF, 0x11];
     const MPEG_PS: &[u8] = &[0x00, 0x00, 0x01, 0xBA];
     const MXF: &[u8] = &[0x06, 0x0E, 0x2B, 0x34];
-    let quicktime = matches!(bytes.get(4..8), Some(b"ftyp") | Some(b"moov") | Some(b"mdat") | Some(b"wide"));
-    let avi = bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"AVI ");
-    let known = quicktime
-        || avi
-        || bytes.starts_with(EBML)
-        || bytes.starts_with(ASF)
-        || bytes.starts_with(MPEG_PS)
-        || bytes.starts_with(MXF)
-        || bytes.starts_with(b"FLV");
-    known.then_some(MediaKind::Video)
+    let head = &bytes[..bytes.len().min(64)];
+    let contains = |needle: &[u8]| head.windows(needle.len()).any(|window| window == needle);
+    if matches!(bytes.get(4..8), Some(b"ftyp") | Some(b"moov") | Some(b"mdat") | Some(b"wide")) {
+        Some(if bytes.get(8..12) == Some(b"qt  ") { Container::Mov } else { Container::Mp4 })
+    } else if bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"AVI ") {
+        Some(Container::Avi)
+    } else if bytes.starts_with(EBML) {
+        Some(if contains(b"webm") { Container::Webm } else { Container::Mkv })
+    } else if bytes.starts_with(ASF) {
+        Some(Container::Wmv)
+    } else if bytes.starts_with(MPEG_PS) {
+        Some(Container::Mpeg)
+    } else if bytes.starts_with(MXF) {
+        Some(Container::Mxf)
+    } else if bytes.starts_with(b"FLV") {
+        Some(Container::Flv)
+    } else {
+        None
+    }
 }
 
 /// Whether a run produces a video: a video target always does; an image target does when the lip
@@ -72,10 +209,10 @@ fn sniff_video(bytes: &[u8]) -> Option<MediaKind> {
 /// photo with speech becomes a talking video of the audio's length).
 pub fn produces_video(target: MediaKind, sources: &[MediaKind], options: &ProcessOptions, image_output: bool) -> bool {
     match target {
-        MediaKind::Video => true,
-        MediaKind::Audio => false,
+        MediaKind::Video(_) => true,
+        MediaKind::Audio(_) => false,
         MediaKind::Image(_) => {
-            !image_output && options.processors.iter().any(|p| p == "lip_syncer") && sources.contains(&MediaKind::Audio)
+            !image_output && options.uses(Processor::LipSyncer) && sources.iter().any(|kind| kind.is_audio())
         }
     }
 }
@@ -83,26 +220,35 @@ pub fn produces_video(target: MediaKind, sources: &[MediaKind], options: &Proces
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn padded(head: &[u8]) -> Vec<u8> {
-        let mut bytes = head.to_vec();
-        bytes.resize(64, 0);
-        bytes
-    }
+    use crate::testing::padded;
 
     #[test]
     fn sniffs_audio_containers() {
         for head in [&b"RIFF\0\0\0\0WAVEfmt "[..], b"ID3\x04", b"\xFF\xFB\x90", b"fLaC", b"OggS", b"\0\0\0\x20ftypM4A "]
         {
-            assert_eq!(sniff(&padded(head)), Some(MediaKind::Audio), "{head:?}");
+            assert!(sniff(&padded(head)).is_some_and(MediaKind::is_audio), "{head:?}");
         }
     }
 
     #[test]
     fn sniffs_video_containers() {
         for head in [&b"\0\0\0\x20ftypisom"[..], b"\0\0\0\x14ftypqt  ", b"\x1A\x45\xDF\xA3", b"RIFF\0\0\0\0AVI LIST"] {
-            assert_eq!(sniff(&padded(head)), Some(MediaKind::Video), "{head:?}");
+            assert!(matches!(sniff(&padded(head)), Some(MediaKind::Video(_))), "{head:?}");
         }
+    }
+
+    #[test]
+    fn containers_come_from_names_then_magic() {
+        let mp4 = padded(b"\0\0\0\x20ftypisom");
+        assert_eq!(sniff_named(&mp4, Some("a.webm")), Some(MediaKind::Video(Container::Webm)));
+        assert_eq!(sniff_named(&mp4, Some("clip.MOV")), Some(MediaKind::Video(Container::Mov)));
+        assert_eq!(sniff(&padded(b"\0\0\0\x14ftypqt  ")), Some(MediaKind::Video(Container::Mov)));
+        assert_eq!(sniff(&padded(b"\x1A\x45\xDF\xA3\x42\x82\x84webm")), Some(MediaKind::Video(Container::Webm)));
+        assert_eq!(sniff(&padded(b"\x1A\x45\xDF\xA3")), Some(MediaKind::Video(Container::Mkv)));
+        assert_eq!(sniff_named(b"FLV\x01", Some("x.flv")), Some(MediaKind::Video(Container::Flv)));
+        assert_eq!(Container::Flv.for_output(), Container::Mp4);
+        assert_eq!(sniff(&padded(b"RIFF\0\0\0\0WAVEfmt ")).map(MediaKind::extension), Some("wav"));
+        assert_eq!(sniff(&mp4).map(MediaKind::extension), Some("mp4"));
     }
 
     #[test]
@@ -115,12 +261,13 @@ mod tests {
     #[test]
     fn only_lip_sync_with_audio_turns_an_image_into_a_video() {
         let image = MediaKind::Image(ImageFormat::Png);
+        let (video, audio) = (MediaKind::Video(Container::Mp4), MediaKind::Audio(AudioFormat::Wav));
         let mut options = ProcessOptions::default();
-        assert!(produces_video(MediaKind::Video, &[image], &options, false));
-        assert!(!produces_video(image, &[MediaKind::Audio], &options, false));
-        options.processors = vec!["lip_syncer".into()];
-        assert!(produces_video(image, &[MediaKind::Audio], &options, false));
-        assert!(!produces_video(image, &[MediaKind::Audio], &options, true));
+        assert!(produces_video(video, &[image], &options, false));
+        assert!(!produces_video(image, &[audio], &options, false));
+        options.processors = vec![Processor::LipSyncer];
+        assert!(produces_video(image, &[audio], &options, false));
+        assert!(!produces_video(image, &[audio], &options, true));
         assert!(!produces_video(image, &[image], &options, false));
     }
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::error::{PipelineError, Result};
+use crate::processor::Processor;
 
 /// How an option's value is written and checked.
 #[derive(Clone, Debug, Serialize)]
@@ -59,14 +60,12 @@ pub struct OptionSpec {
     pub help: &'static str,
 }
 
+/// The names of [`Processor::ALL`], for the option table's choices.
 pub const PROCESSORS: &[&str] = &["face_debugger", "face_enhancer", "face_swapper", "frame_enhancer", "lip_syncer"];
 
 /// Processors FaceFusion 3.5.3 has that this engine does not run yet: named so the error can say so.
 pub const PLANNED_PROCESSORS: &[&str] =
     &["age_modifier", "background_remover", "deep_swapper", "expression_restorer", "face_editor", "frame_colorizer"];
-
-/// The processors that work on faces (and so need face analysis); the others work on whole frames.
-pub const FACE_PROCESSORS: &[&str] = &["face_debugger", "face_enhancer", "face_swapper", "lip_syncer"];
 
 pub const FACE_ENHANCER_MODELS: &[&str] = &[
     "codeformer",
@@ -663,7 +662,8 @@ pub struct VideoOutputOptions {
 /// Validated, typed options for one run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProcessOptions {
-    pub processors: Vec<String>,
+    /// In the order they run; validated, so only processors this engine has.
+    pub processors: Vec<Processor>,
     pub detector: DetectorOptions,
     pub landmarker: LandmarkerOptions,
     pub selector: SelectorOptions,
@@ -683,6 +683,16 @@ impl Default for ProcessOptions {
 }
 
 impl ProcessOptions {
+    /// Whether `processor` is among the processors to run.
+    pub fn uses(&self, processor: Processor) -> bool {
+        self.processors.contains(&processor)
+    }
+
+    /// Whether any processor to run works on faces (and so needs face analysis).
+    pub fn uses_faces(&self) -> bool {
+        self.processors.iter().any(|processor| processor.works_on_faces())
+    }
+
     /// From (name, values) pairs; names in FaceFusion's snake_case or kebab-case form. An option given
     /// twice keeps its last value, as argparse does.
     pub fn from_pairs(pairs: &[(String, Vec<String>)]) -> Result<Self> {
@@ -767,7 +777,8 @@ impl RawValues {
     }
 
     fn into_options(self) -> Result<ProcessOptions> {
-        let processors = self.list("processors");
+        let processors: Vec<Processor> =
+            self.list("processors").iter().filter_map(|name| Processor::from_name(name)).collect();
         if processors.is_empty() {
             return Err(PipelineError::invalid_option("processors", "at least one processor is required"));
         }
@@ -1050,6 +1061,8 @@ mod tests {
     fn defaults_match_facefusion() {
         let options = ProcessOptions::default();
         assert_eq!(options.processors, ["face_swapper"]);
+        let names: Vec<&str> = Processor::ALL.iter().map(|processor| processor.name()).collect();
+        assert_eq!(names, PROCESSORS, "the option's choices are the processors");
         assert_eq!(options.detector.model, DetectorModel::YoloFace);
         assert_eq!(options.detector.size, 640);
         assert_eq!(options.detector.score, 0.5);

@@ -5,6 +5,13 @@ use std::path::{Path, PathBuf};
 
 use crate::raster::{Frame, Mask, Raster};
 
+/// A file's first bytes, padded with zeros to the 64 a sniffer looks at.
+pub fn padded(head: &[u8]) -> Vec<u8> {
+    let mut bytes = head.to_vec();
+    bytes.resize(64, 0);
+    bytes
+}
+
 /// `FF_TEST_ASSETS`, default `../shared/assets` beside the repository.
 pub fn assets_dir() -> PathBuf {
     match std::env::var_os("FF_TEST_ASSETS") {
@@ -237,6 +244,7 @@ pub fn run_video_benchmark(title: &str, sources: &[&str], target: &str, pairs: &
         options: crate::options::ProcessOptions::from_pairs(&pairs).expect("valid options"),
         parallelism: Some(crate::video::Parallelism { workers, max_in_flight: workers * 2 + 1 }),
         timeout: Duration::from_secs(3600),
+        probe: None,
         max_duration: None,
     };
 

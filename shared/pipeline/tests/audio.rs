@@ -45,7 +45,7 @@ fn read_npy_i16(path: &Path) -> (Vec<i16>, Vec<usize>) {
 
 fn media_code(error: &PipelineError) -> Option<&'static str> {
     match error {
-        PipelineError::Media { code, .. } => Some(code),
+        PipelineError::Media { kind, .. } => Some(kind.code()),
         _ => None,
     }
 }

@@ -389,6 +389,7 @@ fn an_nsfw_video_is_rejected_after_judging_one_frame_a_second() {
         options: options(&[("processors", "face_enhancer"), ("trim_frame_start", "10"), ("trim_frame_end", "70")]),
         parallelism: None,
         timeout: std::time::Duration::from_secs(300),
+        probe: None,
         max_duration: None,
     };
     let run = || engine.process_video(request(), |_| {}, &std::sync::atomic::AtomicBool::new(false));

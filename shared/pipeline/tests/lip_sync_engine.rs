@@ -52,6 +52,7 @@ fn request(sources: &[&Path], target: &Path, output: &Path, options: ProcessOpti
         options,
         parallelism: Some(Parallelism { workers: 2, max_in_flight: 4 }),
         timeout: Duration::from_secs(900),
+        probe: None,
         max_duration: None,
     }
 }

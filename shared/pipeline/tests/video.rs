@@ -86,7 +86,7 @@ fn decode_all(path: &Path, options: &ReadOptions) -> (VideoInfo, Vec<Frame>) {
 
 fn media_code(error: &PipelineError) -> Option<&'static str> {
     match error {
-        PipelineError::Media { code, .. } => Some(code),
+        PipelineError::Media { kind, .. } => Some(kind.code()),
         _ => None,
     }
 }
@@ -585,6 +585,7 @@ fn swap_with_engine(input: &Path, output: &Path) -> u64 {
         options: ProcessOptions::from_pairs(&pairs).unwrap(),
         parallelism: Some(PARALLEL),
         timeout: std::time::Duration::from_secs(600),
+        probe: None,
         max_duration: None,
     };
     let result = engine.process_video(request, |_| {}, &AtomicBool::new(false)).unwrap();

@@ -71,6 +71,7 @@ fn video_swap_matches_facefusion_golden() {
         options: ProcessOptions::from_pairs(&pairs).unwrap(),
         parallelism: Some(Parallelism { workers: 2, max_in_flight: 4 }),
         timeout: Duration::from_secs(900),
+        probe: None,
         max_duration: None,
     };
     let mut updates = Vec::new();
@@ -149,6 +150,7 @@ fn case_request(output: &Path, extra: &[(&str, &str)]) -> VideoRequest {
         options: ProcessOptions::from_pairs(&pairs).unwrap(),
         parallelism: Some(Parallelism { workers: 2, max_in_flight: 3 }),
         timeout: Duration::from_secs(900),
+        probe: None,
         max_duration: None,
     }
 }
@@ -170,7 +172,7 @@ fn cancelling_a_video_stops_it_and_leaves_nothing() {
         &cancel,
     );
     match result {
-        Err(PipelineError::Media { code, .. }) => assert_eq!(code, "cancelled"),
+        Err(PipelineError::Media { kind, .. }) => assert_eq!(kind.code(), "cancelled"),
         Err(other) => panic!("expected a cancellation, got {other}"),
         Ok(_) => panic!("expected a cancellation, the video finished"),
     }

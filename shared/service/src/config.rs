@@ -17,7 +17,7 @@ use ff_pipeline::EngineConfig;
 const MIB: usize = 1024 * 1024;
 
 /// Everything the HTTP service needs to know about its host.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ServiceConfig {
     /// FF_MODELS_DIR: models under their FaceFusion file names.
     pub models_dir: PathBuf,
@@ -55,8 +55,8 @@ pub struct ServiceConfig {
     pub workers: usize,
     /// FF_JOB_QUEUE_LENGTH: jobs waiting for a worker before new ones get 429.
     pub job_queue_length: usize,
-    /// FF_BATCH_OPTIONS: options for `inbox/` objects without a sidecar (see `crate::batch`).
-    pub batch_options: Option<crate::batch::BatchOptions>,
+    /// FF_BATCH_OPTIONS: options for `inbox/` objects without a sidecar (see the batch module).
+    pub batch_options: Option<crate::batch::options::BatchOptions>,
     /// FF_EVENTS_SECRET: bearer secret of POST /api/v1/events/s3; unset disables the endpoint.
     pub events_secret: Option<String>,
     /// FF_MAX_SYNC_VIDEO_SECS: the longest video (the part to process, after trimming) POST
@@ -266,8 +266,8 @@ fn parse_execution_providers(value: Option<String>) -> Result<Vec<String>, Confi
 }
 
 /// Checked like a sidecar, at start-up: a bad default would otherwise fail every upload.
-fn parse_batch_options(text: String) -> Result<crate::batch::BatchOptions, ConfigError> {
-    crate::batch::BatchOptions::parse(&text).map_err(|reason| ConfigError {
+fn parse_batch_options(text: String) -> Result<crate::batch::options::BatchOptions, ConfigError> {
+    crate::batch::options::BatchOptions::parse(&text).map_err(|reason| ConfigError {
         variable: "FF_BATCH_OPTIONS",
         value: text,
         expected: format!("a JSON object of FaceFusion options plus `sources` and `output_format` ({reason})"),

@@ -10,11 +10,8 @@ use axum::extract::multipart::{MultipartError, MultipartRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ff_pipeline::PipelineError;
+use ff_pipeline::{MediaFailure, PipelineError};
 
-use crate::jobs::store::StoreError;
-use crate::jobs::JobStatus;
-use crate::limiter::Busy;
 use crate::storage::StorageError;
 
 /// How long a client told `busy` should wait; about one image's processing time on a CPU.
@@ -57,21 +54,26 @@ pub enum ApiError {
     NotFound { method: String, path: String },
     #[error("method {method} is not allowed on {path}")]
     MethodNotAllowed { method: String, path: String },
-    /// ffmpeg missing, crashed or over its deadline: the pipeline's code (`ffmpeg_missing`,
-    /// `ffmpeg_failed`, `ffmpeg_timeout`, `processing_panicked`, `cancelled`) with the detail kept
-    /// for the log.
-    #[error("{}", media_message(.code))]
-    Media { code: &'static str, detail: String },
-    /// The lip syncer's audio source is unreadable, empty, without an audio stream (`audio_unreadable`,
-    /// `audio_empty`, `audio_no_stream`: 422) or longer than the limit (`audio_too_long`: 413).
+    /// ffmpeg missing, crashed or over its deadline, a frame that panicked, a cancelled run: the
+    /// server's side, with the detail kept for the log.
+    #[error("{}", media_message(*.kind))]
+    Media { kind: MediaFailure, detail: String },
+    /// The lip syncer's audio source is unreadable, empty, without an audio stream (422) or longer
+    /// than the limit (413).
     #[error("{message}")]
-    InvalidAudio { code: &'static str, message: String },
+    InvalidAudio { kind: MediaFailure, message: String },
     #[error("no job `{id}`")]
     JobNotFound { id: String },
-    #[error("job `{id}` is {}; its result exists once it is completed", .status.as_str())]
-    JobNotFinished { id: String, status: JobStatus },
-    #[error("job `{id}` {}; it has no result", if *.status == JobStatus::Failed { "failed" } else { "was cancelled" })]
-    NoResult { id: String, status: JobStatus },
+    /// A job's input object was deleted before the job ran.
+    #[error("{0}")]
+    InputMissing(String),
+    /// `status` is the job's (`queued` or `running`).
+    #[error("job `{id}` is {status}; its result exists once it is completed")]
+    JobNotFinished { id: String, status: &'static str },
+    #[error("job `{id}` failed; it has no result")]
+    JobFailed { id: String },
+    #[error("job `{id}` was cancelled; it has no result")]
+    JobCancelled { id: String },
     #[error("job `{id}` is being changed by someone else; retry")]
     Conflict { id: String },
     /// Storage failed; a back-end failure's detail (hosts, SDK errors) stays in the log.
@@ -102,18 +104,37 @@ pub(crate) fn storage_code(error: &StorageError) -> &'static str {
     }
 }
 
-fn media_message(code: &str) -> String {
-    match code {
-        "ffmpeg_timeout" => "the video processing did not finish within its time limit".into(),
-        "ffmpeg_missing" => "video processing is not available on this server (ffmpeg is missing)".into(),
-        "cancelled" => "the video processing was cancelled".into(),
-        other => format!("the video processing failed ({other})"),
+fn media_message(kind: MediaFailure) -> String {
+    match kind {
+        MediaFailure::FfmpegTimeout => "the video processing did not finish within its time limit".into(),
+        MediaFailure::FfmpegMissing => "video processing is not available on this server (ffmpeg is missing)".into(),
+        MediaFailure::Cancelled => "the video processing was cancelled".into(),
+        other => format!("the video processing failed ({})", other.code()),
     }
 }
 
 impl ApiError {
     pub fn internal(detail: impl Into<String>) -> Self {
         Self::Internal { detail: detail.into() }
+    }
+
+    /// What a server keeps for its log and out of the answer: the detail of a server-side failure.
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            Self::Internal { detail } | Self::Corrupt { detail } => Some(detail.clone()),
+            Self::ModelUnavailable { detail, .. }
+            | Self::RuntimeUnavailable { detail }
+            | Self::Media { detail, .. } => Some(detail.clone()),
+            Self::Storage(error @ (StorageError::Backend { .. } | StorageError::Timeout { .. })) => {
+                Some(error.to_string())
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether this is the cancellation a run's cancel flag asked for.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Self::Media { kind: MediaFailure::Cancelled, .. })
     }
 
     pub fn status(&self) -> StatusCode {
@@ -123,14 +144,15 @@ impl ApiError {
             Self::ImageTooLarge(_) | Self::PayloadTooLarge { .. } | Self::VideoTooLong(_) => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
-            Self::NoSourceFace(_) | Self::ContentRejected(_) | Self::InvalidMedia(_) => {
+            Self::NoSourceFace(_) | Self::ContentRejected(_) | Self::InvalidMedia(_) | Self::InputMissing(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            Self::Media { code: "ffmpeg_missing" | "ffmpeg_timeout" | "cancelled", .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Media {
+                kind: MediaFailure::FfmpegMissing | MediaFailure::FfmpegTimeout | MediaFailure::Cancelled,
+                ..
+            } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Media { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::InvalidAudio { code: "audio_too_long", .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::InvalidAudio { kind: MediaFailure::AudioTooLong, .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::InvalidAudio { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::ModelUnavailable { .. } | Self::RuntimeUnavailable { .. } | Self::Timeout { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -140,7 +162,10 @@ impl ApiError {
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::JobNotFound { .. } => StatusCode::NOT_FOUND,
-            Self::JobNotFinished { .. } | Self::NoResult { .. } | Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::JobNotFinished { .. }
+            | Self::JobFailed { .. }
+            | Self::JobCancelled { .. }
+            | Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Storage(error) => match error {
                 StorageError::NotFound { .. } => StatusCode::NOT_FOUND,
                 StorageError::PreconditionFailed { .. } => StatusCode::CONFLICT,
@@ -162,7 +187,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::VideoTooLong(_) => "video_too_long",
             Self::InvalidMedia(_) => "invalid_media",
-            Self::Media { code, .. } | Self::InvalidAudio { code, .. } => code,
+            Self::Media { kind, .. } | Self::InvalidAudio { kind, .. } => kind.code(),
             Self::NoSourceFace(_) => "no_source_face",
             Self::ContentRejected(_) => "content_rejected",
             Self::ModelUnavailable { .. } => "model_unavailable",
@@ -173,9 +198,10 @@ impl ApiError {
             Self::NotFound { .. } => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::JobNotFound { .. } => "job_not_found",
+            Self::InputMissing(_) => "input_missing",
             Self::JobNotFinished { .. } => "job_not_finished",
-            Self::NoResult { status: JobStatus::Failed, .. } => "job_failed",
-            Self::NoResult { .. } => "job_cancelled",
+            Self::JobFailed { .. } => "job_failed",
+            Self::JobCancelled { .. } => "job_cancelled",
             Self::Conflict { .. } => "conflict",
             Self::Storage(error) => storage_code(error),
             Self::Corrupt { .. } | Self::Internal { .. } => "internal",
@@ -243,13 +269,21 @@ impl From<PipelineError> for ApiError {
             | PipelineError::UnknownModel { .. }
             | PipelineError::ModelContract { .. }
             | PipelineError::Io { .. } => Self::internal(error.to_string()),
-            // ffmpeg missing, crashed or over its deadline, or a cancelled job: server-side, with the
-            // pipeline's code; an input that ffmpeg cannot read is UnsupportedMedia instead.
-            PipelineError::Media { code: "video_too_long", message } => Self::VideoTooLong(message),
-            PipelineError::Media { code, message } if code.starts_with("audio_") => {
-                Self::InvalidAudio { code, message }
-            }
-            PipelineError::Media { code, message } => Self::Media { code, detail: message },
+            PipelineError::Media { kind, message } => match kind {
+                MediaFailure::VideoTooLong => Self::VideoTooLong(message),
+                MediaFailure::AudioUnreadable
+                | MediaFailure::AudioEmpty
+                | MediaFailure::AudioNoStream
+                | MediaFailure::AudioTooLong => Self::InvalidAudio { kind, message },
+                // ffmpeg missing, crashed or over its deadline, or a cancelled run: the server's
+                // side; an input that ffmpeg cannot read is UnsupportedMedia instead.
+                MediaFailure::FfmpegMissing
+                | MediaFailure::FfmpegFailed
+                | MediaFailure::FfmpegTimeout
+                | MediaFailure::ProcessingPanicked
+                | MediaFailure::Cancelled
+                | MediaFailure::AudioMissing => Self::Media { kind, detail: message },
+            },
         }
     }
 }
@@ -257,22 +291,6 @@ impl From<PipelineError> for ApiError {
 impl From<StorageError> for ApiError {
     fn from(error: StorageError) -> Self {
         Self::Storage(error)
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Storage(error) => Self::Storage(error),
-            StoreError::Contended { id } => Self::Conflict { id },
-            StoreError::Corrupt { .. } => Self::Corrupt { detail: error.to_string() },
-        }
-    }
-}
-
-impl From<Busy> for ApiError {
-    fn from(_: Busy) -> Self {
-        Self::Busy
     }
 }
 
@@ -329,12 +347,12 @@ mod tests {
             (PipelineError::Runtime("boom".into()), StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             (PipelineError::UnknownModel { name: "x".into() }, StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             (
-                PipelineError::Media { code: "ffmpeg_timeout", message: "killed".into() },
+                PipelineError::media(MediaFailure::FfmpegTimeout, "killed"),
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ffmpeg_timeout",
             ),
             (
-                PipelineError::Media { code: "ffmpeg_failed", message: "exit 1".into() },
+                PipelineError::media(MediaFailure::FfmpegFailed, "exit 1"),
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "ffmpeg_failed",
             ),
@@ -363,7 +381,7 @@ mod tests {
         assert_eq!((long.status(), long.code()), (StatusCode::PAYLOAD_TOO_LARGE, "video_too_long"));
         let damaged = ApiError::InvalidMedia("no video stream".into());
         assert_eq!((damaged.status(), damaged.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_media"));
-        let failed = ApiError::from(PipelineError::Media { code: "ffmpeg_failed", message: "/secret/x: boom".into() });
+        let failed = ApiError::from(PipelineError::media(MediaFailure::FfmpegFailed, "/secret/x: boom"));
         assert!(!failed.to_string().contains("/secret"), "{failed}");
     }
 
@@ -415,14 +433,14 @@ mod tests {
         let id = "x".to_string();
         let not_found = ApiError::JobNotFound { id: id.clone() };
         assert_eq!((not_found.status(), not_found.code()), (StatusCode::NOT_FOUND, "job_not_found"));
-        let running = ApiError::JobNotFinished { id: id.clone(), status: JobStatus::Running };
+        let running = ApiError::JobNotFinished { id: id.clone(), status: "running" };
         assert_eq!((running.status(), running.code()), (StatusCode::CONFLICT, "job_not_finished"));
         assert!(running.to_string().contains("running"));
-        let failed = ApiError::NoResult { id: id.clone(), status: JobStatus::Failed };
+        let failed = ApiError::JobFailed { id: id.clone() };
         assert_eq!(failed.code(), "job_failed");
-        let cancelled = ApiError::NoResult { id: id.clone(), status: JobStatus::Cancelled };
+        let cancelled = ApiError::JobCancelled { id: id.clone() };
         assert_eq!((cancelled.status(), cancelled.code()), (StatusCode::CONFLICT, "job_cancelled"));
-        let contended = ApiError::from(StoreError::Contended { id });
+        let contended = ApiError::Conflict { id };
         assert_eq!((contended.status(), contended.code()), (StatusCode::CONFLICT, "conflict"));
     }
 

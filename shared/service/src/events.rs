@@ -5,18 +5,12 @@
 //! Both deliver at least once and sometimes late; `run_job` and `process_inbox_object` make
 //! repeats no-ops, so this module only has to route.
 
-use axum::extract::State;
-use axum::http::header::AUTHORIZATION;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::batch::{decode_s3_key, inbox_name, process_inbox_object, strip_key_prefix, BatchOutcome};
-use crate::error::ApiError;
-use crate::jobs::store::StoreError;
-use crate::jobs::{is_job_id, run_job, RunOutcome, JOBS_PREFIX};
+use crate::jobs::worker::{run_job, RunOutcome};
+use crate::jobs::{is_job_id, JOBS_PREFIX};
+use crate::run::Failure;
 use crate::state::AppState;
 
 /// What was done with one record.
@@ -65,40 +59,26 @@ pub async fn handle_object_event(
         return ignored(&decoded, format!("the key is outside FF_S3_PREFIX `{}`", config.s3_prefix));
     };
     if let Some(job_id) = job_record_id(key) {
-        return match run_job(state, job_id).await {
-            Ok(outcome) => Ok(RecordReport { key: key.to_string(), action: "job", outcome: describe_job(&outcome) }),
-            Err(error) if job_retry_can_help(&error) => {
-                Err(RecordError { key: key.to_string(), action: "job", detail: error.to_string() })
-            }
-            Err(error) => {
-                // A damaged record stays damaged however often it is read: report it, do not retry.
-                tracing::error!(%key, %error, "job record cannot be processed");
-                Ok(RecordReport { key: key.to_string(), action: "job", outcome: format!("error: {error}") })
-            }
-        };
+        let outcome = run_job(state, job_id).await.map(|outcome| describe_job(&outcome));
+        return report(key, "job", outcome);
     }
     if inbox_name(key).is_some() {
-        return match process_inbox_object(state, key).await {
-            Ok(outcome) => {
-                Ok(RecordReport { key: key.to_string(), action: "batch", outcome: describe_batch(&outcome) })
-            }
-            Err(error) if error.is_transient() => {
-                Err(RecordError { key: key.to_string(), action: "batch", detail: error.to_string() })
-            }
-            Err(error) => {
-                tracing::error!(%key, %error, "batch input cannot be processed");
-                Ok(RecordReport { key: key.to_string(), action: "batch", outcome: format!("error: {error}") })
-            }
-        };
+        let outcome = process_inbox_object(state, key).await.map(|outcome| describe_batch(&outcome));
+        return report(key, "batch", outcome);
     }
     ignored(key, "neither a job record (jobs/<id>.json) nor a batch input (inbox/<name>)".into())
 }
 
-fn job_retry_can_help(error: &StoreError) -> bool {
-    match error {
-        StoreError::Storage(error) => error.is_transient(),
-        StoreError::Contended { .. } => true,
-        StoreError::Corrupt { .. } => false,
+/// A record's report; a failure a redelivery can fix is the caller's to retry, any other (a
+/// damaged record stays damaged however often it is read) is reported and not retried.
+fn report(key: &str, action: &'static str, outcome: Result<String, Failure>) -> Result<RecordReport, RecordError> {
+    match outcome {
+        Ok(outcome) => Ok(RecordReport { key: key.to_string(), action, outcome }),
+        Err(Failure::Retry(error)) => Err(RecordError { key: key.to_string(), action, detail: error.to_string() }),
+        Err(Failure::Abort(error)) => {
+            tracing::error!(%key, %error, action, "S3 record cannot be processed");
+            Ok(RecordReport { key: key.to_string(), action, outcome: format!("error: {error}") })
+        }
     }
 }
 
@@ -128,88 +108,6 @@ pub fn job_record_id(key: &str) -> Option<&str> {
     is_job_id(id).then_some(id)
 }
 
-/// The parts of an S3 event record this service reads; AWS and MinIO records share them.
-#[derive(Debug, Deserialize)]
-struct WebhookEvent {
-    #[serde(rename = "Records", default)]
-    records: Vec<WebhookRecord>,
-}
-
-#[derive(Debug, Deserialize)]
-struct WebhookRecord {
-    #[serde(rename = "eventName", default)]
-    event_name: String,
-    s3: WebhookS3,
-}
-
-#[derive(Debug, Deserialize)]
-struct WebhookS3 {
-    #[serde(default)]
-    bucket: WebhookBucket,
-    object: WebhookObject,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct WebhookBucket {
-    #[serde(default)]
-    name: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct WebhookObject {
-    key: String,
-}
-
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/events/s3", post(webhook))
-}
-
-/// POST /api/v1/events/s3: a MinIO webhook target (or anything sending S3 event JSON). 202 with
-/// a report per record; 503 when a record failed in a way a redelivery can fix, which MinIO
-/// answers by delivering the event again.
-async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    // Unset secret: the endpoint does not exist, so an unconfigured server cannot be driven by it.
-    let Some(secret) = state.config().events_secret.as_deref() else {
-        return ApiError::NotFound { method: "POST".into(), path: "/api/v1/events/s3".into() }.into_response();
-    };
-    let presented = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    if !presented.is_some_and(|token| constant_time_eq(token.trim().as_bytes(), secret.as_bytes())) {
-        return ApiError::Unauthorized.into_response();
-    }
-    let event: WebhookEvent = match serde_json::from_slice(&body) {
-        Ok(event) => event,
-        Err(error) => return ApiError::BadRequest(format!("not an S3 event: {error}")).into_response(),
-    };
-    // Records are processed here, in the request, so they share the processing slots with
-    // /process: a burst of uploads waits for the CPU instead of oversubscribing it.
-    let admission = match state.limiter().try_admit() {
-        Ok(admission) => admission,
-        Err(busy) => return ApiError::from(busy).into_response(),
-    };
-    let _slot = admission.wait_for_slot().await;
-    let mut records = Vec::with_capacity(event.records.len());
-    let mut retry = false;
-    for record in &event.records {
-        let handled =
-            handle_object_event(&state, &record.event_name, &record.s3.bucket.name, &record.s3.object.key).await;
-        match handled {
-            Ok(report) => records.push(report),
-            Err(error) => {
-                tracing::error!(key = %error.key, detail = %error.detail, "S3 event record failed");
-                retry = true;
-                records.push(RecordReport { key: error.key, action: error.action, outcome: "error: retry".into() });
-            }
-        }
-    }
-    let status = if retry { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::ACCEPTED };
-    (status, Json(serde_json::json!({ "records": records }))).into_response()
-}
-
-/// Compares without stopping at the first difference, so timing does not reveal the secret.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,12 +119,5 @@ mod tests {
         assert_eq!(job_record_id(&format!("jobs/{id}/inputs/target.png")), None);
         assert_eq!(job_record_id("jobs/not-an-id.json"), None);
         assert_eq!(job_record_id(&format!("inbox/{id}.json")), None);
-    }
-
-    #[test]
-    fn secrets_compare_whole() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
     }
 }

@@ -1,4 +1,5 @@
-//! The `/api/v1/process` multipart form: its fields, read once and turned into a pipeline request.
+//! The multipart form of `/api/v1/process` and of job creation: its fields, read once and turned
+//! into a [`Submission`].
 //!
 //! Field names: `source` (repeatable file), `target` (file), `output_format`, and either FaceFusion
 //! options as individual fields (`face_swapper_model=inswapper_128`; list options repeated or
@@ -7,10 +8,11 @@
 //! `ProcessOptions`, the one place that knows them.
 
 use axum::extract::Multipart;
-use ff_pipeline::options::ProcessOptions;
+use ff_pipeline::media::{sniff, sniff_named, MediaKind};
 
+use crate::document::OptionsDocument;
 use crate::error::ApiError;
-use crate::media::{self, OutputFormat, Route};
+use crate::plan::Plan;
 
 /// The longest download name we derive from the target's file name.
 const MAX_STEM_CHARS: usize = 64;
@@ -33,22 +35,25 @@ pub struct ProcessForm {
     option_fields: Vec<(String, String)>,
 }
 
-/// A validated request plus the name the result is offered under.
-pub struct ProcessJob {
+/// A validated form: the files, the options document, and the name the result is offered under.
+#[derive(Debug)]
+pub struct Submission {
     /// Images (faces) or audio (speech for lip_syncer).
     pub sources: Vec<Vec<u8>>,
     /// An image or a video.
     pub target: Vec<u8>,
     pub target_name: Option<String>,
-    pub options: ProcessOptions,
-    pub output_format: Option<OutputFormat>,
+    /// What each file is, from its first bytes (the target's also from its name): sniffed once.
+    pub source_kinds: Vec<Option<MediaKind>>,
+    pub target_kind: Option<MediaKind>,
+    pub document: OptionsDocument,
     pub download_stem: String,
 }
 
-impl ProcessJob {
-    /// Image or video processing, from what the files are (see `media::route`).
-    pub fn route(&self) -> Result<Route, ApiError> {
-        media::route(&self.sources, &self.target, self.target_name.as_deref(), &self.options, self.output_format)
+impl Submission {
+    /// Image or video processing, from what the files are.
+    pub fn plan(&self) -> Result<Plan, ApiError> {
+        Plan::decide(&self.source_kinds, self.target_kind, &self.document.options, self.document.output_format)
     }
 }
 
@@ -89,20 +94,21 @@ impl ProcessForm {
         Ok(())
     }
 
-    /// Validates everything the form says and builds the pipeline request.
-    pub fn into_job(self) -> Result<ProcessJob, ApiError> {
+    /// Validates everything the form says.
+    pub fn into_submission(self) -> Result<Submission, ApiError> {
         let Some(target) = self.target else {
             return Err(ApiError::BadRequest("missing `target` file".into()));
         };
-        let output_format = self.output_format.as_deref().map(OutputFormat::parse).transpose()?;
-        let options = parse_options(self.options_json.as_deref(), self.option_fields)?;
-        Ok(ProcessJob {
+        let document =
+            options_document(self.options_json.as_deref(), self.option_fields, self.output_format.as_deref())?;
+        Ok(Submission {
             download_stem: download_stem(target.file_name.as_deref()),
+            source_kinds: self.sources.iter().map(|bytes| sniff(bytes)).collect(),
+            target_kind: sniff_named(&target.bytes, target.file_name.as_deref()),
             sources: self.sources,
             target: target.bytes,
             target_name: target.file_name,
-            options,
-            output_format,
+            document,
         })
     }
 }
@@ -121,7 +127,11 @@ fn into_text(name: &str, bytes: Vec<u8>) -> Result<String, ApiError> {
 
 /// Options come either as one JSON object or as fields, never both: merging the two would
 /// make it unclear which one wins.
-fn parse_options(json: Option<&str>, fields: Vec<(String, String)>) -> Result<ProcessOptions, ApiError> {
+fn options_document(
+    json: Option<&str>,
+    fields: Vec<(String, String)>,
+    output_format: Option<&str>,
+) -> Result<OptionsDocument, ApiError> {
     match json {
         Some(_) if !fields.is_empty() => Err(ApiError::BadRequest(format!(
             "give options either as form fields or as one `options` JSON field, not both (got `options` and `{}`)",
@@ -130,25 +140,10 @@ fn parse_options(json: Option<&str>, fields: Vec<(String, String)>) -> Result<Pr
         Some(text) => {
             let value: serde_json::Value = serde_json::from_str(text)
                 .map_err(|e| ApiError::BadRequest(format!("field `options` is not valid JSON: {e}")))?;
-            Ok(ProcessOptions::from_json(&value)?)
+            OptionsDocument::from_json(value, output_format)
         }
-        None => Ok(ProcessOptions::from_pairs(&group_option_fields(fields))?),
+        None => OptionsDocument::from_fields(fields, output_format),
     }
-}
-
-/// One (name, values) pair per option, in first-seen order. Repeated fields append, and each
-/// value is split on whitespace, so `processors=face_swapper face_enhancer` and two `processors`
-/// fields mean the same.
-pub fn group_option_fields(fields: Vec<(String, String)>) -> Vec<(String, Vec<String>)> {
-    let mut pairs: Vec<(String, Vec<String>)> = Vec::new();
-    for (name, value) in fields {
-        let values = value.split_whitespace().map(str::to_owned);
-        match pairs.iter_mut().find(|(known, _)| *known == name) {
-            Some((_, existing)) => existing.extend(values),
-            None => pairs.push((name, values.collect())),
-        }
-    }
-    pairs
 }
 
 /// The target's file name without directory or extension, reduced to characters that are safe
@@ -191,25 +186,6 @@ mod tests {
     }
 
     #[test]
-    fn repeated_and_space_separated_values_group_under_one_name() {
-        let grouped = group_option_fields(vec![
-            ("processors".into(), "face_swapper face_enhancer".into()),
-            ("face_swapper_model".into(), "inswapper_128".into()),
-            ("processors".into(), "frame_enhancer".into()),
-        ]);
-        assert_eq!(
-            grouped,
-            vec![
-                (
-                    "processors".to_string(),
-                    vec!["face_swapper".into(), "face_enhancer".into(), "frame_enhancer".into()]
-                ),
-                ("face_swapper_model".to_string(), vec!["inswapper_128".into()]),
-            ]
-        );
-    }
-
-    #[test]
     fn sources_accumulate_and_the_target_keeps_its_name() {
         let source = (Some("source".into()), Some("a.png".into()), vec![9]);
         let form = form(vec![source.clone(), source, target()]).unwrap();
@@ -244,12 +220,13 @@ mod tests {
 
     #[test]
     fn a_missing_target_is_reported_before_options_are_parsed() {
-        let error = form(vec![text("face_swapper_model", "inswapper_128")]).unwrap().into_job().err().unwrap();
+        let error = form(vec![text("face_swapper_model", "inswapper_128")]).unwrap().into_submission().err().unwrap();
         assert_eq!(error.to_string(), "missing `target` file");
     }
 
     #[test]
     fn output_format_accepts_the_documented_names_only() {
+        use crate::format::OutputFormat;
         for name in ["jpg", "jpeg", "PNG", "webp", "bmp", "mp4", "mov", "webm"] {
             assert!(OutputFormat::parse(name).is_ok(), "{name}");
         }
@@ -261,13 +238,13 @@ mod tests {
     #[test]
     fn options_json_and_option_fields_together_are_rejected() {
         let fields = vec![("face_swapper_model".to_string(), "inswapper_128".to_string())];
-        let error = parse_options(Some("{}"), fields).unwrap_err();
+        let error = options_document(Some("{}"), fields, None).unwrap_err();
         assert_eq!(error.code(), "bad_request");
     }
 
     #[test]
     fn malformed_options_json_is_a_bad_request() {
-        let error = parse_options(Some("{not json"), Vec::new()).unwrap_err();
+        let error = options_document(Some("{not json"), Vec::new(), None).unwrap_err();
         assert!(error.to_string().starts_with("field `options` is not valid JSON"));
     }
 

@@ -1,29 +1,43 @@
 //! The /api/v1 HTTP API over the FaceFusion pipeline.
 //!
-//! `router(state)` builds the whole API in one place; `serve` runs it on a listener. The domain work
-//! lives in `ff_pipeline`: this crate only moves bytes in and out, limits how much runs at once and
-//! turns failures into stable JSON errors.
+//! Read it top-down:
+//!
+//! * [`http`]: the handlers, one router per concern, composed under the same layers for `ff serve`
+//!   and for each Lambda function. They only say where inputs come from and where results go.
+//! * [`run`]: the one processing path every entry point shares: a typed run in ([`plan`],
+//!   [`workspace`], [`probe`]), a typed product or [`run::Failure`] out.
+//! * [`jobs`], [`batch`], [`events`]: durable jobs, `inbox/` batch processing, and the S3 events
+//!   that drive both on Lambda and behind MinIO.
+//! * At the bottom, knowing nothing of the above: [`config`], [`storage`], [`error`], [`format`],
+//!   [`document`], [`limiter`].
+//!
+//! The domain work lives in `ff_pipeline`: this crate moves bytes in and out, limits how much runs
+//! at once and turns failures into stable JSON errors.
 
-mod admin;
 pub mod batch;
 pub mod config;
+pub mod document;
 pub mod error;
 pub mod events;
 pub mod form;
+pub mod format;
+pub mod http;
 pub mod jobs;
 pub mod limiter;
-pub mod media;
-mod routes;
+pub mod plan;
+pub mod probe;
+pub mod run;
 mod state;
 pub mod storage;
+pub mod workspace;
 
 use std::future::Future;
 
 pub use config::{ConfigError, ServiceConfig};
 pub use error::ApiError;
+pub use http::{router, X_FACES_PROCESSED, X_FRAMES_PROCESSED};
 pub use limiter::ConcurrencyLimiter;
-pub use routes::{router, X_FACES_PROCESSED, X_FRAMES_PROCESSED};
-pub use state::AppState;
+pub use state::{storage_from_config, AppState};
 
 /// Serves the API on `listener`, with the FF_WORKERS job workers, until `shutdown` completes; then
 /// lets in-flight requests finish and gives running jobs 30 s (later ones are recovered at start).

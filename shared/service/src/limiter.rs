@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::error::ApiError;
+
 #[derive(Clone, Debug)]
 pub struct ConcurrencyLimiter {
     /// `slots + queue` permits: how many requests may be in the building at once.
@@ -64,6 +66,12 @@ impl Admission {
             Ok(slot) => ProcessingSlot { _place: self.place, _slot: slot },
             Err(_) => unreachable!("the processing semaphore is never closed"),
         }
+    }
+}
+
+impl From<Busy> for ApiError {
+    fn from(_: Busy) -> Self {
+        Self::Busy
     }
 }
 

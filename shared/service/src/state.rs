@@ -6,9 +6,10 @@ use std::sync::Arc;
 use ff_pipeline::{Engine, PipelineError};
 
 use crate::config::ServiceConfig;
-use crate::jobs::{JobCancels, JobQueue};
+use crate::jobs::cancel::JobCancels;
+use crate::jobs::queue::JobQueue;
 use crate::limiter::ConcurrencyLimiter;
-use crate::storage::Storage;
+use crate::storage::{FsStorage, S3Settings, S3Storage, Storage, DEFAULT_CALL_TIMEOUT};
 
 /// Cheap to clone: everything inside is shared.
 #[derive(Clone)]
@@ -34,7 +35,7 @@ impl AppState {
     /// Serves an engine built elsewhere (tests, or a host that shares one engine).
     pub fn with_engine(engine: Arc<Engine>, config: ServiceConfig) -> Self {
         let limiter = ConcurrencyLimiter::new(config.max_concurrent_requests, config.max_queued_requests);
-        let storage = crate::storage::from_config(&config);
+        let storage = storage_from_config(&config);
         let job_queue = JobQueue::new(config.job_queue_length, config.workers > 0);
         Self { engine, config: Arc::new(config), limiter, storage, job_queue, job_cancels: JobCancels::default() }
     }
@@ -67,5 +68,22 @@ impl AppState {
 
     pub fn job_cancels(&self) -> &JobCancels {
         &self.job_cancels
+    }
+}
+
+/// Where the service keeps its objects, as the settings say: S3 when a bucket is named, else the
+/// directory `FF_DATA_DIR`. Nothing is created or contacted until the first call.
+pub fn storage_from_config(config: &ServiceConfig) -> Arc<dyn Storage> {
+    match &config.s3_bucket {
+        Some(bucket) => Arc::new(S3Storage::new(S3Settings {
+            bucket: bucket.clone(),
+            prefix: config.s3_prefix.clone(),
+            endpoint: config.s3_endpoint.clone(),
+            force_path_style: config.s3_force_path_style,
+            region: None,
+            static_credentials: None,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+        })),
+        None => Arc::new(FsStorage::new(&config.data_dir)),
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::VOICE_SAMPLE_RATE;
-use crate::error::{PipelineError, Result};
+use crate::error::{MediaFailure, PipelineError, Result};
 use crate::video::{media_error, Supervised, Toolchain};
 
 /// 48 kHz interleaved stereo i16, as FaceFusion's ffmpeg decode (§9.1) gives it.
@@ -51,8 +51,9 @@ pub fn decode_audio(toolchain: &Toolchain, path: &Path, max_duration: Duration, 
     }
     let mut child =
         Supervised::spawn("ffmpeg audio decoding", &toolchain.ffmpeg, &decode_args(path), false, true, timeout)?;
-    let mut stdout =
-        child.take_stdout().ok_or_else(|| media_error("ffmpeg_failed", "ffmpeg audio decoding: no stdout pipe"))?;
+    let mut stdout = child
+        .take_stdout()
+        .ok_or_else(|| media_error(MediaFailure::FfmpegFailed, "ffmpeg audio decoding: no stdout pipe"))?;
     let max_frames = (max_duration.as_secs_f64() * VOICE_SAMPLE_RATE as f64).floor() as usize;
 
     // Samples are converted as they arrive: no byte buffer of the whole stream is kept.
@@ -93,12 +94,15 @@ pub fn decode_audio(toolchain: &Toolchain, path: &Path, max_duration: Duration, 
 }
 
 fn empty(name: &str) -> PipelineError {
-    PipelineError::Media { code: "audio_empty", message: format!("the audio source `{name}` has no samples") }
+    PipelineError::Media {
+        kind: MediaFailure::AudioEmpty,
+        message: format!("the audio source `{name}` has no samples"),
+    }
 }
 
 fn too_long(name: &str, max_duration: Duration) -> PipelineError {
     PipelineError::Media {
-        code: "audio_too_long",
+        kind: MediaFailure::AudioTooLong,
         message: format!("the audio source `{name}` is longer than the {:.1} s limit", max_duration.as_secs_f64()),
     }
 }
@@ -108,12 +112,12 @@ fn unreadable(name: &str, stderr: &str) -> PipelineError {
     // ffmpeg 5-7: "Output file #0 does not contain any stream"; 7.1+: "... does not contain any stream".
     if stderr.contains("does not contain any stream") || stderr.contains("matches no streams") {
         return PipelineError::Media {
-            code: "audio_no_stream",
+            kind: MediaFailure::AudioNoStream,
             message: format!("the audio source `{name}` has no audio stream"),
         };
     }
     PipelineError::Media {
-        code: "audio_unreadable",
+        kind: MediaFailure::AudioUnreadable,
         message: format!("the audio source `{name}` could not be decoded: {last}"),
     }
 }
@@ -133,11 +137,11 @@ mod tests {
     #[test]
     fn stderr_with_no_stream_is_its_own_error() {
         let no_stream = unreadable("v.mp4", "Output file #0 does not contain any stream\n");
-        assert!(matches!(no_stream, PipelineError::Media { code: "audio_no_stream", .. }));
+        assert!(matches!(no_stream, PipelineError::Media { kind: MediaFailure::AudioNoStream, .. }));
         let corrupt = unreadable("x.wav", "x.wav: Invalid data found when processing input\n");
         match corrupt {
-            PipelineError::Media { code, message } => {
-                assert_eq!(code, "audio_unreadable");
+            PipelineError::Media { kind, message } => {
+                assert_eq!(kind.code(), "audio_unreadable");
                 assert!(message.ends_with("Invalid data found when processing input"), "{message}");
             }
             other => panic!("{other:?}"),

@@ -42,7 +42,7 @@ impl FaceNeeds {
             || selector.race.is_some()
             || selector.age_start.is_some()
             || selector.age_end.is_some();
-        let swaps = options.processors.iter().any(|p| p == "face_swapper");
+        let swaps = options.uses(crate::processor::Processor::FaceSwapper);
         Self { embedding: selector.mode == SelectorMode::Reference || swaps, classification: filtered }
     }
 }

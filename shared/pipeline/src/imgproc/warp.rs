@@ -19,7 +19,7 @@
 //! Large warps are split into row bands over the available cores, as OpenCV's `parallel_for_`
 //! does; the result does not depend on the split.
 
-use crate::geometry::Affine;
+use crate::affine::Affine;
 use crate::raster::Raster;
 
 /// How samples outside the source image are produced.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::error::{PipelineError, Result};
+use crate::error::{MediaFailure, PipelineError, Result};
 
 /// How much of a child's stderr is kept: ffmpeg runs at `-loglevel error`, so the useful lines are the
 /// last few; a bounded tail keeps a chatty child from growing memory.
@@ -44,8 +44,8 @@ impl Toolchain {
 }
 
 /// A media failure that is not the input's fault (ffmpeg missing, crashed, timed out, cancelled).
-pub(crate) fn media_error(code: &'static str, message: impl Into<String>) -> PipelineError {
-    PipelineError::Media { code, message: message.into() }
+pub(crate) fn media_error(kind: MediaFailure, message: impl Into<String>) -> PipelineError {
+    PipelineError::media(kind, message)
 }
 
 struct Watch {
@@ -97,14 +97,17 @@ impl Supervised {
         let mut child = command.spawn().map_err(|error| {
             if error.kind() == std::io::ErrorKind::NotFound {
                 media_error(
-                    "ffmpeg_missing",
+                    MediaFailure::FfmpegMissing,
                     format!(
                         "`{}` was not found: install ffmpeg (apt-get install ffmpeg) or set FF_FFMPEG",
                         program.display()
                     ),
                 )
             } else {
-                media_error("ffmpeg_failed", format!("{label}: could not start `{}`: {error}", program.display()))
+                media_error(
+                    MediaFailure::FfmpegFailed,
+                    format!("{label}: could not start `{}`: {error}", program.display()),
+                )
             }
         })?;
         let stdin = child.stdin.take();
@@ -122,7 +125,9 @@ impl Supervised {
         let watchdog = std::thread::Builder::new()
             .name("ffmpeg-watchdog".into())
             .spawn(move || watchdog(&watched, deadline))
-            .map_err(|e| media_error("ffmpeg_failed", format!("{label}: could not start a watchdog: {e}")))?;
+            .map_err(|e| {
+                media_error(MediaFailure::FfmpegFailed, format!("{label}: could not start a watchdog: {e}"))
+            })?;
 
         let mut supervised = Self {
             label: label.to_string(),
@@ -153,7 +158,10 @@ impl Supervised {
             match reader {
                 Ok(handle) => supervised.stderr_reader = Some(handle),
                 Err(e) => {
-                    return Err(media_error("ffmpeg_failed", format!("{label}: could not start a stderr reader: {e}")))
+                    return Err(media_error(
+                        MediaFailure::FfmpegFailed,
+                        format!("{label}: could not start a stderr reader: {e}"),
+                    ))
                 }
             }
         }
@@ -195,7 +203,9 @@ impl Supervised {
             match polled {
                 Ok(Some(status)) => self.exited = Some(status),
                 Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-                Err(e) => return Err(media_error("ffmpeg_failed", format!("{}: wait failed: {e}", self.label))),
+                Err(e) => {
+                    return Err(media_error(MediaFailure::FfmpegFailed, format!("{}: wait failed: {e}", self.label)))
+                }
             }
         };
         self.stop_watchdog();
@@ -224,11 +234,11 @@ impl Supervised {
         }
         let stderr = self.stderr_text();
         let detail = if stderr.is_empty() { String::new() } else { format!(": {stderr}") };
-        media_error("ffmpeg_failed", format!("{} {what}{detail}", self.label))
+        media_error(MediaFailure::FfmpegFailed, format!("{} {what}{detail}", self.label))
     }
 
     fn timeout_error(&self) -> PipelineError {
-        media_error("ffmpeg_timeout", format!("{} was stopped after its time limit", self.label))
+        media_error(MediaFailure::FfmpegTimeout, format!("{} was stopped after its time limit", self.label))
     }
 
     fn stop_watchdog(&mut self) {
@@ -293,7 +303,7 @@ pub(crate) fn run_capture(
         let mut limited = stdout.take(limit as u64);
         limited
             .read_to_end(&mut output)
-            .map_err(|e| media_error("ffmpeg_failed", format!("{label}: reading its output failed: {e}")))?;
+            .map_err(|e| media_error(MediaFailure::FfmpegFailed, format!("{label}: reading its output failed: {e}")))?;
         // Anything past the limit is drained so the child is not blocked on a full pipe.
         let mut rest = limited.into_inner();
         let _ = std::io::copy(&mut rest, &mut std::io::sink());

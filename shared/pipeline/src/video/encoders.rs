@@ -5,7 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::command::{media_error, run_capture, Toolchain};
-use crate::error::{PipelineError, Result};
+use crate::error::{MediaFailure, PipelineError, Result};
 
 macro_rules! named_enum {
     ($(#[$meta:meta])* $name:ident, $option:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
@@ -245,7 +245,10 @@ impl Toolchain {
         let (status, stdout, stderr) =
             run_capture("ffmpeg -encoders", &self.ffmpeg, &args, Duration::from_secs(30), 1024 * 1024)?;
         if !status.success() {
-            return Err(media_error("ffmpeg_failed", format!("ffmpeg -encoders exited with {status}: {stderr}")));
+            return Err(media_error(
+                MediaFailure::FfmpegFailed,
+                format!("ffmpeg -encoders exited with {status}: {stderr}"),
+            ));
         }
         Ok(AvailableEncoders::parse(&String::from_utf8_lossy(&stdout)))
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::command::media_error;
 use super::reader::FrameReader;
 use super::writer::{EncodedVideo, FrameWriter};
-use crate::error::{PipelineError, Result};
+use crate::error::{MediaFailure, PipelineError, Result};
 use crate::raster::Frame;
 
 /// How often the collector looks at the cancel flag while no frame arrives.
@@ -119,7 +119,7 @@ impl FrameSource for StillFrames {
 
 /// The error for a cancelled run. Its code is `cancelled`, so callers can tell it from a failure.
 pub fn cancelled_error() -> PipelineError {
-    media_error("cancelled", "the video processing was cancelled")
+    media_error(MediaFailure::Cancelled, "the video processing was cancelled")
 }
 
 /// Decodes every frame of `reader`, runs `process(index, frame)` on `parallelism.workers` threads and
@@ -227,7 +227,10 @@ where
                         .map(|s| s.to_string())
                         .or_else(|| panic.downcast_ref::<String>().cloned())
                         .unwrap_or_default();
-                    Err(media_error("processing_panicked", format!("processing frame {index} panicked: {text}")))
+                    Err(media_error(
+                        MediaFailure::ProcessingPanicked,
+                        format!("processing frame {index} panicked: {text}"),
+                    ))
                 });
                 if done_tx.send((index, result)).is_err() {
                     return;
@@ -286,14 +289,15 @@ where
         drop(permit_tx);
         drop(done_rx);
         drop(pending);
-        let decoded =
-            decoder.join().unwrap_or_else(|_| Err(media_error("ffmpeg_failed", "the decoder thread panicked")));
+        let decoded = decoder
+            .join()
+            .unwrap_or_else(|_| Err(media_error(MediaFailure::FfmpegFailed, "the decoder thread panicked")));
         match (outcome, decoded) {
             (Err(error), _) => Err(error),
             // A decode error outranks the missing frames it caused.
             (Ok(()), Err(error)) => Err(error),
             (Ok(()), Ok(count)) if count != next as u64 => {
-                Err(media_error("ffmpeg_failed", format!("{count} frames were decoded but {next} encoded")))
+                Err(media_error(MediaFailure::FfmpegFailed, format!("{count} frames were decoded but {next} encoded")))
             }
             (Ok(()), Ok(_)) => Ok(()),
         }

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::command::{run_capture, Toolchain};
@@ -14,7 +15,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 const PROBE_OUTPUT_LIMIT: usize = 4 * 1024 * 1024;
 
 /// A frame rate as ffprobe states it (`2997/100`), plus its value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rational {
     pub num: u32,
     pub den: u32,
@@ -32,8 +33,9 @@ impl Rational {
     }
 }
 
-/// What the pipeline needs to know about a video before decoding it.
-#[derive(Clone, Debug, PartialEq)]
+/// What the pipeline needs to know about a video before decoding it. Serialisable, so a probe
+/// made once can travel with the work (a job record) instead of being made again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VideoInfo {
     /// Displayed size: ffmpeg applies the rotation metadata when decoding, so a 90°-rotated stream's
     /// sides are swapped here too.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::command::{py_float, Supervised, Toolchain};
 use super::probe::VideoInfo;
-use crate::error::{PipelineError, Result};
+use crate::error::{MediaFailure, PipelineError, Result};
 use crate::raster::Frame;
 
 /// What to decode. Field names follow FaceFusion's options.
@@ -83,9 +83,9 @@ impl FrameReader {
         let sample_every = options.sample_every.filter(|&every| every > 1);
         let args = decode_args(path, options.resolution, (start, end), fps, sample_every);
         let mut child = Supervised::spawn("ffmpeg decoding", &toolchain.ffmpeg, &args, false, true, options.timeout)?;
-        let stdout = child
-            .take_stdout()
-            .ok_or_else(|| super::command::media_error("ffmpeg_failed", "ffmpeg decoding: no stdout pipe"))?;
+        let stdout = child.take_stdout().ok_or_else(|| {
+            super::command::media_error(MediaFailure::FfmpegFailed, "ffmpeg decoding: no stdout pipe")
+        })?;
         // FaceFusion's predict_video_frame_total: the trimmed count rescaled by the fps change.
         // The epsilon keeps 60·29.97/29.97 from flooring to 59.
         let expected_frames = match sample_every {

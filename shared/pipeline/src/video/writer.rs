@@ -12,7 +12,7 @@ use super::encoders::{
     audio_quality_args, fix_audio_encoder, fix_video_encoder, pixel_format, video_preset_args, video_quality_args,
     AudioEncoder, VideoEncoder, VideoPreset, VIDEO_FORMATS,
 };
-use crate::error::{PipelineError, Result};
+use crate::error::{MediaFailure, PipelineError, Result};
 use crate::raster::Frame;
 
 /// Muxing audio copies the video stream, so it is quick; this bounds a stuck ffmpeg.
@@ -234,14 +234,14 @@ impl FrameWriter {
     /// Appends one BGR frame.
     pub fn write_frame(&mut self, frame: &Frame) -> Result<()> {
         if frame.channels != 3 || frame.data.len() != frame.width * frame.height * 3 || frame.width == 0 {
-            return Err(media_error("ffmpeg_failed", "the encoder takes 3-channel BGR frames"));
+            return Err(media_error(MediaFailure::FfmpegFailed, "the encoder takes 3-channel BGR frames"));
         }
         let size = (frame.width, frame.height);
         match self.frame_size {
             None => self.start(size)?,
             Some(expected) if expected != size => {
                 return Err(media_error(
-                    "ffmpeg_failed",
+                    MediaFailure::FfmpegFailed,
                     format!(
                         "frame {} is {}x{}, the video is {}x{}",
                         self.frames, size.0, size.1, expected.0, expected.1
@@ -255,7 +255,7 @@ impl FrameWriter {
         self.rgb.clear();
         self.rgb.extend(frame.data.chunks_exact(3).flat_map(|px| [px[2], px[1], px[0]]));
         let Some(stdin) = self.stdin.as_mut() else {
-            return Err(media_error("ffmpeg_failed", "the encoder is closed"));
+            return Err(media_error(MediaFailure::FfmpegFailed, "the encoder is closed"));
         };
         if let Err(e) = stdin.write_all(&self.rgb) {
             // A broken pipe means ffmpeg died; its stderr says why.
@@ -265,7 +265,7 @@ impl FrameWriter {
                     let _ = child.wait();
                     child.failure(&format!("stopped taking frames ({e})"))
                 }
-                None => media_error("ffmpeg_failed", format!("writing a frame failed: {e}")),
+                None => media_error(MediaFailure::FfmpegFailed, format!("writing a frame failed: {e}")),
             };
             return Err(error);
         }
@@ -287,7 +287,7 @@ impl FrameWriter {
     pub fn finish(mut self) -> Result<EncodedVideo> {
         self.stdin.take();
         let Some(mut child) = self.child.take() else {
-            return Err(media_error("ffmpeg_failed", "no frame was written, so there is no video"));
+            return Err(media_error(MediaFailure::FfmpegFailed, "no frame was written, so there is no video"));
         };
         child.wait_success()?;
         drop(child);
@@ -319,7 +319,9 @@ impl FrameWriter {
         // sound starts later than the trimmed range): say so rather than report the audio restored.
         let result = result.and_then(|()| match self.toolchain.probe(with_audio.path())?.has_audio {
             true => Ok(()),
-            false => Err(media_error("audio_missing", "the audio source has no sound in the processed range")),
+            false => {
+                Err(media_error(MediaFailure::AudioMissing, "the audio source has no sound in the processed range"))
+            }
         });
         match result {
             Ok(()) => {

@@ -16,17 +16,20 @@
 //! report. Ids are UUIDv7: they sort by creation time, so a listing of `jobs/` is oldest first.
 
 pub mod cancel;
-pub mod routes;
+pub mod create;
+pub mod queue;
 pub mod store;
 pub mod worker;
 
+use ff_pipeline::video::VideoInfo;
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 pub use cancel::JobCancels;
+pub use queue::JobQueue;
 pub use store::JobStore;
-pub use worker::{run_job, JobQueue, RunOutcome, Workers};
+pub use worker::{run_job, RunOutcome, Workers};
 
 /// Where job records and files live.
 pub const JOBS_PREFIX: &str = "jobs/";
@@ -117,6 +120,11 @@ pub struct Job {
     pub output_format: Option<String>,
     /// Key of the result, once completed.
     pub output: Option<String>,
+    /// An uploaded video target as probed when the job was created (size, frame rate, frame
+    /// count, duration), so the worker does not probe it again. `None` for images and for targets
+    /// named by a JSON job, which the worker probes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_video: Option<VideoInfo>,
     /// Incremented by every write, so no two versions of a record have the same bytes.
     pub revision: u64,
     /// The claim of the worker running it: a fresh id per attempt, so a worker that lost its
@@ -145,6 +153,7 @@ impl Job {
             options,
             output_format,
             output: None,
+            target_video: None,
             revision: 0,
             worker: None,
         }

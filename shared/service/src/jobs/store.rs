@@ -6,6 +6,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::{files_prefix, is_job_id, record_key, Job, JobStatus, JOBS_PREFIX};
+use crate::error::ApiError;
 use crate::storage::{ListRequest, Storage, StorageError, WriteCondition};
 
 /// A record is a few hundred bytes; anything much larger is not one of ours.
@@ -46,6 +47,16 @@ pub enum StoreError {
     Contended { id: String },
     #[error("job record `{key}` is not valid: {reason}")]
     Corrupt { key: String, reason: String },
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Storage(error) => Self::Storage(error),
+            StoreError::Contended { id } => Self::Conflict { id },
+            StoreError::Corrupt { .. } => Self::Corrupt { detail: error.to_string() },
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -192,4 +203,17 @@ fn encode(job: &Job) -> Result<Bytes, StoreError> {
 
 fn decode(key: &str, bytes: &[u8]) -> Result<Job, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { key: key.to_string(), reason: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::*;
+
+    #[test]
+    fn a_contended_record_is_a_conflict() {
+        let contended = ApiError::from(StoreError::Contended { id: "x".into() });
+        assert_eq!((contended.status(), contended.code()), (StatusCode::CONFLICT, "conflict"));
+    }
 }

@@ -5,24 +5,24 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ff_pipeline::options::ProcessOptions;
+use ff_pipeline::media::{sniff, sniff_named};
 use ff_pipeline::video::Progress;
-use ff_pipeline::ImageRequest;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::cancel::Registration;
 use super::store::{JobStore, StoreError, Update};
 use super::{files_prefix, Job, JobFailure, JobStatus, MAX_ATTEMPTS};
+use crate::document::OptionsDocument;
 use crate::error::{storage_code, ApiError};
 use crate::limiter::Busy;
-use crate::media::{
-    self, check_video, download, is_cancelled, read_head, CancelOnDrop, DurationLimit, OutputFormat, Route,
-    VideoWorkspace,
-};
+use crate::plan::Plan;
+use crate::probe::DurationLimit;
+use crate::run::{execute_on_cpu, CancelOnDrop, Failure, Product, Run, Target, VideoTarget};
 use crate::state::AppState;
-use crate::storage::{StorageError, WriteCondition};
+use crate::storage::{download_to_file, Storage, StorageError, WriteCondition};
+use crate::workspace::Workspace;
 
 /// The largest input object a job reads; uploads are already bounded by FF_MAX_UPLOAD_SIZE_MB,
 /// this bounds objects named by a JSON job.
@@ -69,13 +69,13 @@ pub enum RunOutcome {
 /// racing for it, only one write succeeds. Between steps the worker writes its progress the same
 /// way, which is also how it notices a cancellation: the write finds a record that is no longer
 /// its own. A video run also stops within one frame when DELETE in this process sets its flag in
-/// `AppState::job_cancels`. An error from storage is returned (retrying can help: see
-/// `StorageError::is_transient`); everything about the job itself ends in its record as `failed`
-/// with a stable code.
-pub async fn run_job(state: &AppState, job_id: &str) -> Result<RunOutcome, StoreError> {
+/// `AppState::job_cancels`. Everything about the job itself ends in its record as `failed` with a
+/// stable code; what comes back as a [`Failure`] is storage trouble (`Retry`: a later trigger can
+/// run it) or a record too damaged to write a failure into (`Abort`).
+pub async fn run_job(state: &AppState, job_id: &str) -> Result<RunOutcome, Failure> {
     let store = JobStore::new(Arc::clone(state.storage()));
     let claim = uuid::Uuid::new_v4().simple().to_string();
-    let job = match store.update(job_id, |job| decide_claim(job, &claim)).await? {
+    let job = match store.update(job_id, |job| decide_claim(job, &claim)).await.map_err(Failure::from)? {
         Update::Missing => return Ok(RunOutcome::Skipped { status: None }),
         Update::Unchanged(job) => return Ok(RunOutcome::Skipped { status: Some(job.status) }),
         Update::Written(job) if job.status == JobStatus::Failed => {
@@ -85,8 +85,8 @@ pub async fn run_job(state: &AppState, job_id: &str) -> Result<RunOutcome, Store
     };
     tracing::info!(job = %job.id, attempt = job.attempts, "job started");
     let cancel = state.job_cancels().register(&job.id);
-    let run = Run { store, state: state.clone(), id: job.id.clone(), claim, cancel };
-    let outcome = run.execute(&job).await;
+    let run = ClaimedRun { store, state: state.clone(), id: job.id.clone(), claim, cancel };
+    let outcome = run.execute(&job).await.map_err(Failure::from);
     match &outcome {
         Ok(outcome) => tracing::info!(job = %job_id, ?outcome, "job ended"),
         Err(error) => tracing::error!(job = %job_id, %error, "job interrupted by a storage failure"),
@@ -141,7 +141,7 @@ fn failure_code(job: &Job) -> String {
 }
 
 /// One claimed run of a job.
-struct Run {
+struct ClaimedRun {
     store: JobStore,
     state: AppState,
     id: String,
@@ -157,120 +157,72 @@ enum Step {
     Lost(Option<JobStatus>),
 }
 
-/// A job's inputs, read and routed.
-enum Prepared {
-    Image(ImageRequest),
-    Video { workspace: VideoWorkspace, sources: Vec<Vec<u8>>, options: ProcessOptions, container: &'static str },
-}
-
-impl Run {
+impl ClaimedRun {
     async fn execute(&self, job: &Job) -> Result<RunOutcome, StoreError> {
-        let prepared = match self.prepare(job).await {
-            Ok(prepared) => prepared,
-            Err(Prepare::Fail(failure)) => return self.fail(failure).await,
-            Err(Prepare::Storage(error)) => return self.fail_on_storage(error).await,
+        let run = match self.prepare(job).await {
+            Ok(run) => run,
+            Err(Failure::Abort(error)) => return self.fail(failure_of(error)).await,
+            Err(Failure::Retry(StoreError::Storage(error))) => return self.fail_on_storage(error).await,
+            Err(Failure::Retry(error)) => return Err(error),
         };
-        match prepared {
-            Prepared::Image(request) => self.run_image(request).await,
-            Prepared::Video { workspace, sources, options, container } => {
-                self.run_video(workspace, sources, options, container).await
-            }
-        }
-    }
-
-    async fn run_image(&self, request: ImageRequest) -> Result<RunOutcome, StoreError> {
-        if let Step::Lost(status) = self.progress(10).await? {
-            return self.stop(status, None).await;
-        }
-        let engine = Arc::clone(self.state.engine());
-        let processed = tokio::task::spawn_blocking(move || engine.process_image(request)).await;
-        let output = match processed {
-            Ok(Ok(output)) => output,
-            Ok(Err(error)) => return self.fail(failure_of(ApiError::from(error))).await,
-            Err(join_error) => {
-                let failure = failure_of(ApiError::internal(format!("the pipeline task failed: {join_error}")));
-                return self.fail(failure).await;
-            }
+        let frames_total = match &run.target {
+            Target::Image { .. } => None,
+            Target::Video(video) => Some(video.frames_total(&run.options).unwrap_or(0)),
         };
-        if let Step::Lost(status) = self.progress(90).await? {
-            return self.stop(status, None).await;
-        }
-        let key = format!("{}result.{}", files_prefix(&self.id), output.format.extension());
-        if let Err(error) = self.store.storage().put_bytes(&key, output.bytes.into(), WriteCondition::None).await {
-            return self.fail_on_storage(error).await;
-        }
-        self.complete(key).await
-    }
-
-    /// A video: probed against FF_MAX_JOB_VIDEO_SECS, processed on a blocking thread under
-    /// FF_VIDEO_TIMEOUT_SECS while this task writes its progress about once a second, then the
-    /// result streamed from disk to storage. The run directory goes when `workspace` is dropped,
-    /// whatever the outcome.
-    async fn run_video(
-        &self,
-        workspace: VideoWorkspace,
-        sources: Vec<Vec<u8>>,
-        options: ProcessOptions,
-        container: &'static str,
-    ) -> Result<RunOutcome, StoreError> {
-        let config = self.state.config();
-        let limit = DurationLimit::Job(config.max_job_video_seconds);
-        let checked = tokio::task::spawn_blocking(move || {
-            let checked = match workspace.target_is_video() {
-                true => check_video(workspace.target(), &options, limit).map(Some),
-                false => Ok(None),
-            };
-            (workspace, options, checked)
-        })
-        .await;
-        let (workspace, options, info) = match checked {
-            Ok((workspace, options, Ok(info))) => (workspace, options, info),
-            Ok((_, _, Err(error))) => return self.fail(failure_of(error)).await,
-            Err(join_error) => {
-                return self.fail(failure_of(ApiError::internal(format!("probing failed: {join_error}")))).await
-            }
-        };
-        let frames_total = info.and_then(|info| {
-            let video = &options.output.video;
-            info.trim_range(video.trim_frame_start, video.trim_frame_end).ok().map(|(start, end)| end - start)
-        });
-        let first = Progress {
+        let first = frames_total.map(|frames_total| Progress {
             frames_done: 0,
-            frames_total: frames_total.unwrap_or(0),
+            frames_total,
             fps: 0.0,
             elapsed: Duration::ZERO,
             eta: None,
+        });
+        let step = match &first {
+            Some(first) => self.video_progress(first, 10).await?,
+            None => self.progress(10).await?,
         };
-        if let Step::Lost(status) = self.video_progress(&first, 10).await? {
+        if let Step::Lost(status) = step {
             return self.stop(status, None).await;
         }
+        let (product, rate) = match self.process(run, first).await {
+            Ok(processed) => processed,
+            Err(error) if error.is_cancelled() => {
+                return match self.still_owned().await? {
+                    Step::Lost(status) => self.stop(status, None).await,
+                    Step::Owned => self.fail(failure_of(error)).await,
+                };
+            }
+            Err(error) => return self.fail(failure_of(error)).await,
+        };
+        self.deliver(product, rate).await
+    }
 
+    /// Runs the engine on the blocking pool while this task writes the progress about once a
+    /// second, which is also how a DELETE in another process is noticed. A video also stops within
+    /// one frame when DELETE in this process sets the job's flag.
+    /// Also answers the rate the frames came at, as last reported.
+    async fn process(&self, run: Run, first: Option<Progress>) -> Result<(Product, Option<f64>), ApiError> {
         let cancel = Arc::clone(self.cancel.flag());
         // Should this task be dropped (shutdown), the pipeline stops too.
         let _cancel_when_dropped = CancelOnDrop(Arc::clone(&cancel));
-        let (sender, mut receiver) = watch::channel::<Option<Progress>>(None);
         let engine = Arc::clone(self.state.engine());
-        let request = workspace.request(sources, options, config.video_timeout, limit);
-        let flag = Arc::clone(&cancel);
-        let mut task = tokio::task::spawn_blocking(move || {
-            let result = engine.process_video(
-                request,
-                |progress| {
-                    sender.send_replace(Some(progress));
-                },
-                &flag,
-            );
-            (workspace, result)
-        });
+        let Some(first) = first else {
+            // An image takes about a second: no progress to report, nothing to stop midway.
+            return Ok((execute_on_cpu(engine, run, |_| {}, cancel, ()).await?, None));
+        };
+        let (sender, mut receiver) = watch::channel::<Option<Progress>>(None);
+        let report = move |progress| {
+            sender.send_replace(Some(progress));
+        };
+        let mut task = std::pin::pin!(execute_on_cpu(engine, run, report, Arc::clone(&cancel), ()));
         let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
-        let joined = loop {
+        let product = loop {
             tokio::select! {
-                joined = &mut task => break joined,
+                product = &mut task => break product?,
                 _ = ticker.tick() => {
                     // A write when frames moved, else a read: either way the record is looked at
-                    // about once a second, which is how a DELETE in another process is noticed.
+                    // about once a second.
                     let step = match receiver.has_changed().unwrap_or(false) {
                         true => {
                             let progress = receiver.borrow_and_update().unwrap_or(first);
@@ -289,41 +241,45 @@ impl Run {
                 }
             }
         };
-        let (workspace, result) = match joined {
-            Ok(joined) => joined,
-            Err(join_error) => {
-                let failure = failure_of(ApiError::internal(format!("the pipeline task failed: {join_error}")));
-                return self.fail(failure).await;
-            }
-        };
-        let output = match result {
-            Ok(output) => output,
-            Err(error) if is_cancelled(&error) => {
-                drop(workspace);
-                return match self.still_owned().await? {
-                    Step::Lost(status) => self.stop(status, None).await,
-                    Step::Owned => self.fail(failure_of(ApiError::from(error))).await,
+        let rate = receiver.borrow().map(|progress| progress.fps);
+        Ok((product, rate))
+    }
+
+    /// Writes the result next to the job's inputs and completes the job.
+    async fn deliver(&self, product: Product, rate: Option<f64>) -> Result<RunOutcome, StoreError> {
+        let step = match &product {
+            Product::Image(_) => self.progress(90).await?,
+            Product::Video { output, .. } => {
+                // The frames really encoded, whatever the prediction said.
+                let last = Progress {
+                    frames_done: output.frames,
+                    frames_total: output.frames,
+                    fps: rate.unwrap_or(output.processing_fps),
+                    elapsed: output.elapsed,
+                    eta: Some(Duration::ZERO),
                 };
+                self.video_progress(&last, 90).await?
             }
-            Err(error) => return self.fail(failure_of(ApiError::from(error))).await,
         };
-        // The frames really encoded, whatever the prediction said.
-        let rate = receiver.borrow().map_or(output.processing_fps, |progress| progress.fps);
-        let last = Progress {
-            frames_done: output.frames,
-            frames_total: output.frames,
-            fps: rate,
-            elapsed: output.elapsed,
-            eta: Some(Duration::ZERO),
-        };
-        if let Step::Lost(status) = self.video_progress(&last, 90).await? {
+        if let Step::Lost(status) = step {
             return self.stop(status, None).await;
         }
-        let key = format!("{}result.{container}", files_prefix(&self.id));
-        if let Err(error) = self.store.storage().put_file(&key, workspace.output()).await {
+        let storage = self.store.storage();
+        let (key, stored) = match product {
+            Product::Image(output) => {
+                let key = format!("{}result.{}", files_prefix(&self.id), output.format.extension());
+                let stored = storage.put_bytes(&key, output.bytes.into(), WriteCondition::None).await.map(|_| ());
+                (key, stored)
+            }
+            Product::Video { workspace, .. } => {
+                let key = format!("{}result.{}", files_prefix(&self.id), workspace.container().extension());
+                let stored = storage.put_file(&key, workspace.output()).await.map(|_| ());
+                (key, stored)
+            }
+        };
+        if let Err(error) = stored {
             return self.fail_on_storage(error).await;
         }
-        drop(workspace);
         self.complete(key).await
     }
 
@@ -341,43 +297,40 @@ impl Run {
         }
     }
 
-    /// Reads the inputs and options and routes them. The target goes to a run directory first,
-    /// streamed: a video is never held in memory whole, and its kind is judged by its first bytes.
-    async fn prepare(&self, job: &Job) -> Result<Prepared, Prepare> {
-        let fail = |error: ApiError| Prepare::Fail(failure_of(error));
-        let options = ProcessOptions::from_json(&job.options).map_err(|e| fail(e.into()))?;
-        let output_format = job.output_format.as_deref().map(OutputFormat::parse).transpose().map_err(fail)?;
+    /// Reads the options document once, the sources into memory and the target into a run
+    /// directory (streamed: a video is never held in memory whole), then plans the run from what
+    /// the files are. A video target uploaded with the job was probed at creation; one named by a
+    /// JSON job is probed here.
+    async fn prepare(&self, job: &Job) -> Result<Run, Failure> {
+        let document = OptionsDocument::from_json(job.options.clone(), job.output_format.as_deref())?;
         let mut sources = Vec::with_capacity(job.inputs.sources.len());
         for key in &job.inputs.sources {
-            sources.push(self.read_input(key).await?);
+            sources.push(read_input(self.store.storage().as_ref(), key).await?);
         }
+        let config = self.state.config();
         let key = &job.inputs.target;
-        let mut workspace = VideoWorkspace::create(&self.state.config().temp_dir, "download", "out").map_err(fail)?;
-        match download(self.store.storage(), key, workspace.target(), MAX_INPUT_BYTES).await {
-            Ok(()) => {}
-            Err(error) => return Err(input_error(key, error)),
-        }
-        let head = read_head(workspace.target()).await.map_err(fail)?;
-        let name = key.rsplit('/').next();
-        match media::route(&sources, &head, name, &options, output_format).map_err(fail)? {
-            Route::Image { output_format } => {
-                let target = tokio::fs::read(workspace.target())
-                    .await
-                    .map_err(|e| fail(ApiError::internal(format!("reading the downloaded target failed: {e}"))))?;
-                Ok(Prepared::Image(ImageRequest { sources, target, options, output_format }))
+        let mut workspace = Workspace::for_download(&config.temp_dir)?;
+        download_to_file(self.store.storage().as_ref(), key, workspace.target(), MAX_INPUT_BYTES)
+            .await
+            .map_err(|error| input_error(key, error))?;
+        let head = workspace.target_head().await?;
+        let source_kinds: Vec<_> = sources.iter().map(|bytes| sniff(bytes)).collect();
+        let target_kind = sniff_named(&head, key.rsplit('/').next());
+        let options = document.options;
+        let target = match Plan::decide(&source_kinds, target_kind, &options, document.output_format)? {
+            Plan::Image { output_format } => Target::Image { bytes: workspace.read_target().await?, output_format },
+            Plan::Video { target, container } => {
+                workspace.rename(target, container)?;
+                let limit = DurationLimit::Job(config.max_job_video_seconds);
+                let timeout = config.video_timeout;
+                let video = match &job.target_video {
+                    Some(info) => VideoTarget::probed(workspace, info.clone(), &options, limit, timeout)?,
+                    None => VideoTarget::probe(workspace, target, &options, limit, timeout).await?,
+                };
+                Target::Video(video)
             }
-            Route::Video { target_extension, container } => {
-                workspace.rename(target_extension, container).map_err(fail)?;
-                Ok(Prepared::Video { workspace, sources, options, container })
-            }
-        }
-    }
-
-    async fn read_input(&self, key: &str) -> Result<Vec<u8>, Prepare> {
-        match self.store.storage().get_bytes(key, MAX_INPUT_BYTES).await {
-            Ok((bytes, _)) => Ok(bytes.into()),
-            Err(error) => Err(input_error(key, error)),
-        }
+        };
+        Ok(Run { sources, options, target })
     }
 
     /// Writes the next version of the record if it is still this run's.
@@ -459,84 +412,32 @@ impl Run {
     }
 }
 
-enum Prepare {
-    /// The job cannot run as given.
-    Fail(JobFailure),
-    Storage(StorageError),
-}
-
 /// 10 % when the frames start, 90 % when the last is encoded.
 fn video_percent(progress: &Progress) -> u8 {
     let done = progress.frames_done as f64 / progress.frames_total.max(1) as f64;
     (10.0 + 80.0 * done.clamp(0.0, 1.0)).round() as u8
 }
 
-fn input_error(key: &str, error: StorageError) -> Prepare {
+/// An input that cannot be read: gone or too large is the job's failure; the rest is storage's.
+fn input_error(key: &str, error: StorageError) -> Failure {
     match error {
-        StorageError::NotFound { .. } => Prepare::Fail(JobFailure {
-            code: "input_missing".into(),
-            message: format!("input `{key}` no longer exists"),
-        }),
-        StorageError::TooLarge { limit, .. } => Prepare::Fail(JobFailure {
-            code: "payload_too_large".into(),
-            message: format!("input `{key}` is larger than {limit} bytes"),
-        }),
-        error => Prepare::Storage(error),
+        StorageError::NotFound { .. } => {
+            Failure::Abort(ApiError::InputMissing(format!("input `{key}` no longer exists")))
+        }
+        too_large @ StorageError::TooLarge { .. } => Failure::Abort(ApiError::Storage(too_large)),
+        error => Failure::Retry(StoreError::Storage(error)),
+    }
+}
+
+async fn read_input(storage: &dyn Storage, key: &str) -> Result<Vec<u8>, Failure> {
+    match storage.get_bytes(key, MAX_INPUT_BYTES).await {
+        Ok((bytes, _)) => Ok(bytes.into()),
+        Err(error) => Err(input_error(key, error)),
     }
 }
 
 fn failure_of(error: ApiError) -> JobFailure {
     JobFailure { code: error.code().to_string(), message: error.to_string() }
-}
-
-/// Jobs waiting for an in-process worker: a bounded line of job ids.
-#[derive(Clone, Debug)]
-pub struct JobQueue {
-    sender: mpsc::Sender<String>,
-    receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<String>>>,
-    in_process: bool,
-}
-
-/// A reserved place in the queue, taken before a job's upload is read so that a client who
-/// would get 429 learns it before sending the files.
-#[derive(Debug)]
-pub struct QueuePlace(mpsc::OwnedPermit<String>);
-
-impl QueuePlace {
-    pub fn enqueue(self, job_id: String) {
-        self.0.send(job_id);
-    }
-}
-
-impl JobQueue {
-    /// `capacity` waiting jobs; `in_process` false when no worker of this process takes jobs
-    /// (FF_WORKERS=0: jobs run on storage events elsewhere), and then nothing is queued here.
-    pub fn new(capacity: usize, in_process: bool) -> Self {
-        let (sender, receiver) = mpsc::channel(capacity.max(1));
-        Self { sender, receiver: Arc::new(tokio::sync::Mutex::new(receiver)), in_process }
-    }
-
-    /// A place for a job about to be created; `Ok(None)` when jobs are not run in this process.
-    pub fn reserve(&self) -> Result<Option<QueuePlace>, Busy> {
-        if !self.in_process {
-            return Ok(None);
-        }
-        self.sender.clone().try_reserve_owned().map(|permit| Some(QueuePlace(permit))).map_err(|_| Busy)
-    }
-
-    /// Jobs waiting now.
-    pub fn depth(&self) -> usize {
-        self.sender.max_capacity() - self.sender.capacity()
-    }
-
-    /// Waits for room, then queues; for recovery, which must not drop jobs.
-    async fn push(&self, job_id: String) -> bool {
-        self.sender.send(job_id).await.is_ok()
-    }
-
-    async fn next(&self) -> Option<String> {
-        self.receiver.lock().await.recv().await
-    }
 }
 
 /// Finds what a previous run of the server left behind and returns the ids to queue: `queued`
@@ -712,23 +613,5 @@ mod tests {
         assert_eq!(failed.status, JobStatus::Failed);
         assert_eq!(failed.error.unwrap().code, "worker_lost");
         assert!(failed.finished_at.is_some());
-    }
-
-    #[tokio::test]
-    async fn a_full_queue_refuses_and_frees_a_place_when_one_is_taken() {
-        let queue = JobQueue::new(1, true);
-        let place = queue.reserve().unwrap().unwrap();
-        assert!(queue.reserve().is_err());
-        place.enqueue("a".into());
-        assert_eq!(queue.depth(), 1);
-        assert_eq!(queue.next().await.as_deref(), Some("a"));
-        assert!(queue.reserve().is_ok());
-    }
-
-    #[test]
-    fn without_in_process_workers_nothing_is_queued() {
-        let queue = JobQueue::new(1, false);
-        assert!(queue.reserve().unwrap().is_none());
-        assert!(queue.reserve().unwrap().is_none());
     }
 }

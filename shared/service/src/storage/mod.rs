@@ -11,13 +11,13 @@
 
 mod fs;
 mod s3;
-#[doc(hidden)]
+/// The S3 test server for tests; not in release builds.
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 use std::fmt;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -26,8 +26,6 @@ use futures_util::{Stream, StreamExt};
 
 pub use fs::FsStorage;
 pub use s3::{S3Settings, S3Storage};
-
-use crate::config::ServiceConfig;
 
 /// How long one storage call may take before it fails with `Timeout`. Generous because a part of a
 /// multipart upload is 8 MiB and slow links exist; a healthy S3 answers small calls in milliseconds.
@@ -186,21 +184,27 @@ pub trait Storage: Send + Sync + fmt::Debug {
     }
 }
 
-/// Where the service keeps its objects, as the settings say: S3 when a bucket is named, else the
-/// directory `FF_DATA_DIR`. Nothing is created or contacted until the first call.
-pub fn from_config(config: &ServiceConfig) -> Arc<dyn Storage> {
-    match &config.s3_bucket {
-        Some(bucket) => Arc::new(S3Storage::new(S3Settings {
-            bucket: bucket.clone(),
-            prefix: config.s3_prefix.clone(),
-            endpoint: config.s3_endpoint.clone(),
-            force_path_style: config.s3_force_path_style,
-            region: None,
-            static_credentials: None,
-            call_timeout: DEFAULT_CALL_TIMEOUT,
-        })),
-        None => Arc::new(FsStorage::new(&config.data_dir)),
+/// Streams `key` into the file at `path`, refusing more than `max_bytes`; the object is never held
+/// in memory whole.
+pub async fn download_to_file(storage: &dyn Storage, key: &str, path: &Path, max_bytes: u64) -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let body = storage.get(key).await?;
+    if body.meta.size > max_bytes {
+        return Err(StorageError::TooLarge { key: key.to_string(), limit: max_bytes });
     }
+    let local = |e: std::io::Error| StorageError::backend("download", key, format!("{}: {e}", path.display()));
+    let mut file = tokio::fs::File::create(path).await.map_err(local)?;
+    let mut stream = body.stream;
+    let mut written = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        written += chunk.len() as u64;
+        if written > max_bytes {
+            return Err(StorageError::TooLarge { key: key.to_string(), limit: max_bytes });
+        }
+        file.write_all(&chunk).await.map_err(local)?;
+    }
+    file.flush().await.map_err(local)
 }
 
 /// Checks that `key` names an object the same way on every backend and cannot leave the

@@ -16,22 +16,28 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use ff_pipeline::models::{catalogue, DownloadScope, ModelEntry, ModelStatus, ModelStore};
 use ff_pipeline::options::{
-    swapper_pixel_boosts, OptionKind, OptionSpec, Support, FACE_SWAPPER_MODELS, OPTIONS, PLANNED_PROCESSORS, PROCESSORS,
+    swapper_pixel_boosts, OptionKind, OptionSpec, Support, FACE_SWAPPER_MODELS, OPTIONS, PLANNED_PROCESSORS,
 };
+use ff_pipeline::processor::Processor;
 use ff_pipeline::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
+use crate::run::on_cpu;
 use crate::state::AppState;
 
-/// The routes of this module; `routes::router` merges them under its layers.
-pub fn routes() -> Router<AppState> {
+/// GET /api/v1/processors, GET /api/v1/models, POST /api/v1/models/download.
+pub fn models_router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/processors", get(processors))
         .route("/api/v1/models", get(list_models))
         .route("/api/v1/models/download", post(download_models))
-        .route("/api/v1/system", get(system))
+}
+
+/// GET /api/v1/system.
+pub fn system_router() -> Router<AppState> {
+    Router::new().route("/api/v1/system", get(system))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -44,7 +50,7 @@ async fn processors() -> Json<Value> {
 /// The processors FaceFusion 3.5.3 has, those this engine runs first, each with its model choices
 /// and options; options shared by every processor come once, under `common_options`.
 fn processors_document() -> Value {
-    let available = PROCESSORS.iter().map(|name| processor_entry(name, true));
+    let available = Processor::ALL.iter().map(|processor| processor_entry(processor.name(), true));
     let planned = PLANNED_PROCESSORS.iter().map(|name| processor_entry(name, false));
     let common: Vec<Value> = OPTIONS.iter().filter(|spec| spec.processor.is_none()).map(option_entry).collect();
     json!({
@@ -202,7 +208,7 @@ async fn list_models(
     let engine = Arc::clone(state.engine());
     // Checking a file the store has not verified before reads all of it for its CRC32: disk and
     // CPU work that must not stall the async workers.
-    let rows = blocking(move || {
+    let rows = on_cpu(move || {
         let store = engine.store();
         let mut rows = Vec::with_capacity(entries.len());
         for entry in entries {
@@ -255,7 +261,7 @@ async fn download_models(
     })?;
     let entries = resolve_names(&names)?;
     let engine = Arc::clone(state.engine());
-    let results = blocking(move || download_all(&engine, &entries)).await?;
+    let results = on_cpu(move || download_all(&engine, &entries)).await?;
     Ok(download_response(results))
 }
 
@@ -404,15 +410,6 @@ fn parse_meminfo(text: &str) -> Option<Memory> {
 /// is no limit ("max") or no cgroup v2 file.
 fn cgroup_memory_limit(path: &Path) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-// ---------------------------------------------------------------------------------------------
-
-/// Runs disk- or network-bound work on the blocking pool; a panic becomes a JSON 500.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|error| ApiError::internal(format!("blocking task failed: {error}")))
 }
 
 #[cfg(test)]

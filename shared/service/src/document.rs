@@ -1,0 +1,118 @@
+//! The options of one run as a document: the client's FaceFusion options exactly as given (what a
+//! job record keeps and a batch sidecar holds) together with the typed values parsed from them,
+//! once, where the document enters the service.
+
+use ff_pipeline::options::ProcessOptions;
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::format::OutputFormat;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptionsDocument {
+    /// As given: a JSON object of FaceFusion option names to values.
+    pub raw: Value,
+    /// The same, validated and typed.
+    pub options: ProcessOptions,
+    /// `None` keeps the target's format (a video's container).
+    pub output_format: Option<OutputFormat>,
+}
+
+impl OptionsDocument {
+    /// Options as one JSON object (`/process`'s `options` field, a JSON job, a sidecar, a record).
+    pub fn from_json(raw: Value, output_format: Option<&str>) -> Result<Self, ApiError> {
+        let options = ProcessOptions::from_json(&raw)?;
+        Ok(Self { raw, options, output_format: output_format.map(OutputFormat::parse).transpose()? })
+    }
+
+    /// Options as form fields in arrival order. Repeated fields append and each value is split on
+    /// whitespace, as on FaceFusion's command line, so `processors=face_swapper face_enhancer` and
+    /// two `processors` fields mean the same; the raw document keeps one value as a string and
+    /// several as an array.
+    pub fn from_fields(fields: Vec<(String, String)>, output_format: Option<&str>) -> Result<Self, ApiError> {
+        let pairs = group_option_fields(fields);
+        let options = ProcessOptions::from_pairs(&pairs)?;
+        let raw = options_object(pairs);
+        Ok(Self { raw, options, output_format: output_format.map(OutputFormat::parse).transpose()? })
+    }
+
+    /// The default options, as an empty document.
+    pub fn empty() -> Self {
+        Self { raw: Value::Object(Default::default()), options: ProcessOptions::default(), output_format: None }
+    }
+}
+
+/// One (name, values) pair per option, in first-seen order.
+pub fn group_option_fields(fields: Vec<(String, String)>) -> Vec<(String, Vec<String>)> {
+    let mut pairs: Vec<(String, Vec<String>)> = Vec::new();
+    for (name, value) in fields {
+        let values = value.split_whitespace().map(str::to_owned);
+        match pairs.iter_mut().find(|(known, _)| *known == name) {
+            Some((_, existing)) => existing.extend(values),
+            None => pairs.push((name, values.collect())),
+        }
+    }
+    pairs
+}
+
+/// Grouped fields as one JSON object: a single value as a string, several as an array.
+fn options_object(pairs: Vec<(String, Vec<String>)>) -> Value {
+    let mut object = serde_json::Map::new();
+    for (name, values) in pairs {
+        let value = match values.as_slice() {
+            [one] => Value::String(one.clone()),
+            many => Value::Array(many.iter().cloned().map(Value::String).collect()),
+        };
+        object.insert(name, value);
+    }
+    Value::Object(object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_and_space_separated_values_group_under_one_name() {
+        let grouped = group_option_fields(vec![
+            ("processors".into(), "face_swapper face_enhancer".into()),
+            ("face_swapper_model".into(), "inswapper_128".into()),
+            ("processors".into(), "frame_enhancer".into()),
+        ]);
+        assert_eq!(
+            grouped,
+            vec![
+                (
+                    "processors".to_string(),
+                    vec!["face_swapper".into(), "face_enhancer".into(), "frame_enhancer".into()]
+                ),
+                ("face_swapper_model".to_string(), vec!["inswapper_128".into()]),
+            ]
+        );
+    }
+
+    #[test]
+    fn option_fields_become_one_object_with_lists_for_repeats() {
+        let document = OptionsDocument::from_fields(
+            vec![("face_swapper_model".into(), "inswapper_128".into()), ("face_detector_margin".into(), "1 2".into())],
+            None,
+        )
+        .unwrap();
+        let object = document.raw;
+        assert_eq!(
+            object,
+            serde_json::json!({"face_swapper_model": "inswapper_128", "face_detector_margin": ["1", "2"]})
+        );
+        assert_eq!(ProcessOptions::from_json(&object).unwrap(), document.options);
+    }
+
+    #[test]
+    fn a_bad_output_format_or_option_is_refused() {
+        assert_eq!(
+            OptionsDocument::from_json(serde_json::json!({}), Some("gif")).unwrap_err().code(),
+            "invalid_option"
+        );
+        let error = OptionsDocument::from_json(serde_json::json!({"no_such_option": 1}), None).unwrap_err();
+        assert_eq!(error.code(), "invalid_option");
+    }
+}

@@ -1,0 +1,177 @@
+//! The HTTP face of the service: one router per concern ([`Endpoints`]), composed under the same
+//! layers into the whole API for `ff serve` ([`router`]) or into one Lambda function's API
+//! ([`app`]), so both answer with the same handlers, limits, timeout and errors.
+//!
+//! Layers, outermost first: tracing, panic → JSON 500, timeout → JSON 503, the body limit (a
+//! declared or streamed body over FF_MAX_UPLOAD_SIZE_MB → JSON 413).
+
+pub mod catalog;
+pub mod events;
+pub mod jobs;
+pub mod process;
+
+use std::any::Any;
+use std::time::Duration;
+
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{DefaultBodyLimit, OriginalUri, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{BoxError, Json, Router};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::error::ApiError;
+use crate::run::panic_message;
+use crate::state::AppState;
+
+pub use process::{X_FACES_PROCESSED, X_FRAMES_PROCESSED};
+
+const HEALTH: &str = "/api/v1/health";
+
+/// A group of routes that one deployment unit answers: `ff serve` answers all of them, each Lambda
+/// function one (see `template.yaml`). Every group also answers GET /api/v1/health.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoints {
+    /// POST /api/v1/process.
+    Process,
+    /// POST /api/v1/jobs.
+    JobCreate,
+    /// GET /api/v1/jobs, GET /api/v1/jobs/{id}.
+    JobStatus,
+    /// GET /api/v1/jobs/{id}/result.
+    JobResult,
+    /// DELETE /api/v1/jobs/{id}.
+    JobDelete,
+    /// GET /api/v1/processors, GET /api/v1/models, POST /api/v1/models/download.
+    Models,
+    /// GET /api/v1/system.
+    System,
+    /// POST /api/v1/events/s3 (a MinIO webhook; Lambda gets S3 events directly instead).
+    Events,
+}
+
+impl Endpoints {
+    pub const ALL: [Endpoints; 8] = [
+        Self::Process,
+        Self::JobCreate,
+        Self::JobStatus,
+        Self::JobResult,
+        Self::JobDelete,
+        Self::Models,
+        Self::System,
+        Self::Events,
+    ];
+
+    /// The group's handlers.
+    pub fn router(self) -> Router<AppState> {
+        match self {
+            Self::Process => process::router(),
+            Self::JobCreate => jobs::create_router(),
+            Self::JobStatus => jobs::status_router(),
+            Self::JobResult => jobs::result_router(),
+            Self::JobDelete => jobs::delete_router(),
+            Self::Models => catalog::models_router(),
+            Self::System => catalog::system_router(),
+            Self::Events => events::router(),
+        }
+    }
+
+    /// The (method, path) pairs the group answers besides health, in axum's path syntax: what a
+    /// deployment routes to it (function URLs, `template.yaml`).
+    pub fn routes(self) -> &'static [(Method, &'static str)] {
+        match self {
+            Self::Process => &[(Method::POST, "/api/v1/process")],
+            Self::JobCreate => &[(Method::POST, "/api/v1/jobs")],
+            Self::JobStatus => &[(Method::GET, "/api/v1/jobs"), (Method::GET, "/api/v1/jobs/{id}")],
+            Self::JobResult => &[(Method::GET, "/api/v1/jobs/{id}/result")],
+            Self::JobDelete => &[(Method::DELETE, "/api/v1/jobs/{id}")],
+            Self::Models => &[
+                (Method::GET, "/api/v1/models"),
+                (Method::POST, "/api/v1/models/download"),
+                (Method::GET, "/api/v1/processors"),
+            ],
+            Self::System => &[(Method::GET, "/api/v1/system")],
+            Self::Events => &[(Method::POST, "/api/v1/events/s3")],
+        }
+    }
+}
+
+/// The whole API, as `ff serve` answers it.
+pub fn router(state: AppState) -> Router {
+    app(&Endpoints::ALL, state)
+}
+
+/// An API of some groups of routes under the common layers; another path is a JSON 404, another
+/// method on a known path a JSON 405, as anywhere else.
+pub fn app(endpoints: &[Endpoints], state: AppState) -> Router {
+    let upload_limit = state.config().max_upload_bytes;
+    let timeout = state.config().request_timeout;
+    let routes = endpoints
+        .iter()
+        .fold(Router::new().route(HEALTH, get(health)), |routes, endpoints| routes.merge(endpoints.router()));
+    routes
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // One limit for every route: tower-http refuses a declared length over it at once and cuts
+        // a streamed body off there; axum's own per-extractor default would be a second limit.
+        .layer(RequestBodyLimitLayer::new(upload_limit))
+        .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::map_response_with_state(upload_limit, payload_too_large_as_json))
+        .layer(
+            ServiceBuilder::new()
+                .layer(
+                    // One span and one line per request at INFO: the access log of a server.
+                    TraceLayer::new_for_http()
+                        .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                )
+                .layer(CatchPanicLayer::custom(panic_response))
+                .layer(HandleErrorLayer::new(move |error: BoxError| async move { timeout_response(error, timeout) }))
+                .timeout(timeout),
+        )
+        .with_state(state)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+/// The body limit's own 413 (and an extractor's, for a body cut off while streaming) is plain
+/// text; every error here is JSON with a code.
+async fn payload_too_large_as_json(State(limit_bytes): State<usize>, response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        return ApiError::PayloadTooLarge { limit_bytes }.into_response();
+    }
+    response
+}
+
+async fn not_found(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
+    ApiError::NotFound { method: method.to_string(), path: uri.path().to_string() }
+}
+
+async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
+    ApiError::MethodNotAllowed { method: method.to_string(), path: uri.path().to_string() }
+}
+
+fn timeout_response(error: BoxError, limit: Duration) -> ApiError {
+    if error.is::<tower::timeout::error::Elapsed>() {
+        ApiError::Timeout { limit }
+    } else {
+        ApiError::internal(format!("middleware failed: {error}"))
+    }
+}
+
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    ApiError::internal(format!("handler panicked: {}", panic_message(&*panic))).into_response()
+}

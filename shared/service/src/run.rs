@@ -1,0 +1,263 @@
+//! The one processing path. `/process`, the job worker, the batch runner and `ff process` each say
+//! where the inputs come from and where the result goes; everything between (the plan, the
+//! workspace, the probe against the route's limit, the engine on the blocking pool, cancellation)
+//! is here, once.
+//!
+//! ```text
+//! inputs ──Plan::decide──▶ Image { bytes }              ──execute──▶ Product::Image
+//!                        └▶ Video { workspace, probe }   ──execute──▶ Product::Video { workspace }
+//! ```
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ff_pipeline::engine::{VideoOutput, VideoRequest};
+use ff_pipeline::image_io::ImageFormat;
+use ff_pipeline::media::MediaKind;
+use ff_pipeline::options::ProcessOptions;
+use ff_pipeline::video::{Progress, VideoInfo};
+use ff_pipeline::{Engine, ImageOutput, ImageRequest};
+
+use crate::error::ApiError;
+use crate::jobs::store::StoreError;
+use crate::probe::{check_duration, probe_video, DurationLimit};
+use crate::storage::StorageError;
+use crate::workspace::Workspace;
+
+/// One run's typed inputs.
+#[derive(Debug)]
+pub struct Run {
+    /// Images (faces) and audio (speech for lip_syncer).
+    pub sources: Vec<Vec<u8>>,
+    pub options: ProcessOptions,
+    pub target: Target,
+}
+
+#[derive(Debug)]
+pub enum Target {
+    /// Image in, image out, in memory; `None` keeps the target's format.
+    Image { bytes: Vec<u8>, output_format: Option<ImageFormat> },
+    /// A video made on disk.
+    Video(VideoTarget),
+}
+
+/// A target file ready to become a video: where it is, what the probe found, and the bounds.
+#[derive(Debug)]
+pub struct VideoTarget {
+    pub workspace: Workspace,
+    /// The target as probed; `None` for a still photo the lip syncer makes speak.
+    pub probe: Option<VideoInfo>,
+    /// Also bounds the video a photo becomes (the length of the audio it speaks).
+    pub limit: DurationLimit,
+    /// The whole run's time limit; ffmpeg is killed past it.
+    pub timeout: Duration,
+}
+
+impl VideoTarget {
+    /// Probes the target in `workspace` (unless it is a photo) against `limit`: the one probe of
+    /// the run.
+    pub async fn probe(
+        workspace: Workspace,
+        target: MediaKind,
+        options: &ProcessOptions,
+        limit: DurationLimit,
+        timeout: Duration,
+    ) -> Result<Self, ApiError> {
+        if target.is_image() {
+            return Ok(Self { workspace, probe: None, limit, timeout });
+        }
+        let (path, options) = (workspace.target().to_path_buf(), options.clone());
+        let info = on_cpu(move || probe_video(&path, &options, limit)).await??;
+        Ok(Self { workspace, probe: Some(info), limit, timeout })
+    }
+
+    /// A target probed earlier (a job's upload, at creation), checked again against `limit`.
+    pub fn probed(
+        workspace: Workspace,
+        info: VideoInfo,
+        options: &ProcessOptions,
+        limit: DurationLimit,
+        timeout: Duration,
+    ) -> Result<Self, ApiError> {
+        check_duration(&info, options, limit)?;
+        Ok(Self { workspace, probe: Some(info), limit, timeout })
+    }
+
+    /// Frames the run will encode, when the probe says (a photo's count depends on its audio).
+    pub fn frames_total(&self, options: &ProcessOptions) -> Option<u64> {
+        let video = &options.output.video;
+        let (start, end) = self.probe.as_ref()?.trim_range(video.trim_frame_start, video.trim_frame_end).ok()?;
+        Some(end - start)
+    }
+}
+
+/// What a run made.
+pub enum Product {
+    Image(ImageOutput),
+    /// The encoded video is `workspace.output()`; it goes when the workspace is dropped.
+    Video {
+        output: Box<VideoOutput>,
+        workspace: Workspace,
+    },
+}
+
+impl Product {
+    pub fn faces_processed(&self) -> usize {
+        match self {
+            Self::Image(output) => output.faces_processed,
+            Self::Video { output, .. } => output.faces_processed,
+        }
+    }
+}
+
+/// Runs the engine. Blocking: call it on the blocking pool (see [`execute_on_cpu`]) or from a
+/// command line. `progress` hears about video frames; `cancel` stops a video within one frame.
+pub fn execute(
+    engine: &Engine,
+    run: Run,
+    progress: impl FnMut(Progress),
+    cancel: &AtomicBool,
+) -> Result<Product, ApiError> {
+    let Run { sources, options, target } = run;
+    match target {
+        Target::Image { bytes, output_format } => {
+            let request = ImageRequest { sources, target: bytes, options, output_format };
+            Ok(Product::Image(engine.process_image(request)?))
+        }
+        Target::Video(VideoTarget { workspace, probe, limit, timeout }) => {
+            let request = VideoRequest {
+                sources,
+                target: workspace.target().to_path_buf(),
+                probe,
+                output: workspace.output().to_path_buf(),
+                options,
+                parallelism: None,
+                timeout,
+                max_duration: limit.max_duration(),
+            };
+            let output = engine.process_video(request, progress, cancel)?;
+            tracing::info!(
+                frames = output.frames,
+                fps = output.processing_fps,
+                faces = output.faces_processed,
+                "video processed"
+            );
+            Ok(Product::Video { output: Box::new(output), workspace })
+        }
+    }
+}
+
+/// [`execute`] on the blocking pool. `hold` (a processing slot) moves into the task and is
+/// released when the CPU work ends, not when the caller stops waiting, so the CPU is never
+/// oversubscribed by work nobody waits for.
+pub async fn execute_on_cpu(
+    engine: Arc<Engine>,
+    run: Run,
+    progress: impl FnMut(Progress) + Send + 'static,
+    cancel: Arc<AtomicBool>,
+    hold: impl Send + 'static,
+) -> Result<Product, ApiError> {
+    on_cpu(move || {
+        let _hold = hold;
+        execute(&engine, run, progress, &cancel)
+    })
+    .await?
+}
+
+/// Runs CPU work on the blocking pool; a panic becomes an internal error.
+pub async fn on_cpu<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => Ok(value),
+        Err(join_error) if join_error.is_panic() => {
+            Err(ApiError::internal(format!("pipeline panicked: {}", panic_message(&*join_error.into_panic()))))
+        }
+        Err(join_error) => Err(ApiError::internal(format!("pipeline task failed: {join_error}"))),
+    }
+}
+
+/// The text of a panic's payload.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(non-string panic payload)")
+}
+
+/// Sets a cancel flag when dropped: a run whose caller went away (client gone, request timed out,
+/// worker stopped) stops within one frame instead of running on unobserved.
+#[derive(Debug)]
+pub struct CancelOnDrop(pub Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// How work that did not succeed ended, and whether doing it again can help. Jobs, batch, the S3
+/// event routing and the Lambda worker all decide on this one kind.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The work cannot succeed as given (a bad input, a failed run, a damaged record): its code and
+    /// message are recorded or answered, and nobody retries it.
+    #[error("{0}")]
+    Abort(ApiError),
+    /// Storage was unreachable, slow or contended under the work: the same work may succeed later.
+    #[error("{0}")]
+    Retry(StoreError),
+}
+
+impl From<ApiError> for Failure {
+    fn from(error: ApiError) -> Self {
+        Self::Abort(error)
+    }
+}
+
+impl From<StorageError> for Failure {
+    fn from(error: StorageError) -> Self {
+        match error.is_transient() {
+            true => Self::Retry(StoreError::Storage(error)),
+            false => Self::Abort(ApiError::Storage(error)),
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Storage(error) => Self::from(error),
+            contended @ StoreError::Contended { .. } => Self::Retry(contended),
+            corrupt @ StoreError::Corrupt { .. } => Self::Abort(ApiError::from(corrupt)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_guard_cancels() {
+        let flag = Arc::new(AtomicBool::new(false));
+        drop(CancelOnDrop(Arc::clone(&flag)));
+        assert!(flag.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn only_storage_trouble_is_worth_a_retry() {
+        assert!(matches!(Failure::from(StorageError::backend("get", "k", "down")), Failure::Retry(_)));
+        assert!(matches!(Failure::from(StoreError::Contended { id: "x".into() }), Failure::Retry(_)));
+        let corrupt = StoreError::Corrupt { key: "jobs/x.json".into(), reason: "not JSON".into() };
+        assert!(matches!(Failure::from(corrupt), Failure::Abort(_)));
+        assert!(matches!(Failure::from(StorageError::NotFound { key: "k".into() }), Failure::Abort(_)));
+        assert!(matches!(Failure::from(ApiError::BadRequest("no".into())), Failure::Abort(_)));
+    }
+
+    #[tokio::test]
+    async fn a_panic_on_the_blocking_pool_is_an_internal_error() {
+        let error = on_cpu(|| -> u8 { panic!("boom") }).await.unwrap_err();
+        assert_eq!(error.code(), "internal");
+    }
+}

@@ -1,0 +1,139 @@
+//! One run's files on disk: the target (an uploaded or downloaded video, or a photo the lip syncer
+//! makes speak) and the encoded result, in a directory of their own under FF_TEMP_DIR that is
+//! removed when the workspace is dropped, whether the run succeeded, failed or was cancelled.
+//!
+//! `ff process` works on the user's own files instead: [`Workspace::in_place`] names them and
+//! removes nothing.
+
+use std::path::{Path, PathBuf};
+
+use ff_pipeline::media::{Container, MediaKind};
+use tokio::io::AsyncReadExt;
+
+use crate::error::ApiError;
+
+/// Bytes read from a target file to tell what it is.
+const SNIFF_BYTES: usize = 4096;
+
+#[derive(Debug)]
+pub struct Workspace {
+    /// `None` for files the caller owns (`in_place`).
+    dir: Option<tempfile::TempDir>,
+    target: PathBuf,
+    output: PathBuf,
+    /// What the result is encoded in.
+    container: Container,
+}
+
+impl Workspace {
+    /// A fresh directory under `temp_dir`, for a target of kind `target` (stored under its
+    /// extension, which ffmpeg reads) and a result encoded in `container`.
+    pub fn create(temp_dir: &Path, target: MediaKind, container: Container) -> Result<Self, ApiError> {
+        let dir = tempfile::Builder::new()
+            .prefix("ff-video-")
+            .tempdir_in(temp_dir)
+            .map_err(|e| ApiError::internal(format!("cannot create a directory in {}: {e}", temp_dir.display())))?;
+        let target = dir.path().join(format!("target.{}", target.extension()));
+        let output = dir.path().join(format!("output.{}", container.extension()));
+        Ok(Self { dir: Some(dir), target, output, container })
+    }
+
+    /// A fresh directory for a target about to be downloaded, whose kind is not known yet: see
+    /// [`Workspace::rename`].
+    pub fn for_download(temp_dir: &Path) -> Result<Self, ApiError> {
+        let mut workspace = Self::create(temp_dir, MediaKind::Video(Container::Mp4), Container::Mp4)?;
+        workspace.target.set_extension("download");
+        Ok(workspace)
+    }
+
+    /// Files the caller owns: nothing is removed on drop.
+    pub fn in_place(target: PathBuf, output: PathBuf, container: Container) -> Self {
+        Self { dir: None, target, output, container }
+    }
+
+    pub fn container(&self) -> Container {
+        self.container
+    }
+
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    pub fn output(&self) -> &Path {
+        &self.output
+    }
+
+    /// Renames the target already in the directory after its kind, now known, and sets the
+    /// result's container (a target downloaded before it was sniffed).
+    pub fn rename(&mut self, target: MediaKind, container: Container) -> Result<(), ApiError> {
+        let Some(dir) = &self.dir else {
+            return Err(ApiError::internal("a workspace over the caller's files is not renamed"));
+        };
+        let renamed = dir.path().join(format!("target.{}", target.extension()));
+        std::fs::rename(&self.target, &renamed)
+            .map_err(|e| ApiError::internal(format!("cannot rename {}: {e}", self.target.display())))?;
+        self.target = renamed;
+        self.output = dir.path().join(format!("output.{}", container.extension()));
+        self.container = container;
+        Ok(())
+    }
+
+    pub async fn write_target(&self, bytes: &[u8]) -> Result<(), ApiError> {
+        tokio::fs::write(&self.target, bytes)
+            .await
+            .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", self.target.display())))
+    }
+
+    pub async fn read_target(&self) -> Result<Vec<u8>, ApiError> {
+        tokio::fs::read(&self.target)
+            .await
+            .map_err(|e| ApiError::internal(format!("reading {} failed: {e}", self.target.display())))
+    }
+
+    /// The target's first bytes, enough to tell its kind and container.
+    pub async fn target_head(&self) -> Result<Vec<u8>, ApiError> {
+        let mut file = tokio::fs::File::open(&self.target)
+            .await
+            .map_err(|e| ApiError::internal(format!("opening {} failed: {e}", self.target.display())))?;
+        let mut head = vec![0u8; SNIFF_BYTES];
+        let mut filled = 0;
+        while filled < head.len() {
+            match file.read(&mut head[filled..]).await {
+                Ok(0) => break,
+                Ok(read) => filled += read,
+                Err(e) => return Err(ApiError::internal(format!("reading {} failed: {e}", self.target.display()))),
+            }
+        }
+        head.truncate(filled);
+        Ok(head)
+    }
+
+    /// The encoded result, read whole (a `/process` answer, bounded by FF_MAX_SYNC_VIDEO_SECS).
+    pub fn read_output(&self) -> Result<Vec<u8>, ApiError> {
+        std::fs::read(&self.output).map_err(|e| ApiError::internal(format!("reading the encoded video failed: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_workspace_is_removed_on_drop() {
+        let root = tempfile::tempdir().unwrap();
+        let workspace = Workspace::create(root.path(), MediaKind::Video(Container::Mp4), Container::Mkv).unwrap();
+        assert!(workspace.target().ends_with("target.mp4") && workspace.output().ends_with("output.mkv"));
+        std::fs::write(workspace.target(), b"x").unwrap();
+        drop(workspace);
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn files_in_place_are_left_alone() {
+        let root = tempfile::tempdir().unwrap();
+        let target = root.path().join("mine.mp4");
+        std::fs::write(&target, b"x").unwrap();
+        drop(Workspace::in_place(target.clone(), root.path().join("out.mp4"), Container::Mp4));
+        assert!(target.exists());
+    }
+}
