@@ -478,5 +478,7 @@ fn every_stand_in_verifies_offline() {
         assert_eq!(status.size, Some(std::fs::metadata(&path).unwrap().len()));
         checked += 1;
     }
-    assert_eq!(checked, 19);
+    // The 19 models of the first processors and the 12 ONNX stand-ins of the six added later (the
+    // deep swapper's `.dfm` is not ONNX): see the stand-ins' README.
+    assert_eq!(checked, 31);
 }

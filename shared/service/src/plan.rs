@@ -5,6 +5,7 @@
 use ff_pipeline::image_io::ImageFormat;
 use ff_pipeline::media::{produces_video, sniff, Container, MediaKind};
 use ff_pipeline::options::ProcessOptions;
+use ff_pipeline::processor::Processor;
 use ff_pipeline::video::VIDEO_FORMATS;
 
 use crate::error::ApiError;
@@ -58,7 +59,7 @@ impl Plan {
         }
         let image_output = matches!(output_format, Some(OutputFormat::Image(_)));
         if !produces_video(target, &source_kinds, options, image_output) {
-            return image_plan(&source_kinds, output_format);
+            return image_plan(&source_kinds, options, output_format);
         }
         let container = match (output_format, target) {
             (Some(OutputFormat::Video(container)), _) => container,
@@ -93,11 +94,17 @@ impl Plan {
     }
 }
 
-fn image_plan(sources: &[MediaKind], output_format: Option<OutputFormat>) -> Result<Plan, ApiError> {
-    if sources.iter().any(|kind| kind.is_audio()) {
+/// Image in, image out. An audio source needs the lip syncer, which on an image result keeps
+/// FaceFusion's image workflow (one frame, a silent mouth; see the README's compatibility notes).
+fn image_plan(
+    sources: &[MediaKind],
+    options: &ProcessOptions,
+    output_format: Option<OutputFormat>,
+) -> Result<Plan, ApiError> {
+    if sources.iter().any(|kind| kind.is_audio()) && !options.uses(Processor::LipSyncer) {
         return Err(ApiError::BadRequest(
-            "an audio source is only spoken by lip_syncer into a video result: add lip_syncer to the \
-             processors and ask for no image output_format"
+            "an audio source is only spoken by lip_syncer: add lip_syncer to the processors (with no image \
+             output_format, a photo target becomes a video as long as the audio)"
                 .into(),
         ));
     }
@@ -113,7 +120,6 @@ fn image_plan(sources: &[MediaKind], output_format: Option<OutputFormat>) -> Res
 
 #[cfg(test)]
 mod tests {
-    use ff_pipeline::processor::Processor;
     use ff_pipeline::testing::padded;
 
     use super::*;
@@ -169,6 +175,12 @@ mod tests {
         assert_eq!(
             Plan::for_bytes(&[wav()], &png(), None, &options, None).unwrap(),
             Plan::Video { target: MediaKind::Image(ImageFormat::Png), container: Container::Mp4 }
+        );
+        // With an image output, FaceFusion's image workflow: one frame with a silent mouth.
+        let png_out = Some(OutputFormat::Image(ImageFormat::Png));
+        assert_eq!(
+            Plan::for_bytes(&[wav()], &png(), None, &options, png_out).unwrap(),
+            Plan::Image { output_format: Some(ImageFormat::Png) }
         );
     }
 }

@@ -68,6 +68,21 @@ impl Endpoints {
         Self::Events,
     ];
 
+    /// The name of the group's Lambda function (its crate, binary and `events/` folder); the
+    /// webhook group has none (Lambda's worker takes S3 events directly).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Process => "process",
+            Self::JobCreate => "job-create",
+            Self::JobStatus => "job-status",
+            Self::JobResult => "job-result",
+            Self::JobDelete => "job-delete",
+            Self::Models => "models",
+            Self::System => "system",
+            Self::Events => "events",
+        }
+    }
+
     /// The group's handlers.
     pub fn router(self) -> Router<AppState> {
         match self {
@@ -82,22 +97,25 @@ impl Endpoints {
         }
     }
 
-    /// The (method, path) pairs the group answers besides health, in axum's path syntax: what a
+    /// The (method, path) pairs the group answers, health included, in axum's path syntax: what a
     /// deployment routes to it (function URLs, `template.yaml`).
     pub fn routes(self) -> &'static [(Method, &'static str)] {
         match self {
-            Self::Process => &[(Method::POST, "/api/v1/process")],
-            Self::JobCreate => &[(Method::POST, "/api/v1/jobs")],
-            Self::JobStatus => &[(Method::GET, "/api/v1/jobs"), (Method::GET, "/api/v1/jobs/{id}")],
-            Self::JobResult => &[(Method::GET, "/api/v1/jobs/{id}/result")],
-            Self::JobDelete => &[(Method::DELETE, "/api/v1/jobs/{id}")],
+            Self::Process => &[(Method::POST, "/api/v1/process"), (Method::GET, HEALTH)],
+            Self::JobCreate => &[(Method::POST, "/api/v1/jobs"), (Method::GET, HEALTH)],
+            Self::JobStatus => {
+                &[(Method::GET, "/api/v1/jobs"), (Method::GET, "/api/v1/jobs/{id}"), (Method::GET, HEALTH)]
+            }
+            Self::JobResult => &[(Method::GET, "/api/v1/jobs/{id}/result"), (Method::GET, HEALTH)],
+            Self::JobDelete => &[(Method::DELETE, "/api/v1/jobs/{id}"), (Method::GET, HEALTH)],
             Self::Models => &[
                 (Method::GET, "/api/v1/models"),
                 (Method::POST, "/api/v1/models/download"),
                 (Method::GET, "/api/v1/processors"),
+                (Method::GET, HEALTH),
             ],
-            Self::System => &[(Method::GET, "/api/v1/system")],
-            Self::Events => &[(Method::POST, "/api/v1/events/s3")],
+            Self::System => &[(Method::GET, "/api/v1/system"), (Method::GET, HEALTH)],
+            Self::Events => &[(Method::POST, "/api/v1/events/s3"), (Method::GET, HEALTH)],
         }
     }
 }
