@@ -68,6 +68,20 @@ pub enum MediaFailure {
 }
 
 impl MediaFailure {
+    pub const ALL: [MediaFailure; 11] = [
+        Self::FfmpegMissing,
+        Self::FfmpegFailed,
+        Self::FfmpegTimeout,
+        Self::ProcessingPanicked,
+        Self::Cancelled,
+        Self::VideoTooLong,
+        Self::AudioUnreadable,
+        Self::AudioEmpty,
+        Self::AudioNoStream,
+        Self::AudioTooLong,
+        Self::AudioMissing,
+    ];
+
     pub fn code(self) -> &'static str {
         match self {
             Self::FfmpegMissing => "ffmpeg_missing",

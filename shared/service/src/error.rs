@@ -365,21 +365,7 @@ mod tests {
 
     #[test]
     fn every_media_failure_keeps_its_code_and_client_failures_are_4xx() {
-        use MediaFailure::*;
-        let all = [
-            FfmpegMissing,
-            FfmpegFailed,
-            FfmpegTimeout,
-            ProcessingPanicked,
-            Cancelled,
-            VideoTooLong,
-            AudioUnreadable,
-            AudioEmpty,
-            AudioNoStream,
-            AudioTooLong,
-            AudioMissing,
-        ];
-        for kind in all {
+        for kind in MediaFailure::ALL {
             let error = ApiError::from(PipelineError::media(kind, "detail"));
             assert_eq!(error.code(), kind.code());
             assert_eq!(error.status().is_client_error(), kind.is_client_error(), "{kind:?}");
