@@ -25,6 +25,10 @@ use crate::probe::{check_duration, probe_video, DurationLimit};
 use crate::storage::StorageError;
 use crate::workspace::Workspace;
 
+/// The largest input object a job or batch run reads from storage; uploads are already bounded by
+/// FF_MAX_UPLOAD_SIZE_MB, this bounds objects named by a JSON job or a batch document.
+pub const MAX_INPUT_BYTES: u64 = 1024 * 1024 * 1024;
+
 /// One run's typed inputs.
 #[derive(Debug)]
 pub struct Run {

@@ -37,10 +37,9 @@ use serde::Serialize;
 
 use crate::error::ApiError;
 use crate::format::OutputFormat;
-use crate::jobs::worker::MAX_INPUT_BYTES;
 use crate::plan::Plan;
 use crate::probe::DurationLimit;
-use crate::run::{execute_on_cpu, CancelOnDrop, Failure, Product, Run, Target, VideoTarget};
+use crate::run::{execute_on_cpu, CancelOnDrop, Failure, Product, Run, Target, VideoTarget, MAX_INPUT_BYTES};
 use crate::state::AppState;
 use crate::storage::{download_to_file, Storage, StorageError, WriteCondition};
 use crate::workspace::Workspace;

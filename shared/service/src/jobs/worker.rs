@@ -19,14 +19,10 @@ use crate::error::{storage_code, ApiError};
 use crate::limiter::Busy;
 use crate::plan::Plan;
 use crate::probe::DurationLimit;
-use crate::run::{execute_on_cpu, CancelOnDrop, Failure, Product, Run, Target, VideoTarget};
+use crate::run::{execute_on_cpu, CancelOnDrop, Failure, Product, Run, Target, VideoTarget, MAX_INPUT_BYTES};
 use crate::state::AppState;
 use crate::storage::{download_to_file, Storage, StorageError, WriteCondition};
 use crate::workspace::Workspace;
-
-/// The largest input object a job reads; uploads are already bounded by FF_MAX_UPLOAD_SIZE_MB,
-/// this bounds objects named by a JSON job.
-pub const MAX_INPUT_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// A `running` job whose record has not moved for this long is taken to have lost its worker
 /// (longer than a Lambda invocation may live, so a live Lambda worker is never overtaken).
