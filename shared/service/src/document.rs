@@ -2,6 +2,8 @@
 //! job record keeps and a batch sidecar holds) together with the typed values parsed from them,
 //! once, where the document enters the service.
 
+use std::collections::HashMap;
+
 use ff_pipeline::options::ProcessOptions;
 use serde_json::Value;
 
@@ -42,14 +44,19 @@ impl OptionsDocument {
     }
 }
 
-/// One (name, values) pair per option, in first-seen order.
+/// One (name, values) pair per option, in first-seen order. Linear in the number of fields (an
+/// index by name), so a form of many distinct names costs no more than reading it.
 pub fn group_option_fields(fields: Vec<(String, String)>) -> Vec<(String, Vec<String>)> {
     let mut pairs: Vec<(String, Vec<String>)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
     for (name, value) in fields {
         let values = value.split_whitespace().map(str::to_owned);
-        match pairs.iter_mut().find(|(known, _)| *known == name) {
-            Some((_, existing)) => existing.extend(values),
-            None => pairs.push((name, values.collect())),
+        match index.get(&name) {
+            Some(&at) => pairs[at].1.extend(values),
+            None => {
+                index.insert(name.clone(), pairs.len());
+                pairs.push((name, values.collect()));
+            }
         }
     }
     pairs
