@@ -14,7 +14,7 @@ use ff_pipeline::video::{AudioOutcome, Progress};
 use ff_pipeline::{Engine, EngineConfig, ImageOutput};
 use ff_service::format::OutputFormat;
 use ff_service::plan::Plan;
-use ff_service::probe::{probe_video, DurationLimit};
+use ff_service::probe::DurationLimit;
 use ff_service::run::{execute, Product, Run, Target, VideoTarget};
 use ff_service::workspace::Workspace;
 use ff_service::ApiError;
@@ -130,11 +130,8 @@ pub fn run(args: ProcessArgs) -> Result<()> {
         Plan::Image { output_format } => Target::Image { bytes: read(&args.target)?, output_format },
         Plan::Video { target, container } => {
             let workspace = Workspace::in_place(args.target.clone(), args.output.clone(), container);
-            let probe = match target.is_image() {
-                true => None,
-                false => Some(probe_video(&args.target, &options, DurationLimit::Unbounded).map_err(explained)?),
-            };
-            Target::Video(VideoTarget { workspace, probe, limit: DurationLimit::Unbounded, timeout: VIDEO_TIMEOUT })
+            let video = VideoTarget::new(workspace, DurationLimit::Unbounded, VIDEO_TIMEOUT);
+            Target::Video(video.probe_blocking(target, &options).map_err(explained)?)
         }
     };
     let engine = Engine::new(engine_config()?)?;

@@ -128,57 +128,6 @@ impl PipelineError {
     pub fn media(kind: MediaFailure, message: impl Into<String>) -> Self {
         Self::Media { kind, message: message.into() }
     }
-
-    /// The media failure, if this is one.
-    pub fn media_failure(&self) -> Option<MediaFailure> {
-        match self {
-            Self::Media { kind, .. } => Some(*kind),
-            _ => None,
-        }
-    }
-
-    /// The stable code of the failure, as the service answers it.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::InvalidOption { .. } => "invalid_option",
-            Self::MissingInput(_) => "bad_request",
-            Self::UnsupportedMedia(_) => "unsupported_media",
-            Self::ImageTooLarge { .. } => "image_too_large",
-            Self::NoSourceFace { .. } => "no_source_face",
-            Self::ContentRejected => "content_rejected",
-            Self::ModelMissing { .. } | Self::Download { .. } | Self::ModelCorrupt { .. } => "model_unavailable",
-            Self::RuntimeMissing { .. } => "runtime_unavailable",
-            Self::Runtime(_) | Self::UnknownModel { .. } | Self::ModelContract { .. } | Self::Io { .. } => "internal",
-            Self::Media { kind, .. } => kind.code(),
-        }
-    }
-
-    /// Whether the request or its input is at fault (retrying it unchanged cannot help), rather
-    /// than the server.
-    pub fn is_client_error(&self) -> bool {
-        match self {
-            Self::InvalidOption { .. }
-            | Self::MissingInput(_)
-            | Self::UnsupportedMedia(_)
-            | Self::ImageTooLarge { .. }
-            | Self::NoSourceFace { .. }
-            | Self::ContentRejected => true,
-            Self::Media { kind, .. } => kind.is_client_error(),
-            Self::RuntimeMissing { .. }
-            | Self::Runtime(_)
-            | Self::UnknownModel { .. }
-            | Self::ModelMissing { .. }
-            | Self::Download { .. }
-            | Self::ModelCorrupt { .. }
-            | Self::ModelContract { .. }
-            | Self::Io { .. } => false,
-        }
-    }
-
-    /// Whether this is the cancellation a run's cancel flag asked for.
-    pub fn is_cancelled(&self) -> bool {
-        self.media_failure() == Some(MediaFailure::Cancelled)
-    }
 }
 
 impl From<ort::Error> for PipelineError {

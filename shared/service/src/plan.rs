@@ -3,7 +3,7 @@
 //! (`ff_pipeline::media::sniff`), never from content types a client sends.
 
 use ff_pipeline::image_io::ImageFormat;
-use ff_pipeline::media::{produces_video, sniff, Container, MediaKind};
+use ff_pipeline::media::{produces_video, Container, MediaKind};
 use ff_pipeline::options::ProcessOptions;
 use ff_pipeline::processor::Processor;
 use ff_pipeline::video::VIDEO_FORMATS;
@@ -78,20 +78,6 @@ impl Plan {
         };
         Ok(Self::Video { target, container })
     }
-
-    /// [`Plan::decide`] on files in memory: each is sniffed here, the target with its file name,
-    /// which may say which of a family of containers it is.
-    pub fn for_bytes(
-        sources: &[Vec<u8>],
-        target: &[u8],
-        target_name: Option<&str>,
-        options: &ProcessOptions,
-        output_format: Option<OutputFormat>,
-    ) -> Result<Self, ApiError> {
-        let source_kinds: Vec<Option<MediaKind>> = sources.iter().map(|bytes| sniff(bytes)).collect();
-        let target_kind = ff_pipeline::media::sniff_named(target, target_name);
-        Self::decide(&source_kinds, target_kind, options, output_format)
-    }
 }
 
 /// Image in, image out. An audio source needs the lip syncer, which on an image result keeps
@@ -120,9 +106,22 @@ fn image_plan(
 
 #[cfg(test)]
 mod tests {
+    use ff_pipeline::media::{sniff, sniff_named};
     use ff_pipeline::testing::padded;
 
     use super::*;
+
+    /// [`Plan::decide`] on files in memory, the target's name read as the service reads it.
+    fn planned(
+        sources: &[Vec<u8>],
+        target: &[u8],
+        target_name: Option<&str>,
+        options: &ProcessOptions,
+        output_format: Option<OutputFormat>,
+    ) -> Result<Plan, ApiError> {
+        let source_kinds: Vec<Option<MediaKind>> = sources.iter().map(|bytes| sniff(bytes)).collect();
+        Plan::decide(&source_kinds, sniff_named(target, target_name), options, output_format)
+    }
 
     fn png() -> Vec<u8> {
         padded(b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR")
@@ -139,16 +138,13 @@ mod tests {
     #[test]
     fn images_stay_images_and_videos_keep_their_container() {
         let options = ProcessOptions::default();
+        assert_eq!(planned(&[png()], &png(), None, &options, None).unwrap(), Plan::Image { output_format: None });
         assert_eq!(
-            Plan::for_bytes(&[png()], &png(), None, &options, None).unwrap(),
-            Plan::Image { output_format: None }
-        );
-        assert_eq!(
-            Plan::for_bytes(&[png()], &mp4(), Some("clip.MOV"), &options, None).unwrap(),
+            planned(&[png()], &mp4(), Some("clip.MOV"), &options, None).unwrap(),
             Plan::Video { target: MediaKind::Video(Container::Mov), container: Container::Mov }
         );
         assert_eq!(
-            Plan::for_bytes(&[png()], &mp4(), None, &options, Some(OutputFormat::Video(Container::Mkv))).unwrap(),
+            planned(&[png()], &mp4(), None, &options, Some(OutputFormat::Video(Container::Mkv))).unwrap(),
             Plan::Video { target: MediaKind::Video(Container::Mp4), container: Container::Mkv }
         );
     }
@@ -157,29 +153,29 @@ mod tests {
     fn wrong_kinds_are_refused_with_their_status() {
         let options = ProcessOptions::default();
         let code = |result: Result<Plan, ApiError>| result.unwrap_err().code();
-        assert_eq!(code(Plan::for_bytes(&[png()], b"GIF89a", None, &options, None)), "unsupported_media");
-        assert_eq!(code(Plan::for_bytes(&[png()], &wav(), None, &options, None)), "unsupported_media");
-        let video_source = Plan::for_bytes(&[mp4()], &png(), None, &options, None).unwrap_err();
+        assert_eq!(code(planned(&[png()], b"GIF89a", None, &options, None)), "unsupported_media");
+        assert_eq!(code(planned(&[png()], &wav(), None, &options, None)), "unsupported_media");
+        let video_source = planned(&[mp4()], &png(), None, &options, None).unwrap_err();
         assert_eq!(video_source.code(), "unsupported_media");
         assert!(video_source.to_string().contains("is a video"), "{video_source}");
-        assert_eq!(code(Plan::for_bytes(&[wav()], &png(), None, &options, None)), "bad_request");
+        assert_eq!(code(planned(&[wav()], &png(), None, &options, None)), "bad_request");
         let png_out = Some(OutputFormat::Image(ImageFormat::Png));
-        assert_eq!(code(Plan::for_bytes(&[png()], &mp4(), None, &options, png_out)), "invalid_option");
+        assert_eq!(code(planned(&[png()], &mp4(), None, &options, png_out)), "invalid_option");
         let mp4_out = Some(OutputFormat::Video(Container::Mp4));
-        assert_eq!(code(Plan::for_bytes(&[png()], &png(), None, &options, mp4_out)), "invalid_option");
+        assert_eq!(code(planned(&[png()], &png(), None, &options, mp4_out)), "invalid_option");
     }
 
     #[test]
     fn an_image_spoken_by_lip_syncer_becomes_an_mp4() {
         let options = ProcessOptions { processors: vec![Processor::LipSyncer], ..ProcessOptions::default() };
         assert_eq!(
-            Plan::for_bytes(&[wav()], &png(), None, &options, None).unwrap(),
+            planned(&[wav()], &png(), None, &options, None).unwrap(),
             Plan::Video { target: MediaKind::Image(ImageFormat::Png), container: Container::Mp4 }
         );
         // With an image output, FaceFusion's image workflow: one frame with a silent mouth.
         let png_out = Some(OutputFormat::Image(ImageFormat::Png));
         assert_eq!(
-            Plan::for_bytes(&[wav()], &png(), None, &options, png_out).unwrap(),
+            planned(&[wav()], &png(), None, &options, png_out).unwrap(),
             Plan::Image { output_format: Some(ImageFormat::Png) }
         );
     }

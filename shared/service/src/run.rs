@@ -21,6 +21,7 @@ use ff_pipeline::{Engine, ImageOutput, ImageRequest};
 
 use crate::error::ApiError;
 use crate::jobs::store::StoreError;
+use crate::plan::Plan;
 use crate::probe::{check_duration, probe_video, DurationLimit};
 use crate::storage::StorageError;
 use crate::workspace::Workspace;
@@ -59,33 +60,31 @@ pub struct VideoTarget {
 }
 
 impl VideoTarget {
-    /// Probes the target in `workspace` (unless it is a photo) against `limit`: the one probe of
-    /// the run.
-    pub async fn probe(
-        workspace: Workspace,
-        target: MediaKind,
-        options: &ProcessOptions,
-        limit: DurationLimit,
-        timeout: Duration,
-    ) -> Result<Self, ApiError> {
-        if target.is_image() {
-            return Ok(Self { workspace, probe: None, limit, timeout });
-        }
-        let (path, options) = (workspace.target().to_path_buf(), options.clone());
-        let info = on_cpu(move || probe_video(&path, &options, limit)).await??;
-        Ok(Self { workspace, probe: Some(info), limit, timeout })
+    /// A target in `workspace`, not probed yet, bounded by `limit` and `timeout`.
+    pub fn new(workspace: Workspace, limit: DurationLimit, timeout: Duration) -> Self {
+        Self { workspace, probe: None, limit, timeout }
     }
 
-    /// A target probed earlier (a job's upload, at creation), checked again against `limit`.
-    pub fn probed(
-        workspace: Workspace,
-        info: VideoInfo,
-        options: &ProcessOptions,
-        limit: DurationLimit,
-        timeout: Duration,
-    ) -> Result<Self, ApiError> {
-        check_duration(&info, options, limit)?;
-        Ok(Self { workspace, probe: Some(info), limit, timeout })
+    /// Probes the target, of kind `target`, against the limit (a photo needs no probe): the one
+    /// probe of the run. Blocking (ffprobe): [`VideoTarget::probe`] runs it on the blocking pool.
+    pub fn probe_blocking(mut self, target: MediaKind, options: &ProcessOptions) -> Result<Self, ApiError> {
+        if !target.is_image() {
+            self.probe = Some(probe_video(self.workspace.target(), options, self.limit)?);
+        }
+        Ok(self)
+    }
+
+    /// [`VideoTarget::probe_blocking`] on the blocking pool.
+    pub async fn probe(self, target: MediaKind, options: &ProcessOptions) -> Result<Self, ApiError> {
+        let options = options.clone();
+        on_cpu(move || self.probe_blocking(target, &options)).await?
+    }
+
+    /// Takes a probe made earlier (a job's upload, at creation), checked again against the limit.
+    pub fn probed(mut self, info: VideoInfo, options: &ProcessOptions) -> Result<Self, ApiError> {
+        check_duration(&info, options, self.limit)?;
+        self.probe = Some(info);
+        Ok(self)
     }
 
     /// Frames the run will encode, when the probe says (a photo's count depends on its audio).
@@ -106,11 +105,29 @@ pub enum Product {
     },
 }
 
-impl Product {
-    pub fn faces_processed(&self) -> usize {
-        match self {
-            Self::Image(output) => output.faces_processed,
-            Self::Video { output, .. } => output.faces_processed,
+impl Target {
+    /// The target of `plan`, already downloaded into `workspace` before its kind was known: read
+    /// into memory for an image; for a video, renamed after its kind and probed, unless `probed`
+    /// holds what an earlier probe found (then only checked against `limit`).
+    pub async fn downloaded(
+        plan: Plan,
+        mut workspace: Workspace,
+        options: &ProcessOptions,
+        limit: DurationLimit,
+        timeout: Duration,
+        probed: Option<VideoInfo>,
+    ) -> Result<Self, ApiError> {
+        match plan {
+            Plan::Image { output_format } => Ok(Self::Image { bytes: workspace.read_target().await?, output_format }),
+            Plan::Video { target, container } => {
+                workspace.rename(target, container)?;
+                let unprobed = VideoTarget::new(workspace, limit, timeout);
+                let video = match probed {
+                    Some(info) => unprobed.probed(info, options)?,
+                    None => unprobed.probe(target, options).await?,
+                };
+                Ok(Self::Video(video))
+            }
         }
     }
 }

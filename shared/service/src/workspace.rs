@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ff_pipeline::media::{Container, MediaKind};
+use ff_pipeline::media::{sniff_named, Container, MediaKind};
 use tokio::io::AsyncReadExt;
 
 use crate::error::ApiError;
@@ -90,8 +90,13 @@ impl Workspace {
             .map_err(|e| ApiError::internal(format!("reading {} failed: {e}", self.target.display())))
     }
 
+    /// What the target is, from its first bytes and, for a video's container, `name`.
+    pub async fn target_kind(&self, name: Option<&str>) -> Result<Option<MediaKind>, ApiError> {
+        Ok(sniff_named(&self.target_head().await?, name))
+    }
+
     /// The target's first bytes, enough to tell its kind and container.
-    pub async fn target_head(&self) -> Result<Vec<u8>, ApiError> {
+    async fn target_head(&self) -> Result<Vec<u8>, ApiError> {
         let mut file = tokio::fs::File::open(&self.target)
             .await
             .map_err(|e| ApiError::internal(format!("opening {} failed: {e}", self.target.display())))?;

@@ -32,14 +32,14 @@ pub mod options;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use ff_pipeline::media::{sniff, sniff_named, MediaKind};
+use ff_pipeline::media::{sniff, MediaKind};
 use serde::Serialize;
 
 use crate::error::ApiError;
 use crate::format::OutputFormat;
 use crate::plan::Plan;
 use crate::probe::DurationLimit;
-use crate::run::{execute_on_cpu, CancelOnDrop, Failure, Product, Run, Target, VideoTarget, MAX_INPUT_BYTES};
+use crate::run::{execute_on_cpu, CancelOnDrop, Failure, Product, Run, Target, MAX_INPUT_BYTES};
 use crate::state::AppState;
 use crate::storage::{download_to_file, Storage, StorageError, WriteCondition};
 use crate::workspace::Workspace;
@@ -155,12 +155,11 @@ async fn run(state: &AppState, key: &str, name: &str) -> Result<String, Failure>
     for source in &batch.sources {
         sources.push(read_input(storage.as_ref(), source).await?);
     }
-    let mut workspace = Workspace::for_download(&config.temp_dir)?;
+    let workspace = Workspace::for_download(&config.temp_dir)?;
     download_to_file(storage.as_ref(), key, workspace.target(), MAX_INPUT_BYTES)
         .await
         .map_err(|error| input_failure(key, error))?;
-    let head = workspace.target_head().await?;
-    let target_kind = sniff_named(&head, Some(name));
+    let target_kind = workspace.target_kind(Some(name)).await?;
     // `output_format` names an image format; a video keeps its container.
     let output_format = match target_kind {
         Some(MediaKind::Video(_)) => None,
@@ -177,14 +176,8 @@ async fn run(state: &AppState, key: &str, name: &str) -> Result<String, Failure>
         }
         _ => format!("{OUTBOX_PREFIX}{name}"),
     };
-    let target = match plan {
-        Plan::Image { output_format } => Target::Image { bytes: workspace.read_target().await?, output_format },
-        Plan::Video { target, container } => {
-            workspace.rename(target, container)?;
-            let limit = DurationLimit::Job(config.max_job_video_seconds);
-            Target::Video(VideoTarget::probe(workspace, target, &options, limit, config.video_timeout).await?)
-        }
-    };
+    let limit = DurationLimit::Job(config.max_job_video_seconds);
+    let target = Target::downloaded(plan, workspace, &options, limit, config.video_timeout, None).await?;
     let cancel = Arc::new(AtomicBool::new(false));
     let _cancel_when_dropped = CancelOnDrop(Arc::clone(&cancel));
     let run = Run { sources, options, target };

@@ -55,7 +55,7 @@ async fn process(
             drop(target);
             let limit = DurationLimit::Sync(config.max_sync_video_seconds);
             let timeout = config.request_timeout;
-            Target::Video(VideoTarget::probe(workspace, kind, &document.options, limit, timeout).await?)
+            Target::Video(VideoTarget::new(workspace, limit, timeout).probe(kind, &document.options).await?)
         }
     };
     let slot = admission.wait_for_slot().await;

@@ -88,7 +88,7 @@ async fn probe_upload(
     let workspace = Workspace::create(settings.temp_dir, target, container)?;
     workspace.write_target(bytes).await?;
     let limit = DurationLimit::Job(settings.max_video_seconds);
-    let probed = VideoTarget::probe(workspace, target, &document.options, limit, settings.video_timeout).await?;
+    let probed = VideoTarget::new(workspace, limit, settings.video_timeout).probe(target, &document.options).await?;
     probed.probe.ok_or_else(|| ApiError::internal("a video target was not probed"))
 }
 

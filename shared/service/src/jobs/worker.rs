@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ff_pipeline::media::{sniff, sniff_named};
+use ff_pipeline::media::sniff;
 use ff_pipeline::video::Progress;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -19,7 +19,7 @@ use crate::error::{storage_code, ApiError};
 use crate::limiter::Busy;
 use crate::plan::Plan;
 use crate::probe::DurationLimit;
-use crate::run::{execute_on_cpu, CancelOnDrop, Failure, Product, Run, Target, VideoTarget, MAX_INPUT_BYTES};
+use crate::run::{execute_on_cpu, CancelOnDrop, Failure, Product, Run, Target, MAX_INPUT_BYTES};
 use crate::state::AppState;
 use crate::storage::{download_to_file, Storage, StorageError, WriteCondition};
 use crate::workspace::Workspace;
@@ -305,27 +305,17 @@ impl ClaimedRun {
         }
         let config = self.state.config();
         let key = &job.inputs.target;
-        let mut workspace = Workspace::for_download(&config.temp_dir)?;
+        let workspace = Workspace::for_download(&config.temp_dir)?;
         download_to_file(self.store.storage().as_ref(), key, workspace.target(), MAX_INPUT_BYTES)
             .await
             .map_err(|error| input_error(key, error))?;
-        let head = workspace.target_head().await?;
+        let target_kind = workspace.target_kind(key.rsplit('/').next()).await?;
         let source_kinds: Vec<_> = sources.iter().map(|bytes| sniff(bytes)).collect();
-        let target_kind = sniff_named(&head, key.rsplit('/').next());
         let options = document.options;
-        let target = match Plan::decide(&source_kinds, target_kind, &options, document.output_format)? {
-            Plan::Image { output_format } => Target::Image { bytes: workspace.read_target().await?, output_format },
-            Plan::Video { target, container } => {
-                workspace.rename(target, container)?;
-                let limit = DurationLimit::Job(config.max_job_video_seconds);
-                let timeout = config.video_timeout;
-                let video = match &job.target_video {
-                    Some(info) => VideoTarget::probed(workspace, info.clone(), &options, limit, timeout)?,
-                    None => VideoTarget::probe(workspace, target, &options, limit, timeout).await?,
-                };
-                Target::Video(video)
-            }
-        };
+        let plan = Plan::decide(&source_kinds, target_kind, &options, document.output_format)?;
+        let limit = DurationLimit::Job(config.max_job_video_seconds);
+        let probed = job.target_video.clone();
+        let target = Target::downloaded(plan, workspace, &options, limit, config.video_timeout, probed).await?;
         Ok(Run { sources, options, target })
     }
 
