@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
+use ff_pipeline::config_file::ConfigFile;
 use ff_pipeline::engine::VideoOutput;
 use ff_pipeline::media::{sniff, sniff_named};
 use ff_pipeline::options::{OptionKind, OptionSpec, ProcessOptions, Support, OPTIONS};
@@ -24,27 +25,34 @@ const VIDEO_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 pub struct ProcessArgs {
     sources: Vec<PathBuf>,
-    target: PathBuf,
-    output: PathBuf,
+    target: Option<PathBuf>,
+    output: Option<PathBuf>,
+    /// FaceFusion's `--config-path`: an ini file whose settings the flags override.
+    config: Option<PathBuf>,
     options: Vec<(String, Vec<String>)>,
 }
 
+/// A facefusion.ini is a few KB; anything far larger is not one.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 impl Args for ProcessArgs {
     fn augment_args(command: Command) -> Command {
-        let command = command
-            .arg(
-                Arg::new("source_paths")
-                    .short('s')
-                    .long("source-paths")
-                    .num_args(1..)
-                    .help("source face images, and for lip_syncer a speech audio file"),
-            )
-            .arg(Arg::new("target_path").short('t').long("target-path").required(true).help("target image or video"))
-            .arg(
-                Arg::new("output_path").short('o').long("output-path").required(true).help(
+        let command =
+            command
+                .arg(
+                    Arg::new("source_paths")
+                        .short('s')
+                        .long("source-paths")
+                        .num_args(1..)
+                        .help("source face images, and for lip_syncer a speech audio file"),
+                )
+                .arg(Arg::new("target_path").short('t').long("target-path").help("target image or video"))
+                .arg(Arg::new("output_path").short('o').long("output-path").help(
                     "output image or video (a video from an image target when lip_syncer speaks an audio source)",
-                ),
-            );
+                ))
+                .arg(Arg::new("config_path").long("config-path").help(
+                    "FaceFusion ini file (facefusion.ini sections and keys); flags given here override its settings",
+                ));
         OPTIONS.iter().fold(command, |command, spec| command.arg(option_arg(spec)))
     }
 
@@ -64,8 +72,9 @@ impl FromArgMatches for ProcessArgs {
             .collect();
         Ok(Self {
             sources: paths("source_paths"),
-            target: paths("target_path").pop().unwrap_or_default(),
-            output: paths("output_path").pop().unwrap_or_default(),
+            target: paths("target_path").pop(),
+            output: paths("output_path").pop(),
+            config: paths("config_path").pop(),
             options,
         })
     }
@@ -76,11 +85,44 @@ impl FromArgMatches for ProcessArgs {
     }
 }
 
+impl ProcessArgs {
+    /// Folds in the `--config-path` file as FaceFusion does: its settings are defaults that the
+    /// command line's flags and paths override.
+    fn with_config_file(mut self) -> Result<Self> {
+        let Some(path) = self.config.take() else { return Ok(self) };
+        let text = read_config(&path)?;
+        let config = ConfigFile::parse(&text, &path.display().to_string())?;
+        let mut options = config.options.clone();
+        options.append(&mut self.options);
+        self.options = options;
+        let first = |key: &str| config.path(key).and_then(|values| values.first()).map(PathBuf::from);
+        if self.sources.is_empty() {
+            self.sources = config.path("source_paths").unwrap_or_default().iter().map(PathBuf::from).collect();
+        }
+        self.target = self.target.or_else(|| first("target_path"));
+        self.output = self.output.or_else(|| first("output_path"));
+        Ok(self)
+    }
+}
+
+fn read_config(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading {} (an ini file is text)", path.display()))?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        bail!("{} is larger than {} KiB; it is not a facefusion.ini", path.display(), MAX_CONFIG_BYTES / 1024);
+    }
+    Ok(text)
+}
+
 fn option_arg(spec: &'static OptionSpec) -> Arg {
     let arg = Arg::new(spec.name).long(spec.name.replace('_', "-")).help(help_text(spec));
     match spec.kind {
         OptionKind::Flag => arg.action(ArgAction::SetTrue),
-        OptionKind::Choices { .. } | OptionKind::Sides => arg.num_args(1..).action(ArgAction::Set),
+        OptionKind::Choices { .. } | OptionKind::Sides | OptionKind::Color => arg.num_args(1..).action(ArgAction::Set),
         _ => arg.num_args(1).action(ArgAction::Set),
     }
 }
@@ -94,6 +136,7 @@ fn help_text(spec: &OptionSpec) -> String {
         OptionKind::Int { min, max } if *max == i64::MAX => format!(" [≥ {min}]"),
         OptionKind::Int { min, max } => format!(" [{min}..{max}]"),
         OptionKind::Sides => " [1-4 ints 0..100: top right bottom left]".to_string(),
+        OptionKind::Color => " [1-4 ints 0..255: red green blue alpha]".to_string(),
         OptionKind::Flag | OptionKind::Text => String::new(),
     };
     let default = if spec.default.is_empty() { String::new() } else { format!(" [default: {}]", spec.default) };
@@ -113,23 +156,24 @@ fn given_values(matches: &ArgMatches, spec: &OptionSpec) -> Option<Vec<String>> 
 /// One run through the service's processing path (`ff_service::run`), on the user's own files:
 /// the target is judged by its bytes, the output format by the output's extension.
 pub fn run(args: ProcessArgs) -> Result<()> {
+    let args = args.with_config_file()?;
     let options = ProcessOptions::from_pairs(&args.options)?;
-    if args.target.as_os_str().is_empty() {
-        bail!("a target is required (-t)");
-    }
-    let output_name = args.output.to_string_lossy().into_owned();
+    let (Some(target_path), Some(output_path)) = (&args.target, &args.output) else {
+        bail!("a target (-t) and an output (-o) are required, on the command line or in the --config-path file");
+    };
+    let output_name = output_path.to_string_lossy().into_owned();
     let output_format = OutputFormat::parse(output_name.rsplit('.').next().unwrap_or_default()).with_context(|| {
         format!("output {output_name}: use an image (.jpg, .png, .webp, .bmp) or a video file name")
     })?;
     let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
     let sources: Vec<Vec<u8>> = args.sources.iter().map(read).collect::<Result<_>>()?;
     let source_kinds: Vec<_> = sources.iter().map(|bytes| sniff(bytes)).collect();
-    let target_kind = sniff_named(&read_head(&args.target)?, args.target.file_name().and_then(|n| n.to_str()));
+    let target_kind = sniff_named(&read_head(target_path)?, target_path.file_name().and_then(|n| n.to_str()));
     let plan = Plan::decide(&source_kinds, target_kind, &options, Some(output_format)).map_err(explained)?;
     let target = match plan {
-        Plan::Image { output_format } => Target::Image { bytes: read(&args.target)?, output_format },
+        Plan::Image { output_format } => Target::Image { bytes: read(target_path)?, output_format },
         Plan::Video { target, container } => {
-            let workspace = Workspace::in_place(args.target.clone(), args.output.clone(), container);
+            let workspace = Workspace::in_place(target_path.clone(), output_path.clone(), container);
             let video = VideoTarget::new(workspace, DurationLimit::Unbounded, VIDEO_TIMEOUT);
             Target::Video(video.probe_blocking(target, &options).map_err(explained)?)
         }
@@ -139,9 +183,8 @@ pub fn run(args: ProcessArgs) -> Result<()> {
     let run = Run { sources, options, target };
     match execute(&engine, run, progress_logger(), &cancel).map_err(explained)? {
         Product::Image(output) => {
-            std::fs::write(&args.output, &output.bytes)
-                .with_context(|| format!("writing {}", args.output.display()))?;
-            log_image(&args.output, &output);
+            std::fs::write(output_path, &output.bytes).with_context(|| format!("writing {}", output_path.display()))?;
+            log_image(output_path, &output);
         }
         Product::Video { output, .. } => log_video(&output),
     }

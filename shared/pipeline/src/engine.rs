@@ -6,25 +6,21 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::audio::{decode_audio, Audio, VoiceFrames};
+pub use crate::chain::ProcessedFrame;
+use crate::chain::{self, ChainInputs, FrameChain};
 use crate::content_analyser;
 use crate::error::{MediaFailure, PipelineError, Result};
-use crate::face::analyser::{self, FaceAnalyser, FaceNeeds};
-use crate::face::selector::{select_faces, sort_and_filter};
+use crate::face::analyser::FaceAnalyser;
 use crate::face::Face;
 use crate::image_io::{self, DecodedImage, ImageFormat};
-use crate::imgproc::resize::{resize_cubic, resize_linear};
-use crate::mask::occluder_models;
+use crate::imgproc::resize::resize_cubic;
 use crate::media::{self, MediaKind};
 use crate::models::ModelStore;
-use crate::options::{MaskType, ProcessOptions, SelectorMode, VideoOutputOptions};
+use crate::options::{ProcessOptions, SelectorMode, VideoOutputOptions};
 use crate::processor::Processor;
-use crate::processors::face_debugger::debug_face;
-use crate::processors::face_enhancer::{self, FaceEnhancer};
-use crate::processors::face_swapper::{self, FaceSwapper, SourceFace};
-use crate::processors::frame_enhancer::FrameEnhancer;
-use crate::processors::lip_syncer::{self, LipSyncer};
 use crate::raster::{Frame, Raster};
 use crate::sessions::ModelRegistry;
+pub use crate::timings::StageTimings;
 use crate::video::{
     cancelled_error, process_video, AudioEncoder, AudioPlan, EncodeOptions, EncodedVideo, FrameReader, FrameSource,
     FrameWriter, Parallelism, Progress, Rational, ReadOptions, StillFrames, Toolchain, VideoEncoder, VideoInfo,
@@ -72,52 +68,6 @@ pub struct ImageOutput {
     pub format: ImageFormat,
     pub faces_processed: usize,
     pub timings: StageTimings,
-}
-
-/// Wall time per stage of one image job, for logs and the benchmark.
-#[derive(Clone, Debug, Default)]
-pub struct StageTimings {
-    pub decode: Duration,
-    /// The content analyser's three models.
-    pub content: Duration,
-    /// Audio decoding and the lip syncer's voice extraction and mel windows.
-    pub audio: Duration,
-    /// Face analysis of sources and target (detect, landmark, embed, classify).
-    pub analyse: Duration,
-    pub process: Duration,
-    /// Per processor name, the part of `process` it took.
-    pub processors: Vec<(String, Duration)>,
-    pub encode: Duration,
-}
-
-impl StageTimings {
-    /// Adds another run's times (a video's frames, from several workers).
-    pub fn merge(&mut self, other: &StageTimings) {
-        self.decode += other.decode;
-        self.content += other.content;
-        self.audio += other.audio;
-        self.analyse += other.analyse;
-        self.encode += other.encode;
-        for (name, elapsed) in &other.processors {
-            self.add_processor(name, *elapsed);
-        }
-    }
-
-    fn add_processor(&mut self, name: &str, elapsed: Duration) {
-        self.process += elapsed;
-        match self.processors.iter_mut().find(|(n, _)| n == name) {
-            Some((_, total)) => *total += elapsed,
-            None => self.processors.push((name.to_string(), elapsed)),
-        }
-    }
-}
-
-/// The processed frame with its alpha channel (resized along with the frame), and how many
-/// faces the face processors changed.
-pub struct ProcessedFrame {
-    pub frame: Frame,
-    pub alpha: Option<Raster<u8>>,
-    pub faces_processed: usize,
 }
 
 /// One video job: encoded source images, the target video and output paths, validated options.
@@ -186,21 +136,6 @@ impl std::str::FromStr for VideoMemoryStrategy {
     }
 }
 
-/// The per-frame state built once per run: processors with their sessions and the source identity.
-struct FrameChain<'a> {
-    options: &'a ProcessOptions,
-    swapper: Option<FaceSwapper<'a>>,
-    face_enhancer: Option<FaceEnhancer<'a>>,
-    frame_enhancer: Option<FrameEnhancer<'a>>,
-    lip_syncer: Option<LipSyncer<'a>>,
-    /// The voice mel windows per frame index; `None` gives the lip syncer silence (images).
-    voice: Option<VoiceFrames>,
-    /// The reference frame's faces; `None` makes every frame its own reference (images).
-    reference_faces: Option<Vec<Face>>,
-    /// The faces of every frame when all frames are the same still image: analysed once.
-    still_faces: Option<Vec<Face>>,
-}
-
 /// A run's sources by kind: images give the swapper its identity; the first audio file is what the
 /// lip syncer speaks and what replaces a video's sound (FaceFusion uses only the first, spec §9).
 struct RunSources {
@@ -262,42 +197,7 @@ impl Engine {
 
     /// Every model a run with these options loads; used to fetch them up front.
     pub fn required_models(&self, options: &ProcessOptions) -> Vec<String> {
-        let uses = |processor| options.uses(processor);
-        let mut models: Vec<String> = Vec::new();
-        if self.config.content_analysis {
-            models.extend(content_analyser::MODELS.iter().map(|m| m.to_string()));
-        }
-        if options.uses_faces() {
-            models.extend(
-                analyser::required_models(&options.detector, &options.landmarker).into_iter().map(String::from),
-            );
-            // Every face processor may compute the occlusion mask; the region mask only the
-            // swapper and the debugger.
-            if options.masks.types.contains(&MaskType::Occlusion) {
-                models.extend(occluder_models(&options.masks.occluder_model).into_iter().map(String::from));
-            }
-            if options.masks.types.contains(&MaskType::Region)
-                && (uses(Processor::FaceSwapper) || uses(Processor::FaceDebugger))
-            {
-                models.push(options.masks.parser_model.clone());
-            }
-        }
-        if uses(Processor::FaceSwapper) {
-            models.extend(face_swapper::required_models(&options.swapper).into_iter().map(String::from));
-        }
-        if uses(Processor::FaceEnhancer) {
-            models.extend(face_enhancer::required_models(&options.face_enhancer, &options.masks));
-        }
-        if uses(Processor::FrameEnhancer) {
-            models.push(options.frame_enhancer.model.clone());
-        }
-        if uses(Processor::LipSyncer) {
-            models.extend(lip_syncer::required_models(&options.lip_syncer, &options.masks));
-            models.push(options.lip_syncer.voice_extractor_model.clone());
-        }
-        let mut seen = std::collections::HashSet::new();
-        models.retain(|m| seen.insert(m.clone()));
-        models
+        chain::required_models(options, self.config.content_analysis)
     }
 
     /// Makes sure every model of the run is present and verified before any work starts, so a
@@ -382,147 +282,23 @@ impl Engine {
         Ok(RunSources { images, audio })
     }
 
-    /// Runs the processors in order on a decoded target (spec §1.4-1.6).
-    ///
-    /// Faces are always found on the original target frame and rescaled to the running frame,
-    /// which a frame enhancer may have enlarged; so chained face processors all work on the faces
-    /// of the unprocessed frame, as in FaceFusion.
+    /// Runs the processors in order on a decoded target (spec §1.4-1.6); an image target is its own
+    /// reference frame.
     pub fn process_frames(
         &self,
         prepared: &PreparedImage,
         options: &ProcessOptions,
         timings: &mut StageTimings,
     ) -> Result<ProcessedFrame> {
-        // An image target is its own reference frame.
-        let chain = self.frame_chain(&prepared.sources, options, None, timings)?;
-        self.process_frame(&chain, &prepared.target.frame, prepared.target.alpha.clone(), None, timings)
-    }
-
-    /// Everything the processors need that does not depend on the frame: the source identity and the
-    /// processors' sessions, built once per image or video.
-    fn frame_chain<'a>(
-        &'a self,
-        sources: &[Frame],
-        options: &'a ProcessOptions,
-        reference_faces: Option<Vec<Face>>,
-        timings: &mut StageTimings,
-    ) -> Result<FrameChain<'a>> {
-        let uses = |processor| options.uses(processor);
-        let swapper = if uses(Processor::FaceSwapper) {
-            let started = Instant::now();
-            let analyser = FaceAnalyser::new(&self.registry, &options.detector, &options.landmarker);
-            let source = self.source_face(&analyser, sources, options)?;
-            timings.analyse += started.elapsed();
-            Some(FaceSwapper::new(&self.registry, &options.swapper, &source)?)
-        } else {
-            None
-        };
-        let face_enhancer = if uses(Processor::FaceEnhancer) {
-            Some(FaceEnhancer::new(&self.registry, &options.face_enhancer)?)
-        } else {
-            None
-        };
-        let frame_enhancer = if uses(Processor::FrameEnhancer) {
-            Some(FrameEnhancer::new(&self.registry, &options.frame_enhancer)?)
-        } else {
-            None
-        };
-        let lip_syncer =
-            if uses(Processor::LipSyncer) { Some(LipSyncer::new(&self.registry, &options.lip_syncer)?) } else { None };
-        Ok(FrameChain {
-            options,
-            swapper,
-            face_enhancer,
-            frame_enhancer,
-            lip_syncer,
+        let inputs = ChainInputs {
+            sources: &prepared.sources,
             voice: None,
-            reference_faces,
+            reference_faces: None,
             still_faces: None,
-        })
-    }
-
-    /// The per-frame processor chain, shared by images and video frames. `frame_index` (0-based
-    /// among the processed frames) picks the lip syncer's voice window; images have none.
-    fn process_frame(
-        &self,
-        chain: &FrameChain<'_>,
-        original: &Frame,
-        alpha: Option<Raster<u8>>,
-        frame_index: Option<usize>,
-        timings: &mut StageTimings,
-    ) -> Result<ProcessedFrame> {
-        let options = chain.options;
-        // One analyser per frame: its face cache lives as long as the frame does. Only what the
-        // selector and the swapper read is computed.
-        let needs = FaceNeeds::for_targets(options);
-        let analyser = FaceAnalyser::with_needs(&self.registry, &options.detector, &options.landmarker, needs);
-        let mut frame = original.clone();
-        let mut alpha = alpha;
-        let mut faces_processed = 0;
-        for &processor in &options.processors {
-            let name = processor.name();
-            let selected = if processor.works_on_faces() {
-                let started = Instant::now();
-                let target_faces = match &chain.still_faces {
-                    Some(faces) => faces.clone(),
-                    None => analyser.faces(original)?,
-                };
-                let references = chain.reference_faces.as_deref().unwrap_or(&target_faces);
-                let selected = select_faces(&target_faces, references, &options.selector);
-                timings.analyse += started.elapsed();
-                faces_processed = faces_processed.max(selected.len());
-                selected
-            } else {
-                Vec::new()
-            };
-            // Faces were found on the original frame; an earlier frame enhancer may have enlarged it.
-            let (sx, sy) = (frame.width as f64 / original.width as f64, frame.height as f64 / original.height as f64);
-            let faces: Vec<Face> = selected.iter().map(|face| face.scaled(sx, sy)).collect();
-            let started = Instant::now();
-            match processor {
-                Processor::FaceSwapper => {
-                    let swapper = loaded(&chain.swapper, name)?;
-                    for face in &faces {
-                        frame = swapper.swap(&frame, face, &options.masks)?;
-                    }
-                }
-                Processor::FaceEnhancer => {
-                    let enhancer = loaded(&chain.face_enhancer, name)?;
-                    for face in &faces {
-                        frame = enhancer.enhance(&frame, face, &options.masks)?;
-                    }
-                }
-                Processor::LipSyncer => {
-                    let syncer = loaded(&chain.lip_syncer, name)?;
-                    let window = chain.voice.as_ref().zip(frame_index).map(|(voice, index)| voice.window(index));
-                    for face in &faces {
-                        frame = syncer.sync(&frame, face, &options.masks, window.as_deref())?;
-                    }
-                }
-                Processor::FaceDebugger => {
-                    for face in &faces {
-                        frame = debug_face(&self.registry, &frame, face, &options.debugger_items, &options.masks)?;
-                    }
-                }
-                Processor::FrameEnhancer => {
-                    let enhancer = loaded(&chain.frame_enhancer, name)?;
-                    // The upscaled frame is held in memory several times over (tiles, canvas,
-                    // blend); past the host's pixel limit it is refused instead of exhausting memory.
-                    let (width, height) = (frame.width * enhancer.scale(), frame.height * enhancer.scale());
-                    if (width as u64) * (height as u64) > self.config.max_image_pixels {
-                        return Err(PipelineError::ImageTooLarge {
-                            width: width.min(u32::MAX as usize) as u32,
-                            height: height.min(u32::MAX as usize) as u32,
-                            limit: self.config.max_image_pixels,
-                        });
-                    }
-                    frame = enhancer.enhance(&frame)?;
-                    alpha = alpha.map(|a| resize_linear(&a, frame.width, frame.height));
-                }
-            }
-            timings.add_processor(name, started.elapsed());
-        }
-        Ok(ProcessedFrame { frame, alpha, faces_processed })
+            max_image_pixels: self.config.max_image_pixels,
+        };
+        let chain = FrameChain::build(&self.registry, options, inputs, timings)?;
+        chain.process(&prepared.target.frame, prepared.target.alpha.clone(), None, timings)
     }
 
     /// A video target through the processor chain (spec §11.2), streamed: ffmpeg decodes the trim
@@ -603,14 +379,24 @@ impl Engine {
             _ => (None, None),
         };
         timings.analyse += started.elapsed();
-        let mut chain = self.frame_chain(&sources.images, options, reference_faces, &mut timings)?;
-        chain.still_faces = still_faces;
-        if let Some(audio) = &audio {
-            let started = Instant::now();
-            chain.voice =
-                Some(VoiceFrames::extract(&self.registry, &options.lip_syncer.voice_extractor_model, audio, temp_fps)?);
-            timings.audio += started.elapsed();
-        }
+        let voice = match &audio {
+            Some(audio) => {
+                let started = Instant::now();
+                let voice =
+                    VoiceFrames::extract(&self.registry, &options.lip_syncer.voice_extractor_model, audio, temp_fps)?;
+                timings.audio += started.elapsed();
+                Some(voice)
+            }
+            None => None,
+        };
+        let inputs = ChainInputs {
+            sources: &sources.images,
+            voice,
+            reference_faces,
+            still_faces,
+            max_image_pixels: self.config.max_image_pixels,
+        };
+        let chain = FrameChain::build(&self.registry, options, inputs, &mut timings)?;
 
         let trim = target.trim();
         let frames: Box<dyn FrameSource> = match target {
@@ -667,15 +453,21 @@ impl Engine {
         let parallelism =
             request.parallelism.unwrap_or_else(|| self.video_parallelism(self.config.video_memory_strategy));
 
+        // The background remover's matte goes into the video where the encoder keeps alpha (VP9 in
+        // webm); other encoders get its colour composite only.
+        let keep_alpha = options.uses(Processor::BackgroundRemover) && writer.encoder() == VideoEncoder::LibvpxVp9;
         let shared = Mutex::new((StageTimings::default(), 0usize));
         let process = |index: usize, frame: Frame| -> Result<Frame> {
             let mut frame_timings = StageTimings::default();
-            let processed = self.process_frame(&chain, &frame, None, Some(index), &mut frame_timings)?;
+            let processed = chain.process(&frame, None, Some(index), &mut frame_timings)?;
             if let Ok(mut guard) = shared.lock() {
                 guard.0.merge(&frame_timings);
                 guard.1 += processed.faces_processed;
             }
-            Ok(processed.frame)
+            Ok(match processed.alpha {
+                Some(alpha) if keep_alpha => with_alpha(&processed.frame, &alpha),
+                _ => processed.frame,
+            })
         };
         let started = Instant::now();
         let encoded = process_video(frames, writer, parallelism, process, progress, cancel)?;
@@ -832,15 +624,6 @@ impl Engine {
         reader.abort();
         FaceAnalyser::new(&self.registry, &options.detector, &options.landmarker).faces(&frame)
     }
-
-    /// The averaged identity of the source images: each image's first face in selector order.
-    fn source_face(&self, analyser: &FaceAnalyser, sources: &[Frame], options: &ProcessOptions) -> Result<SourceFace> {
-        let faces = sources
-            .iter()
-            .map(|frame| Ok(sort_and_filter(analyser.faces(frame)?, &options.selector).into_iter().next()))
-            .collect::<Result<Vec<_>>>()?;
-        SourceFace::average(sources, &faces)
-    }
 }
 
 /// FaceFusion's finalize step: the output is the target at `--output-image-scale` (each side
@@ -908,9 +691,10 @@ fn choose_encoders(toolchain: &Toolchain, video: &VideoOutputOptions) -> Result<
     Ok((encoder, audio_encoder))
 }
 
-/// A processor the chain built for this run; missing only if the option table and the chain disagree.
-fn loaded<'c, T>(processor: &'c Option<T>, name: &str) -> Result<&'c T> {
-    processor.as_ref().ok_or_else(|| PipelineError::invalid_option("processors", format!("`{name}` was not prepared")))
+/// A BGRA frame from a BGR frame and its alpha channel.
+fn with_alpha(frame: &Frame, alpha: &Raster<u8>) -> Frame {
+    let data = frame.data.chunks_exact(3).zip(&alpha.data).flat_map(|(px, &a)| [px[0], px[1], px[2], a]).collect();
+    Frame::from_vec(frame.width, frame.height, 4, data)
 }
 
 /// An audio error names the temp file the upload was written to; the caller knows it as its source.

@@ -5,7 +5,10 @@
 
 pub mod affine;
 pub mod audio;
+pub mod chain;
+pub mod config_file;
 pub mod content_analyser;
+pub mod deep_swapper_models;
 pub mod engine;
 pub mod error;
 pub mod face;
@@ -25,6 +28,7 @@ pub mod sessions;
 /// Assets, goldens and measuring helpers for tests and benchmarks; not in release builds.
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod timings;
 pub mod video;
 
 pub use engine::{Engine, EngineConfig, ImageOutput, ImageRequest};

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+pub use crate::deep_swapper_models::DEEP_SWAPPER_MODELS;
 use crate::error::{PipelineError, Result};
 use crate::processor::Processor;
 
@@ -31,6 +32,9 @@ pub enum OptionKind {
     },
     /// 1 to 4 integers in 0..=100, expanded CSS-style (top, right, bottom, left).
     Sides,
+    /// 1 to 4 integers in 0..=255 (red, green, blue, alpha), expanded as FaceFusion does: one value is
+    /// a grey, two alternate, three are opaque RGB.
+    Color,
     /// A switch without a value.
     Flag,
     /// Free text (paths and the like).
@@ -61,11 +65,49 @@ pub struct OptionSpec {
 }
 
 /// The names of [`Processor::ALL`], for the option table's choices.
-pub const PROCESSORS: &[&str] = &["face_debugger", "face_enhancer", "face_swapper", "frame_enhancer", "lip_syncer"];
+pub const PROCESSORS: &[&str] = &[
+    "age_modifier",
+    "background_remover",
+    "deep_swapper",
+    "expression_restorer",
+    "face_debugger",
+    "face_editor",
+    "face_enhancer",
+    "face_swapper",
+    "frame_colorizer",
+    "frame_enhancer",
+    "lip_syncer",
+];
 
-/// Processors FaceFusion 3.5.3 has that this engine does not run yet: named so the error can say so.
-pub const PLANNED_PROCESSORS: &[&str] =
-    &["age_modifier", "background_remover", "deep_swapper", "expression_restorer", "face_editor", "frame_colorizer"];
+pub const AGE_MODIFIER_MODELS: &[&str] = &["styleganex_age"];
+
+pub const LIVE_PORTRAIT_MODELS: &[&str] = &["live_portrait"];
+
+pub const EXPRESSION_RESTORER_AREAS: &[&str] = &["upper-face", "lower-face"];
+
+pub const FRAME_COLORIZER_MODELS: &[&str] =
+    &["ddcolor", "ddcolor_artistic", "deoldify", "deoldify_artistic", "deoldify_stable"];
+
+pub const FRAME_COLORIZER_SIZES: &[&str] = &["192x192", "256x256", "384x384", "512x512"];
+
+pub const BACKGROUND_REMOVER_MODELS: &[&str] = &[
+    "ben_2",
+    "birefnet_general",
+    "birefnet_portrait",
+    "isnet_general",
+    "modnet",
+    "ormbg",
+    "rmbg_1.4",
+    "rmbg_2.0",
+    "silueta",
+    "u2net_cloth",
+    "u2net_general",
+    "u2net_human",
+    "u2netp",
+];
+
+/// The prefix of deep swapper models a user drops into the models directory's `custom/` folder.
+pub const CUSTOM_MODEL_PREFIX: &str = "custom/";
 
 pub const FACE_ENHANCER_MODELS: &[&str] = &[
     "codeformer",
@@ -188,6 +230,11 @@ const fn processor(
     help: &'static str,
 ) -> OptionSpec {
     OptionSpec { name, processor: Some(processor), kind, default, support: Support::Supported, help }
+}
+
+/// One of the face editor's sliders: −1..1 in steps of 0.05, 0 leaves the face as it is.
+const fn editor(name: &'static str, help: &'static str) -> OptionSpec {
+    processor("face_editor", name, float(-1.0, 1.0, 0.05), "0", help)
 }
 
 const fn float(min: f64, max: f64, step: f64) -> OptionKind {
@@ -413,6 +460,112 @@ pub static OPTIONS: &[OptionSpec] = &[
         "separates the voice from the source audio before the mel spectrogram",
     ),
     processor(
+        "age_modifier",
+        "age_modifier_model",
+        OptionKind::Choice { choices: AGE_MODIFIER_MODELS },
+        "styleganex_age",
+        "age modifier model",
+    ),
+    processor(
+        "age_modifier",
+        "age_modifier_direction",
+        OptionKind::Int { min: -100, max: 100 },
+        "0",
+        "negative makes the face younger, positive older",
+    ),
+    processor(
+        "background_remover",
+        "background_remover_model",
+        OptionKind::Choice { choices: BACKGROUND_REMOVER_MODELS },
+        "rmbg_2.0",
+        "background matting model",
+    ),
+    processor(
+        "background_remover",
+        "background_remover_color",
+        OptionKind::Color,
+        "0 0 0 0",
+        "what replaces the background, R G B A; the matte also becomes the output's alpha where the format \
+         has one (PNG, WebP, webm)",
+    ),
+    processor(
+        "deep_swapper",
+        "deep_swapper_model",
+        OptionKind::Choice { choices: DEEP_SWAPPER_MODELS },
+        "iperov/elon_musk_224",
+        "DeepFaceLive model, or custom/<file stem> for a .dfm in the models directory's custom/ folder",
+    ),
+    processor(
+        "deep_swapper",
+        "deep_swapper_morph",
+        OptionKind::Int { min: 0, max: 100 },
+        "100",
+        "how far the face is morphed towards the model's identity, percent",
+    ),
+    processor(
+        "expression_restorer",
+        "expression_restorer_model",
+        OptionKind::Choice { choices: LIVE_PORTRAIT_MODELS },
+        "live_portrait",
+        "expression restorer model",
+    ),
+    processor(
+        "expression_restorer",
+        "expression_restorer_factor",
+        OptionKind::Int { min: 0, max: 100 },
+        "80",
+        "how much of the target's original expression comes back, percent",
+    ),
+    processor(
+        "expression_restorer",
+        "expression_restorer_areas",
+        OptionKind::Choices { choices: EXPRESSION_RESTORER_AREAS },
+        "upper-face lower-face",
+        "face areas whose expression is restored",
+    ),
+    processor(
+        "face_editor",
+        "face_editor_model",
+        OptionKind::Choice { choices: LIVE_PORTRAIT_MODELS },
+        "live_portrait",
+        "face editor model",
+    ),
+    editor("face_editor_eyebrow_direction", "raise (+) or lower (−) the eyebrows"),
+    editor("face_editor_eye_gaze_horizontal", "look right (+) or left (−)"),
+    editor("face_editor_eye_gaze_vertical", "look up (+) or down (−)"),
+    editor("face_editor_eye_open_ratio", "open (+) or close (−) the eyes"),
+    editor("face_editor_lip_open_ratio", "open (+) or close (−) the lips"),
+    editor("face_editor_mouth_grim", "grim mouth"),
+    editor("face_editor_mouth_pout", "pouting mouth"),
+    editor("face_editor_mouth_purse", "pursed mouth"),
+    editor("face_editor_mouth_smile", "smile (+) or frown (−)"),
+    editor("face_editor_mouth_position_horizontal", "move the mouth sideways"),
+    editor("face_editor_mouth_position_vertical", "move the mouth up or down"),
+    editor("face_editor_head_pitch", "tilt the head up or down"),
+    editor("face_editor_head_yaw", "turn the head sideways"),
+    editor("face_editor_head_roll", "roll the head"),
+    processor(
+        "frame_colorizer",
+        "frame_colorizer_model",
+        OptionKind::Choice { choices: FRAME_COLORIZER_MODELS },
+        "ddcolor",
+        "colorizer model",
+    ),
+    processor(
+        "frame_colorizer",
+        "frame_colorizer_size",
+        OptionKind::Choice { choices: FRAME_COLORIZER_SIZES },
+        "256x256",
+        "size the frame is colorized at",
+    ),
+    processor(
+        "frame_colorizer",
+        "frame_colorizer_blend",
+        OptionKind::Int { min: 0, max: 100 },
+        "100",
+        "how much of the colorized frame is blended over the original, percent",
+    ),
+    processor(
         "face_debugger",
         "face_debugger_items",
         OptionKind::Choices { choices: FACE_DEBUGGER_ITEMS },
@@ -454,7 +607,6 @@ pub static OPTIONS: &[OptionSpec] = &[
     ),
     ignored("keep_temp", OptionKind::Flag, "", "there is no temp dir to keep"),
     ignored("halt_on_error", OptionKind::Flag, "", "a single run always stops at the first error"),
-    ignored("config_path", OptionKind::Text, "", "facefusion.ini is not read; pass options directly"),
     ignored(
         "download_providers",
         OptionKind::Choices { choices: &["github", "huggingface"] },
@@ -467,16 +619,6 @@ pub static OPTIONS: &[OptionSpec] = &[
         "lite",
         "models are downloaded on demand",
     ),
-];
-
-/// FaceFusion option names of processors and features not built yet; rejected with a clear message.
-const PLANNED_OPTION_PREFIXES: &[&str] = &[
-    "age_modifier_",
-    "expression_restorer_",
-    "face_editor_",
-    "frame_colorizer_",
-    "deep_swapper_",
-    "background_remover_",
 ];
 
 pub fn spec(name: &str) -> Option<&'static OptionSpec> {
@@ -620,6 +762,72 @@ pub struct LipSyncerOptions {
     pub voice_extractor_model: String,
 }
 
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgeModifierOptions {
+    pub model: String,
+    /// −100..=100: negative younger, positive older.
+    pub direction: f32,
+}
+
+/// The face areas whose original expression the expression restorer brings back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestorerArea {
+    UpperFace,
+    LowerFace,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExpressionRestorerOptions {
+    pub model: String,
+    /// 0..=100.
+    pub factor: f32,
+    pub areas: Vec<RestorerArea>,
+}
+
+/// The face editor's sliders, each −1..=1 (0 leaves that feature alone).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaceEditorOptions {
+    pub model: String,
+    pub eyebrow_direction: f32,
+    pub eye_gaze_horizontal: f32,
+    pub eye_gaze_vertical: f32,
+    pub eye_open_ratio: f32,
+    pub lip_open_ratio: f32,
+    pub mouth_grim: f32,
+    pub mouth_pout: f32,
+    pub mouth_purse: f32,
+    pub mouth_smile: f32,
+    pub mouth_position_horizontal: f32,
+    pub mouth_position_vertical: f32,
+    pub head_pitch: f32,
+    pub head_yaw: f32,
+    pub head_roll: f32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeepSwapperOptions {
+    /// A catalogue id (`iperov/elon_musk_224`) or `custom/<stem>`.
+    pub model: String,
+    /// 0..=100.
+    pub morph: f32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FrameColorizerOptions {
+    pub model: String,
+    /// The square side the model runs at.
+    pub size: usize,
+    /// 0..=100.
+    pub blend: u8,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackgroundRemoverOptions {
+    pub model: String,
+    /// Red, green, blue, alpha.
+    pub color: [u8; 4],
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DebuggerItem {
     BoundingBox,
@@ -673,6 +881,12 @@ pub struct ProcessOptions {
     pub frame_enhancer: FrameEnhancerOptions,
     pub lip_syncer: LipSyncerOptions,
     pub debugger_items: Vec<DebuggerItem>,
+    pub age_modifier: AgeModifierOptions,
+    pub expression_restorer: ExpressionRestorerOptions,
+    pub face_editor: FaceEditorOptions,
+    pub deep_swapper: DeepSwapperOptions,
+    pub frame_colorizer: FrameColorizerOptions,
+    pub background_remover: BackgroundRemoverOptions,
     pub output: OutputOptions,
 }
 
@@ -776,6 +990,32 @@ impl RawValues {
         expand_sides(&numbers)
     }
 
+    /// A single-valued option's text; the table gives every such option a default.
+    fn text(&self, name: &str) -> String {
+        self.one(name).unwrap_or_default().to_string()
+    }
+
+    fn face_editor(&self) -> FaceEditorOptions {
+        let slider = |name: &str| self.float(&format!("face_editor_{name}"));
+        FaceEditorOptions {
+            model: self.text("face_editor_model"),
+            eyebrow_direction: slider("eyebrow_direction"),
+            eye_gaze_horizontal: slider("eye_gaze_horizontal"),
+            eye_gaze_vertical: slider("eye_gaze_vertical"),
+            eye_open_ratio: slider("eye_open_ratio"),
+            lip_open_ratio: slider("lip_open_ratio"),
+            mouth_grim: slider("mouth_grim"),
+            mouth_pout: slider("mouth_pout"),
+            mouth_purse: slider("mouth_purse"),
+            mouth_smile: slider("mouth_smile"),
+            mouth_position_horizontal: slider("mouth_position_horizontal"),
+            mouth_position_vertical: slider("mouth_position_vertical"),
+            head_pitch: slider("head_pitch"),
+            head_yaw: slider("head_yaw"),
+            head_roll: slider("head_roll"),
+        }
+    }
+
     fn into_options(self) -> Result<ProcessOptions> {
         let processors: Vec<Processor> =
             self.list("processors").iter().filter_map(|name| Processor::from_name(name)).collect();
@@ -846,6 +1086,35 @@ impl RawValues {
                 voice_extractor_model: self.one("voice_extractor_model").unwrap_or("kim_vocal_2").to_string(),
             },
             debugger_items: self.list("face_debugger_items").iter().filter_map(|i| debugger_item(i)).collect(),
+            age_modifier: AgeModifierOptions {
+                model: self.text("age_modifier_model"),
+                direction: self.float("age_modifier_direction"),
+            },
+            expression_restorer: ExpressionRestorerOptions {
+                model: self.text("expression_restorer_model"),
+                factor: self.float("expression_restorer_factor"),
+                areas: self
+                    .list("expression_restorer_areas")
+                    .iter()
+                    .map(|area| if area == "upper-face" { RestorerArea::UpperFace } else { RestorerArea::LowerFace })
+                    .collect(),
+            },
+            face_editor: self.face_editor(),
+            deep_swapper: DeepSwapperOptions {
+                model: self.text("deep_swapper_model"),
+                morph: self.float("deep_swapper_morph"),
+            },
+            frame_colorizer: FrameColorizerOptions {
+                model: self.text("frame_colorizer_model"),
+                size: self.one("frame_colorizer_size").and_then(parse_square).unwrap_or(256),
+                blend: self.int("frame_colorizer_blend").unwrap_or(100).clamp(0, 100) as u8,
+            },
+            background_remover: BackgroundRemoverOptions {
+                model: self.text("background_remover_model"),
+                color: expand_color(
+                    &self.list("background_remover_color").iter().filter_map(|v| v.parse().ok()).collect::<Vec<_>>(),
+                ),
+            },
             output: OutputOptions {
                 image_quality: self.int("output_image_quality").unwrap_or(80) as u8,
                 image_scale: self.float("output_image_scale"),
@@ -867,8 +1136,9 @@ impl RawValues {
 }
 
 fn unknown_option(name: &str) -> PipelineError {
-    if PLANNED_OPTION_PREFIXES.iter().any(|prefix| name.starts_with(prefix)) {
-        return PipelineError::invalid_option(name, "belongs to a processor or feature this engine does not run yet");
+    if name == "config_path" {
+        // An ini file is a file on the machine that runs ff: only its own command line may name one.
+        return PipelineError::invalid_option(name, "is read by the `ff process` command line only");
     }
     PipelineError::invalid_option(name, "not a FaceFusion 3.5.3 option")
 }
@@ -885,6 +1155,7 @@ fn check_value(spec: &OptionSpec, given: &[String]) -> Result<()> {
         _ if given.is_empty() => fail("needs a value".into()),
         OptionKind::Choice { choices } => match given {
             [value] if choices.contains(&value.as_str()) => Ok(()),
+            [value] if spec.name == "deep_swapper_model" && custom_model_stem(value).is_some() => Ok(()),
             [value] => fail(format!("`{value}` is not one of: {}", choices.join(", "))),
             _ => fail("takes a single value".into()),
         },
@@ -921,22 +1192,54 @@ fn check_value(spec: &OptionSpec, given: &[String]) -> Result<()> {
                 None => Ok(()),
             }
         }
+        OptionKind::Color => {
+            if given.len() > 4 {
+                return fail("takes 1 to 4 integers (red green blue alpha)".into());
+            }
+            match given.iter().find(|value| value.parse::<u8>().is_err()) {
+                Some(value) => fail(format!("`{value}` is not an integer in 0..255")),
+                None => Ok(()),
+            }
+        }
     }
 }
 
+/// A `deep_swapper_model` outside the catalogue: `custom/<stem>` naming a `.dfm` file in the models
+/// directory's `custom/` folder. The stem is one plain file name, so it cannot reach elsewhere.
+pub fn custom_model_stem(name: &str) -> Option<&str> {
+    let stem = name.strip_prefix(CUSTOM_MODEL_PREFIX)?;
+    let plain = !stem.is_empty()
+        && stem.len() <= 128
+        && !stem.starts_with('.')
+        && stem.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    plain.then_some(stem)
+}
+
+/// Each processor at most once: FaceFusion would run a repeated one again, which only multiplies
+/// the work of a request (a 26 KB form could ask for thousands of swaps).
 fn check_processors(given: &[String]) -> Result<()> {
-    for name in given {
-        if PROCESSORS.contains(&name.as_str()) {
-            continue;
+    for (index, name) in given.iter().enumerate() {
+        if !PROCESSORS.contains(&name.as_str()) {
+            let reason = format!("`{name}` is not a FaceFusion processor (available: {})", PROCESSORS.join(", "));
+            return Err(PipelineError::invalid_option("processors", reason));
         }
-        let reason = if PLANNED_PROCESSORS.contains(&name.as_str()) {
-            format!("processor `{name}` is not available in this engine yet (available: {})", PROCESSORS.join(", "))
-        } else {
-            format!("`{name}` is not a FaceFusion processor")
-        };
-        return Err(PipelineError::invalid_option("processors", reason));
+        if given[..index].contains(name) {
+            return Err(PipelineError::invalid_option("processors", format!("`{name}` is named twice")));
+        }
     }
     Ok(())
+}
+
+/// FaceFusion's colour expansion (R, G, B, A): one value is an opaque grey, two alternate red/blue
+/// and green, three are an opaque colour; none is transparent black.
+pub fn expand_color(values: &[u8]) -> [u8; 4] {
+    match values {
+        [] => [0; 4],
+        [v] => [*v, *v, *v, 255],
+        [a, b] => [*a, *b, *a, 255],
+        [r, g, b] => [*r, *g, *b, 255],
+        [r, g, b, a, ..] => [*r, *g, *b, *a],
+    }
 }
 
 /// FaceFusion expands 1-4 values CSS-style; values outside 0..=100 become 0.
@@ -1130,7 +1433,18 @@ mod tests {
             ("frame_enhancer_model", "lsdir_x4"),
             ("face_debugger_items", "scores"),
             ("lip_syncer_model", "wav2lip_97"),
-            ("processors", "age_modifier"),
+            ("processors", "face_morpher"),
+            ("processors", "face_swapper face_swapper"),
+            ("age_modifier_direction", "101"),
+            ("expression_restorer_areas", "mouth"),
+            ("face_editor_head_yaw", "1.5"),
+            ("deep_swapper_model", "iperov/nobody_224"),
+            ("deep_swapper_model", "custom/../etc"),
+            ("frame_colorizer_size", "100x100"),
+            ("background_remover_model", "rmbg_3.0"),
+            ("background_remover_color", "0 256"),
+            ("background_remover_color", "1 2 3 4 5"),
+            ("config_path", "facefusion.ini"),
             ("face_mask_padding", "1 2 3 4 5"),
             ("face_mask_types", "box hair"),
             ("output_video_encoder", "libx266"),
@@ -1149,9 +1463,51 @@ mod tests {
     }
 
     #[test]
-    fn planned_processor_is_named_as_not_available() {
-        let error = ProcessOptions::from_pairs(&pairs(&[("processors", "age_modifier")])).unwrap_err();
-        assert!(error.to_string().contains("not available in this engine yet"), "{error}");
+    fn later_processors_have_facefusions_defaults() {
+        let options = ProcessOptions::default();
+        assert_eq!(options.age_modifier, AgeModifierOptions { model: "styleganex_age".into(), direction: 0.0 });
+        assert_eq!(options.expression_restorer.factor, 80.0);
+        assert_eq!(options.expression_restorer.areas, [RestorerArea::UpperFace, RestorerArea::LowerFace]);
+        assert_eq!(options.face_editor.model, "live_portrait");
+        assert_eq!(options.face_editor.head_yaw, 0.0);
+        assert_eq!(options.deep_swapper, DeepSwapperOptions { model: "iperov/elon_musk_224".into(), morph: 100.0 });
+        assert_eq!(options.frame_colorizer, FrameColorizerOptions { model: "ddcolor".into(), size: 256, blend: 100 });
+        assert_eq!(options.background_remover, BackgroundRemoverOptions { model: "rmbg_2.0".into(), color: [0; 4] });
+    }
+
+    #[test]
+    fn background_colours_expand_as_in_facefusion() {
+        assert_eq!(expand_color(&[7]), [7, 7, 7, 255]);
+        assert_eq!(expand_color(&[1, 2]), [1, 2, 1, 255]);
+        assert_eq!(expand_color(&[1, 2, 3]), [1, 2, 3, 255]);
+        assert_eq!(expand_color(&[0, 255, 0, 128]), [0, 255, 0, 128]);
+        let options = ProcessOptions::from_pairs(&pairs(&[("background_remover_color", "0 255 0 255")])).unwrap();
+        assert_eq!(options.background_remover.color, [0, 255, 0, 255]);
+    }
+
+    #[test]
+    fn custom_deep_swapper_models_are_plain_file_stems() {
+        assert_eq!(custom_model_stem("custom/my_face-2.v1"), Some("my_face-2.v1"));
+        for bad in ["custom/", "custom/../x", "custom/a/b", "custom/.hidden", "iperov/elon_musk_224"] {
+            assert_eq!(custom_model_stem(bad), None, "{bad}");
+        }
+        let options = ProcessOptions::from_pairs(&pairs(&[("deep_swapper_model", "custom/mine")])).unwrap();
+        assert_eq!(options.deep_swapper.model, "custom/mine");
+    }
+
+    #[test]
+    fn every_deep_swapper_choice_is_in_the_catalogue() {
+        let catalogue = crate::models::catalogue();
+        let listed: Vec<&str> =
+            catalogue.for_processor("deep_swapper").into_iter().map(|entry| entry.name.as_str()).collect();
+        let mut choices = DEEP_SWAPPER_MODELS.to_vec();
+        choices.sort_unstable();
+        let mut listed = listed;
+        listed.sort_unstable();
+        assert_eq!(choices, listed);
+        for model in FRAME_COLORIZER_MODELS.iter().chain(BACKGROUND_REMOVER_MODELS).chain(AGE_MODIFIER_MODELS) {
+            assert!(catalogue.get(model).is_some(), "{model} has no catalogue entry");
+        }
     }
 
     #[test]

@@ -318,3 +318,55 @@ pub fn peak_rss_kib() -> u64 {
         .and_then(|status| status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0)
 }
+
+/// A parity case's FaceFusion command line: its sources and target (resolved inside ../shared) and
+/// its options, a `--config-path` ini folded in first as FaceFusion does.
+pub struct ParityCase {
+    pub dir: PathBuf,
+    pub sources: Vec<PathBuf>,
+    pub target: PathBuf,
+    pub pairs: Vec<(String, Vec<String>)>,
+}
+
+/// Reads `../shared/parity/<name>/case.json`.
+pub fn parity_case(name: &str) -> ParityCase {
+    let dir = parity_dir().join(name);
+    let text = std::fs::read_to_string(dir.join("case.json")).expect("case.json");
+    let summary: serde_json::Value = serde_json::from_str(&text).expect("case.json is JSON");
+    let args: Vec<&str> = summary["args"].as_array().expect("args").iter().filter_map(|a| a.as_str()).collect();
+    let shared = parity_dir().join("..");
+    let (mut sources, mut target, mut pairs, mut config) = (Vec::new(), PathBuf::new(), Vec::new(), Vec::new());
+    let mut i = 1;
+    while i < args.len() {
+        let name = args[i];
+        let mut values = Vec::new();
+        i += 1;
+        while i < args.len() && !args[i].starts_with('-') {
+            values.push(args[i].to_string());
+            i += 1;
+        }
+        match name {
+            "-s" => sources = values.iter().map(|v| shared.join(v)).collect(),
+            "-t" => target = shared.join(&values[0]),
+            "-o" => {}
+            "--config-path" => {
+                let path = shared.join(&values[0]);
+                let text = std::fs::read_to_string(&path).expect("ini");
+                config = crate::config_file::ConfigFile::parse(&text, &values[0]).expect("ini parses").options;
+            }
+            _ => pairs.push((name.to_string(), values)),
+        }
+    }
+    config.append(&mut pairs);
+    ParityCase { dir, sources, target, pairs: config }
+}
+
+/// Reads a PNG with an alpha channel into a BGR frame and its alpha (255 where the file has none).
+pub fn read_bgra(path: &Path) -> (Frame, Raster<u8>) {
+    let rgba = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgba8();
+    let (width, height) = (rgba.width() as usize, rgba.height() as usize);
+    let raw = rgba.into_raw();
+    let frame = raw.chunks_exact(4).flat_map(|px| [px[2], px[1], px[0]]).collect();
+    let alpha = raw.chunks_exact(4).map(|px| px[3]).collect();
+    (Raster::from_vec(width, height, 3, frame), Raster::from_vec(width, height, 1, alpha))
+}

@@ -65,6 +65,53 @@ pub fn lab_to_rgb_u8(src: &Raster<u8>) -> Raster<u8> {
     out
 }
 
+/// `cv2.cvtColor(src, cv2.COLOR_BGR2GRAY)` on 8-bit BGR: OpenCV's 14-bit fixed-point luma.
+pub fn bgr_to_gray_u8(src: &Raster<u8>) -> Raster<u8> {
+    const B: i32 = 1868;
+    const G: i32 = 9617;
+    const R: i32 = 4899;
+    let data = src
+        .data
+        .chunks_exact(src.channels)
+        .map(|px| descale(px[0] as i32 * B + px[1] as i32 * G + px[2] as i32 * R, 14) as u8)
+        .collect();
+    Raster::from_vec(src.width, src.height, 1, data)
+}
+
+/// OpenCV's float `RGB2Lab` (sRGB, D65) of one pixel in 0..1: L in 0..100. The gamma curve is
+/// evaluated directly where OpenCV interpolates a 1024-entry spline, a difference far below one
+/// 8-bit level.
+pub fn rgb_to_lab_f32(rgb: [f32; 3]) -> [f32; 3] {
+    let linear = rgb.map(|v| apply_gamma(v.clamp(0.0, 1.0)));
+    let row = |r: usize| {
+        let m = RGB_TO_XYZ[r * 3..r * 3 + 3].iter().map(|&bits| (f64::from_bits(bits) / D65[r]) as f32);
+        m.zip(linear).fold(0.0f32, |sum, (c, v)| sum + c * v)
+    };
+    let (x, y, z) = (row(0), row(1), row(2));
+    let f = |t: f32| if t > 0.008856 { t.cbrt() } else { 7.787 * t + 16.0 / 116.0 };
+    let (fx, fy, fz) = (f(x), f(y), f(z));
+    let l = if y > 0.008856 { 116.0 * fy - 16.0 } else { 903.3 * y };
+    [l, 500.0 * (fx - fy), 200.0 * (fy - fz)]
+}
+
+/// OpenCV's float `Lab2RGB` (sRGB, D65) of one pixel: RGB clipped to 0..1.
+pub fn lab_to_rgb_f32([l, a, b]: [f32; 3]) -> [f32; 3] {
+    let l_threshold = 0.008856f32 * 903.3;
+    let f_threshold = 7.787f32 * 0.008856 + 16.0 / 116.0;
+    let (y, fy) = if l <= l_threshold {
+        let y = l / 903.3;
+        (y, 7.787 * y + 16.0 / 116.0)
+    } else {
+        let fy = (l + 16.0) / 116.0;
+        (fy * fy * fy, fy)
+    };
+    let inverse = |f: f32| if f <= f_threshold { (f - 16.0 / 116.0) / 7.787 } else { f * f * f };
+    let xyz = [inverse(a / 500.0 + fy), y, inverse(fy - b / 200.0)];
+    let row =
+        |r: usize| (0..3).fold(0.0f32, |sum, c| sum + (f64::from_bits(XYZ_TO_RGB[r * 3 + c]) * D65[c]) as f32 * xyz[c]);
+    [row(0), row(1), row(2)].map(|v| apply_inv_gamma(v.clamp(0.0, 1.0)))
+}
+
 fn extract_channel(src: &Raster<u8>, channel: usize) -> Raster<u8> {
     let data = src.data.chunks_exact(src.channels).map(|px| px[channel]).collect();
     Raster::from_vec(src.width, src.height, 1, data)

@@ -155,7 +155,8 @@ pub struct FrameWriter {
     temp_video: TempFile,
     child: Option<Supervised>,
     stdin: Option<ChildStdin>,
-    frame_size: Option<(usize, usize)>,
+    /// Width, height and channels of the first frame: every later frame must match.
+    frame_size: Option<(usize, usize, usize)>,
     rgb: Vec<u8>,
     frames: u64,
 }
@@ -231,20 +232,25 @@ impl FrameWriter {
         self.frames
     }
 
-    /// Appends one BGR frame.
+    /// Appends one BGR frame, or a BGRA frame whose alpha the encoder keeps (VP9 in webm); the first
+    /// frame decides which for the whole video.
     pub fn write_frame(&mut self, frame: &Frame) -> Result<()> {
-        if frame.channels != 3 || frame.data.len() != frame.width * frame.height * 3 || frame.width == 0 {
-            return Err(media_error(MediaFailure::FfmpegFailed, "the encoder takes 3-channel BGR frames"));
+        let channels = frame.channels;
+        if !matches!(channels, 3 | 4) || frame.data.len() != frame.width * frame.height * channels || frame.width == 0 {
+            return Err(media_error(
+                MediaFailure::FfmpegFailed,
+                "the encoder takes 3-channel BGR or 4-channel BGRA frames",
+            ));
         }
-        let size = (frame.width, frame.height);
+        let size = (frame.width, frame.height, channels);
         match self.frame_size {
             None => self.start(size)?,
             Some(expected) if expected != size => {
                 return Err(media_error(
                     MediaFailure::FfmpegFailed,
                     format!(
-                        "frame {} is {}x{}, the video is {}x{}",
-                        self.frames, size.0, size.1, expected.0, expected.1
+                        "frame {} is {}x{}x{}, the video is {}x{}x{}",
+                        self.frames, size.0, size.1, size.2, expected.0, expected.1, expected.2
                     ),
                 ))
             }
@@ -253,7 +259,10 @@ impl FrameWriter {
         // ffmpeg gets rgb24, as FaceFusion's rgb24 PNG frames: swscale's bgr24→yuv420p rounds
         // differently from rgb24→yuv420p, and rgb24 makes the encoded frames identical to FaceFusion's.
         self.rgb.clear();
-        self.rgb.extend(frame.data.chunks_exact(3).flat_map(|px| [px[2], px[1], px[0]]));
+        match channels {
+            3 => self.rgb.extend(frame.data.chunks_exact(3).flat_map(|px| [px[2], px[1], px[0]])),
+            _ => self.rgb.extend(frame.data.chunks_exact(4).flat_map(|px| [px[2], px[1], px[0], px[3]])),
+        }
         let Some(stdin) = self.stdin.as_mut() else {
             return Err(media_error(MediaFailure::FfmpegFailed, "the encoder is closed"));
         };
@@ -273,13 +282,14 @@ impl FrameWriter {
         Ok(())
     }
 
-    fn start(&mut self, (width, height): (usize, usize)) -> Result<()> {
-        let args = encode_args((width, height), &self.options, self.encoder, self.temp_video.path());
+    fn start(&mut self, (width, height, channels): (usize, usize, usize)) -> Result<()> {
+        let input_format = if channels == 4 { "rgba" } else { "rgb24" };
+        let args = encode_args((width, height), input_format, &self.options, self.encoder, self.temp_video.path());
         let mut child =
             Supervised::spawn("ffmpeg encoding", &self.toolchain.ffmpeg, &args, true, false, self.options.timeout)?;
         self.stdin = child.take_stdin();
         self.child = Some(child);
-        self.frame_size = Some((width, height));
+        self.frame_size = Some((width, height, channels));
         Ok(())
     }
 
@@ -346,15 +356,16 @@ impl Drop for FrameWriter {
     }
 }
 
-/// FaceFusion's merge_video command with the frame pattern replaced by rgb24 on stdin.
+/// FaceFusion's merge_video command with the frame pattern replaced by raw rgb24 (or rgba) on stdin.
 fn encode_args(
     (width, height): (usize, usize),
+    input_format: &str,
     options: &EncodeOptions,
     encoder: VideoEncoder,
     temp_video: &Path,
 ) -> Vec<String> {
     let mut args: Vec<String> =
-        ["-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24"].map(String::from).to_vec();
+        ["-loglevel", "error", "-f", "rawvideo", "-pix_fmt", input_format].map(String::from).to_vec();
     args.extend(["-s".into(), format!("{width}x{height}"), "-r".into(), py_float(options.input_fps)]);
     args.extend(["-i".into(), "-".into()]);
     if let Some((w, h)) = options.resolution {
@@ -410,13 +421,13 @@ mod tests {
     fn merge_and_restore_commands_match_facefusion() {
         let mut options = EncodeOptions::new(29.97);
         options.resolution = Some((640, 360));
-        let args = encode_args((640, 360), &options, VideoEncoder::Libx264, Path::new("/o/t.mp4"));
+        let args = encode_args((640, 360), "rgb24", &options, VideoEncoder::Libx264, Path::new("/o/t.mp4"));
         assert_eq!(
             args.join(" "),
             "-loglevel error -f rawvideo -pix_fmt rgb24 -s 640x360 -r 29.97 -i - -s 640x360 -c:v libx264 \
              -crf 10 -preset veryfast -vf fps=29.97 -pix_fmt yuv420p -y /o/t.mp4"
         );
-        let args = encode_args((640, 360), &options, VideoEncoder::LibvpxVp9, Path::new("/o/t.webm"));
+        let args = encode_args((640, 360), "rgba", &options, VideoEncoder::LibvpxVp9, Path::new("/o/t.webm"));
         assert!(args.join(" ").contains("-c:v libvpx-vp9 -crf 13 -vf fps=29.97,format=yuva420p -pix_fmt yuva420p"));
 
         let plan = AudioPlan::Restore {

@@ -15,9 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ff_pipeline::models::{catalogue, DownloadScope, ModelEntry, ModelStatus, ModelStore};
-use ff_pipeline::options::{
-    swapper_pixel_boosts, OptionKind, OptionSpec, Support, FACE_SWAPPER_MODELS, OPTIONS, PLANNED_PROCESSORS,
-};
+use ff_pipeline::options::{swapper_pixel_boosts, OptionKind, OptionSpec, Support, FACE_SWAPPER_MODELS, OPTIONS};
 use ff_pipeline::processor::Processor;
 use ff_pipeline::Engine;
 use serde::{Deserialize, Serialize};
@@ -51,10 +49,9 @@ async fn processors() -> Json<Value> {
 /// and options; options shared by every processor come once, under `common_options`.
 fn processors_document() -> Value {
     let available = Processor::ALL.iter().map(|processor| processor_entry(processor.name(), true));
-    let planned = PLANNED_PROCESSORS.iter().map(|name| processor_entry(name, false));
     let common: Vec<Value> = OPTIONS.iter().filter(|spec| spec.processor.is_none()).map(option_entry).collect();
     json!({
-        "processors": available.chain(planned).collect::<Vec<_>>(),
+        "processors": available.collect::<Vec<_>>(),
         "common_options": common,
     })
 }
@@ -117,6 +114,10 @@ fn option_entry(spec: &OptionSpec) -> Value {
         OptionKind::Sides => {
             entry.extend([("min".into(), json!(0)), ("max".into(), json!(100)), ("max_items".into(), json!(4))]);
             ("sides", json!(words.iter().filter_map(|word| word.parse::<u32>().ok()).collect::<Vec<_>>()))
+        }
+        OptionKind::Color => {
+            entry.extend([("min".into(), json!(0)), ("max".into(), json!(255)), ("max_items".into(), json!(4))]);
+            ("color", json!(words.iter().filter_map(|word| word.parse::<u8>().ok()).collect::<Vec<_>>()))
         }
         OptionKind::Flag => ("flag", json!(false)),
         OptionKind::Text => ("text", single(|word| Some(json!(word)))),
@@ -478,7 +479,7 @@ mod tests {
     }
 
     #[test]
-    fn planned_processors_are_listed_as_unavailable_with_their_models() {
+    fn all_eleven_processors_are_listed_with_their_models_and_options() {
         let document = processors_document();
         let processors = document["processors"].as_array().unwrap();
         let swapper = processors.iter().find(|p| p["name"] == "face_swapper").unwrap();
@@ -487,10 +488,15 @@ mod tests {
         let lip_syncer = processors.iter().find(|p| p["name"] == "lip_syncer").unwrap();
         assert_eq!(lip_syncer["available"], json!(true));
         assert!(lip_syncer["models"].as_array().unwrap().contains(&json!("wav2lip_gan_96")));
-        let planned = processors.iter().find(|p| p["name"] == PLANNED_PROCESSORS[0]).unwrap();
-        assert_eq!(planned["available"], json!(false));
-        assert!(!planned["models"].as_array().unwrap().is_empty(), "{planned}");
-        assert_eq!(planned["options"], json!([]));
+        assert_eq!(processors.len(), 11);
+        assert!(processors
+            .iter()
+            .all(|p| p["available"] == json!(true) && !p["options"].as_array().unwrap().is_empty()));
+        let deep_swapper = processors.iter().find(|p| p["name"] == "deep_swapper").unwrap();
+        assert_eq!(deep_swapper["models"].as_array().unwrap().len(), 157);
+        let remover = processors.iter().find(|p| p["name"] == "background_remover").unwrap();
+        let color = remover["options"].as_array().unwrap().iter().find(|o| o["name"] == "background_remover_color");
+        assert_eq!(color.unwrap()["default"], json!([0, 0, 0, 0]));
     }
 
     #[test]
