@@ -2,5 +2,7 @@
 
 pub mod blur;
 pub mod color;
+pub mod contour;
+pub mod draw;
 pub mod resize;
 pub mod warp;

@@ -1,14 +1,17 @@
 //! face_debugger (spec §8.11): draws what face analysis found — boxes, landmarks, the face mask —
 //! in FaceFusion's colours (BGR) and thicknesses. No model of its own.
 //!
-//! The shapes are rasterised here rather than by OpenCV: filled discs for `cv2.circle(.., -1)`,
-//! capsules (segments with round ends) for thick `cv2.line`/`cv2.rectangle`, and the boundary of
-//! the thresholded mask for `cv2.findContours` + `drawContours`. Edge pixels can differ from
-//! OpenCV's by one; the debugger is a visual aid and has no golden output.
+//! Every shape goes through `imgproc::draw`, which rasterises as OpenCV 4.13 does: the mask outline
+//! is `cv2.findContours(.., RETR_LIST, CHAIN_APPROX_NONE)` (`imgproc::contour`) drawn with
+//! `cv2.drawContours(.., 2)`, boxes are `cv2.rectangle`/`cv2.line`, landmarks filled `cv2.circle`s.
+//! So the drawing is FaceFusion's pixel for pixel whenever the thresholded mask is (the mask itself
+//! follows FaceFusion's steps; model-made masks also depend on the models' outputs).
 
 use crate::error::Result;
 use crate::face::{Face, Point};
 use crate::geometry::{invert_affine, transform_points, warp_face_by_landmark_5, WarpTemplate};
+use crate::imgproc::contour::find_contours;
+use crate::imgproc::draw;
 use crate::imgproc::warp::{warp_affine, Border};
 use crate::mask::{combine_masks_min, create_area_mask, create_box_mask, create_occlusion_mask, create_region_mask};
 use crate::options::{DebuggerItem, MaskOptions, MaskType};
@@ -60,11 +63,8 @@ pub fn debug_face(
 fn draw_bounding_box(frame: &mut Frame, face: &Face) {
     let b = face.bounding_box;
     // numpy's astype(int32) truncates toward zero.
-    let [x1, y1, x2, y2] = [b.x1, b.y1, b.x2, b.y2].map(|v| v.trunc());
-    let corners = [[x1, y1], [x2, y1], [x2, y2], [x1, y2]];
-    for i in 0..4 {
-        draw_line(frame, corners[i], corners[(i + 1) % 4], 2, BOX_COLOR);
-    }
+    let [x1, y1, x2, y2] = [b.x1, b.y1, b.x2, b.y2].map(|v| v as i32);
+    draw::rectangle(frame, [x1, y1], [x2, y2], &BOX_COLOR, 2);
     let up = match face.angle {
         0 => Some(([x1, y1], [x2, y1])),
         180 => Some(([x1, y2], [x2, y2])),
@@ -73,7 +73,7 @@ fn draw_bounding_box(frame: &mut Frame, face: &Face) {
         _ => None,
     };
     if let Some((a, b)) = up {
-        draw_line(frame, a, b, 3, BOX_UP_COLOR);
+        draw::line(frame, a, b, &BOX_UP_COLOR, 3);
     }
 }
 
@@ -83,15 +83,25 @@ fn draw_points(frame: &mut Frame, points: &[Point], color: Bgr) {
         return;
     }
     for p in points {
-        fill_disc(frame, [p[0].trunc(), p[1].trunc()], 3.0, color);
+        draw::filled_circle(frame, [p[0] as i32, p[1] as i32], 3, &color);
     }
 }
 
 /// The combined mask on a 512² arcface_128 crop (box without blur), warped back to the frame,
 /// thresholded at 100 and outlined 2 px wide: green, or cyan when the 5 points are unrefined.
 fn draw_face_mask(registry: &ModelRegistry, frame: &mut Frame, face: &Face, masks: &MaskOptions) -> Result<()> {
-    let (crop, affine) = warp_face_by_landmark_5(frame, &face.landmark_5_68, WarpTemplate::Arcface128, (512, 512));
     let color = if face.landmark_5 == face.landmark_5_68 { UNREFINED_COLOR } else { REFINED_COLOR };
+    if let Some(inside) = frame_mask(registry, frame, face, masks)? {
+        draw::draw_contours(frame, &find_contours(&inside), &color, 2);
+    }
+    Ok(())
+}
+
+/// FaceFusion's `inverse_vision_frame`: the crop masks' minimum as u8 (×255, truncated), warped
+/// to the frame with `cv2.warpAffine`'s defaults (bilinear, black border) by the inverted crop
+/// matrix, then `cv2.threshold(.., 100, 255, THRESH_BINARY)`. `None` when no mask type is chosen.
+fn frame_mask(registry: &ModelRegistry, frame: &Frame, face: &Face, masks: &MaskOptions) -> Result<Option<Raster<u8>>> {
+    let (crop, affine) = warp_face_by_landmark_5(frame, &face.landmark_5_68, WarpTemplate::Arcface128, (512, 512));
     let mut crop_masks: Vec<Mask> = Vec::new();
     if masks.types.contains(&MaskType::Box) {
         crop_masks.push(create_box_mask(512, 512, 0.0, masks.padding.map(|p| p as f64)));
@@ -108,78 +118,17 @@ fn draw_face_mask(registry: &ModelRegistry, frame: &mut Frame, face: &Face, mask
         crop_masks.push(create_region_mask(registry, &float_crop, &masks.parser_model, &masks.regions)?);
     }
     if crop_masks.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let mask = combine_masks_min(&crop_masks.iter().collect::<Vec<_>>());
+    // `.clip(0, 1) * 255` then astype(uint8): the float cast saturates and truncates the same way.
     let mask_u8 = Raster::from_vec(512, 512, 1, mask.data.iter().map(|&v| (v * 255.0) as u8).collect());
+    // FaceFusion passes the inverted matrix to warpAffine, which inverts it again internally;
+    // warp_affine does the same second inversion, so both sample the same source positions.
     let inverse = invert_affine(&affine);
-    let warped = warp_affine(&mask_u8, &inverse, frame.width, frame.height, Border::Constant(0));
-    let inside = |x: i64, y: i64| {
-        x >= 0
-            && y >= 0
-            && (x as usize) < warped.width
-            && (y as usize) < warped.height
-            && warped.data[y as usize * warped.width + x as usize] > 100
-    };
-    // Contour pixels: inside pixels with a 4-neighbour outside (or at the frame edge, where
-    // findContours also traces). Thickness 2 paints each one and its right/lower neighbour.
-    let mut outline = Vec::new();
-    for y in 0..warped.height as i64 {
-        for x in 0..warped.width as i64 {
-            if inside(x, y) && [(1, 0), (-1, 0), (0, 1), (0, -1)].iter().any(|(dx, dy)| !inside(x + dx, y + dy)) {
-                outline.push((x, y));
-            }
-        }
-    }
-    for (x, y) in outline {
-        for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
-            set_pixel(frame, x + dx, y + dy, color);
-        }
-    }
-    Ok(())
-}
-
-fn set_pixel(frame: &mut Frame, x: i64, y: i64, color: Bgr) {
-    if x < 0 || y < 0 || x as usize >= frame.width || y as usize >= frame.height {
-        return;
-    }
-    let i = (y as usize * frame.width + x as usize) * frame.channels;
-    frame.data[i..i + 3].copy_from_slice(&color);
-}
-
-/// Pixels whose centre lies within `radius` of `centre` (a filled `cv2.circle`).
-fn fill_disc(frame: &mut Frame, centre: Point, radius: f64, color: Bgr) {
-    let reach = radius.ceil() as i64;
-    let (cx, cy) = (centre[0] as i64, centre[1] as i64);
-    for dy in -reach..=reach {
-        for dx in -reach..=reach {
-            if ((dx * dx + dy * dy) as f64) <= radius * radius {
-                set_pixel(frame, cx + dx, cy + dy, color);
-            }
-        }
-    }
-}
-
-/// A `thickness`-wide segment with round ends, as OpenCV draws thick lines: every pixel whose
-/// centre is within thickness / 2 of the segment.
-fn draw_line(frame: &mut Frame, a: Point, b: Point, thickness: u32, color: Bgr) {
-    let half = thickness as f64 / 2.0;
-    let (x_min, x_max) = ((a[0].min(b[0]) - half).floor() as i64, (a[0].max(b[0]) + half).ceil() as i64);
-    let (y_min, y_max) = ((a[1].min(b[1]) - half).floor() as i64, (a[1].max(b[1]) + half).ceil() as i64);
-    let (x_min, x_max) = (x_min.max(0), x_max.min(frame.width as i64 - 1));
-    let (y_min, y_max) = (y_min.max(0), y_max.min(frame.height as i64 - 1));
-    let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
-    let length = dx * dx + dy * dy;
-    for y in y_min..=y_max {
-        for x in x_min..=x_max {
-            let (px, py) = (x as f64 - a[0], y as f64 - a[1]);
-            let t = if length > 0.0 { ((px * dx + py * dy) / length).clamp(0.0, 1.0) } else { 0.0 };
-            let (ex, ey) = (px - t * dx, py - t * dy);
-            if ex * ex + ey * ey <= half * half {
-                set_pixel(frame, x, y, color);
-            }
-        }
-    }
+    let mut warped = warp_affine(&mask_u8, &inverse, frame.width, frame.height, Border::Constant(0));
+    warped.data.iter_mut().for_each(|v| *v = if *v > 100 { 255 } else { 0 });
+    Ok(Some(warped))
 }
 
 #[cfg(test)]
@@ -256,11 +205,7 @@ mod tests {
     #[test]
     fn face_mask_outlines_the_box_in_green_or_cyan() {
         // A box-only mask needs no model: a registry that can load nothing proves it.
-        let registry = ModelRegistry::new(
-            std::sync::Arc::new(|name: &str| Err(crate::error::PipelineError::UnknownModel { name: name.into() })),
-            1,
-            1,
-        );
+        let registry = no_models();
         let masks = crate::options::ProcessOptions::default().masks;
         let face = face();
         let frame = Frame::filled(100, 100, 3, 7);
@@ -283,14 +228,40 @@ mod tests {
         assert!(!drawn.data.chunks_exact(3).any(|px| px == REFINED_COLOR));
     }
 
+    /// FaceFusion's face (landmarks from its own detection of parity/inputs/obama.png) stored in the
+    /// contour fixtures, with the rest of the face irrelevant to a box mask.
+    fn obama() -> (Face, usize, usize) {
+        let case = &crate::imgproc::contour::fixtures::json("contours.json")["obama"]["face"];
+        let points = |key: &str| -> [Point; 5] {
+            let list = case[key].as_array().unwrap();
+            std::array::from_fn(|i| [list[i][0].as_f64().unwrap(), list[i][1].as_f64().unwrap()])
+        };
+        let size = |key: &str| case[key].as_u64().unwrap() as usize;
+        let obama = Face { landmark_5: points("landmark_5"), landmark_5_68: points("landmark_5_68"), ..face() };
+        (obama, size("frame_width"), size("frame_height"))
+    }
+
+    fn no_models() -> ModelRegistry {
+        ModelRegistry::new(
+            std::sync::Arc::new(|name: &str| Err(crate::error::PipelineError::UnknownModel { name: name.into() })),
+            1,
+            1,
+        )
+    }
+
+    /// The whole face-mask item against FaceFusion's path run with OpenCV 4.13 (the fixtures'
+    /// generate.py): the thresholded frame mask, then the drawn contour, pixel for pixel.
     #[test]
-    fn thick_lines_are_capsules() {
-        let mut frame = Frame::filled(20, 20, 3, 0);
-        draw_line(&mut frame, [2.0, 10.0], [17.0, 10.0], 3, [1, 2, 3]);
-        assert_eq!(color_at(&frame, 10, 9), [1, 2, 3]);
-        assert_eq!(color_at(&frame, 10, 11), [1, 2, 3]);
-        assert_eq!(color_at(&frame, 10, 12), [0, 0, 0]);
-        assert_eq!(color_at(&frame, 1, 10), [1, 2, 3]);
-        assert_eq!(color_at(&frame, 0, 10), [0, 0, 0]);
+    fn face_mask_contour_matches_facefusion_on_obama() {
+        use crate::imgproc::contour::fixtures;
+        let (face, width, height) = obama();
+        let masks = crate::options::ProcessOptions::default().masks;
+        let frame = Frame::new(width, height, 3);
+        let inside = frame_mask(&no_models(), &frame, &face, &masks).unwrap().unwrap();
+        assert_eq!(fixtures::mismatches(&inside, &fixtures::gray("obama.png")), 0, "thresholded mask");
+        let drawn = debug_face(&no_models(), &frame, &face, &[DebuggerItem::FaceMask], &masks).unwrap();
+        let green = Raster::from_vec(width, height, 1, drawn.data.chunks_exact(3).map(|px| px[1]).collect());
+        assert_eq!(fixtures::mismatches(&green, &fixtures::gray("obama_drawn.png")), 0, "drawn outline");
+        assert!(drawn.data.chunks_exact(3).all(|px| px == [0, 0, 0] || px == REFINED_COLOR));
     }
 }
