@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use ff_pipeline::testing::assets_dir;
+use ff_pipeline::testing::{assets_dir, psnr};
 use ff_pipeline::video::Toolchain;
 
 fn ff_process(args: &[&str]) -> Output {
@@ -135,4 +135,35 @@ fn bad_input_fails_with_a_clear_message_and_no_output() {
         assert!(!stderr.contains("panicked"), "{name}: {stderr}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "{name}: only the corrupt input is left");
     }
+}
+
+/// FaceFusion's case 16 as its command line gives it: the background colour comes from the ini
+/// (`--config-path`), the output PNG keeps the matte as alpha; and a flag overrides the ini.
+#[test]
+fn config_path_reads_facefusions_ini_and_flags_override_it() {
+    let parity = ff_pipeline::testing::parity_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let (path, output) = out(dir.path(), "out.png");
+    let ini = parity.join("inputs/background_remover_green.ini").to_string_lossy().into_owned();
+    let target = parity.join("inputs/obama.png").to_string_lossy().into_owned();
+    let args = ["--config-path", &ini, "-t", &target, "-o", &output, "--processors", "background_remover"];
+    succeeded(&ff_process(&args));
+    let (ours, alpha) = ff_pipeline::testing::read_bgra(&path);
+    let (golden, golden_alpha) =
+        ff_pipeline::testing::read_bgra(&parity.join("16_background_remover_rmbg_green_alpha/output.png"));
+    let (frame_psnr, alpha_psnr) = (psnr(&ours, &golden, None), psnr(&alpha, &golden_alpha, None));
+    println!("case 16 through ff process: frame {frame_psnr:.2} dB, alpha {alpha_psnr:.2} dB");
+    assert!(frame_psnr >= 40.0 && alpha_psnr >= 40.0);
+
+    // A colour flag wins over the ini's: the background turns red, not green.
+    let (red_path, red_output) = out(dir.path(), "red.png");
+    let mut args = args.to_vec();
+    args[5] = &red_output;
+    args.extend(["--background-remover-color", "255", "0", "0"]);
+    succeeded(&ff_process(&args));
+    let (red, _) = ff_pipeline::testing::read_bgra(&red_path);
+    let background = (0..alpha.data.len()).min_by_key(|&i| alpha.data[i]).unwrap();
+    let (x, y) = (background % alpha.width, background / alpha.width);
+    let (green_px, red_px) = (ours.pixel(x, y), red.pixel(x, y));
+    assert!(green_px[1] > green_px[2] && red_px[2] > red_px[1], "{green_px:?} then {red_px:?}");
 }

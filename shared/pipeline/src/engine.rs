@@ -441,8 +441,10 @@ impl Engine {
             input_fps: temp_fps,
             output_fps,
             resolution: Some((scaled.0 as u32, scaled.1 as u32)),
-            // FaceFusion encodes into a temp file with the target's container; a still image has none.
-            temp_format: Some(extension_of(&request.target)).filter(|e| VIDEO_FORMATS.contains(&e.as_str())),
+            // FaceFusion encodes into a temp file with the target's container, which it requires to be
+            // the output's; ff converts between containers, so the output's container picks the
+            // encoder fixes (an H.264 stream in a .webm file would be broken).
+            temp_format: None,
             audio: audio_plan,
             audio_encoder,
             audio_quality: video.audio_quality,

@@ -142,3 +142,45 @@ fn deoldify_video_matches_facefusion_frame_for_frame() {
     }
     assert!(lowest >= 35.0, "case 17: lowest frame {lowest:.2} dB");
 }
+
+/// The background remover on a video into webm: VP9 with its alpha plane (yuva420p), which a
+/// libvpx decode turns back into transparent background pixels.
+#[test]
+fn a_background_removed_webm_keeps_its_alpha() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let output = out_dir.path().join("output.webm");
+    let pairs: Vec<(String, Vec<String>)> = [
+        ("processors", "background_remover"),
+        ("background_remover_model", "modnet"),
+        ("trim_frame_start", "0"),
+        ("trim_frame_end", "3"),
+    ]
+    .iter()
+    .map(|(name, value)| (name.to_string(), vec![value.to_string()]))
+    .collect();
+    let request = VideoRequest {
+        sources: Vec::new(),
+        target: parity_case("17_video_frame_colorizer_deoldify_20f").target,
+        output: output.clone(),
+        options: ProcessOptions::from_pairs(&pairs).unwrap(),
+        parallelism: Some(Parallelism { workers: 2, max_in_flight: 4 }),
+        timeout: Duration::from_secs(600),
+        probe: None,
+        max_duration: None,
+    };
+    let result = engine().process_video(request, |_| {}, &AtomicBool::new(false)).unwrap();
+    assert_eq!(result.frames, 3);
+    // The native VP9 decoder drops the alpha plane; libvpx's keeps it.
+    let decoded = std::process::Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-c:v", "libvpx-vp9", "-i"])
+        .arg(&output)
+        .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgba", "-"])
+        .output()
+        .unwrap();
+    assert!(decoded.status.success(), "{}", String::from_utf8_lossy(&decoded.stderr));
+    let alpha: Vec<u8> = decoded.stdout.chunks_exact(4).map(|px| px[3]).collect();
+    let transparent = alpha.iter().filter(|&&a| a < 128).count() as f64 / alpha.len() as f64;
+    let opaque = alpha.iter().filter(|&&a| a > 200).count() as f64 / alpha.len() as f64;
+    println!("webm alpha: {:.1} % transparent, {:.1} % opaque", transparent * 100.0, opaque * 100.0);
+    assert!(transparent > 0.05 && opaque > 0.05, "the matte is in the video's alpha");
+}
