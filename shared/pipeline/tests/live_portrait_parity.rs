@@ -226,11 +226,13 @@ fn expression_restorer_matches_facefusion() {
     let golden_mask = read_png16_mask(&case_dir(RESTORER_CASE).join("dump/image_restorer_paste_back_0_mask.png"));
     let mask_max = mask_diff(&restored.mask, &golden_mask);
     println!("generator on FaceFusion's keypoints {generator_psnr:.2} dB; restored crop {crop_psnr:.2} dB; mask max diff {mask_max:.2e}");
-    assert!(generator_psnr >= 40.0 && crop_psnr >= 40.0 && mask_max <= 1e-3);
+    // Measured 72.5 and 72.4 dB (the swapped crop already differs at 72 dB); mask max 7.6e-6.
+    assert!(generator_psnr >= 60.0 && crop_psnr >= 60.0 && mask_max <= 1e-3);
 
     let output = restorer.restore(&target, &swapped, &face, &options.masks).unwrap();
     let in_box = final_psnr(&output, RESTORER_CASE, &target);
-    assert!(in_box >= 40.0, "{RESTORER_CASE}: PSNR {in_box:.2} dB in the changed box");
+    // The brief asks for 40 dB; measured 73.4, so anything under 60 is a regression.
+    assert!(in_box >= 60.0, "{RESTORER_CASE}: PSNR {in_box:.2} dB in the changed box");
 }
 
 #[test]
@@ -279,9 +281,11 @@ fn face_editor_matches_facefusion() {
     let edited = editor.edit_crop(&frame, &face, &options.masks).unwrap();
     let edited_psnr = psnr(&edited.crop, &golden_crop, None);
     println!("generator on FaceFusion's keypoints {generator_psnr:.2} dB; edited crop {edited_psnr:.2} dB");
-    assert!(generator_psnr >= 40.0 && edited_psnr >= 40.0);
+    // Measured 80.2 and 79.3 dB.
+    assert!(generator_psnr >= 60.0 && edited_psnr >= 60.0);
 
     let output = editor.edit(&frame, &face, &options.masks).unwrap();
     let in_box = final_psnr(&output, EDITOR_CASE, &frame);
-    assert!(in_box >= 40.0, "{EDITOR_CASE}: PSNR {in_box:.2} dB in the changed box");
+    // The brief asks for 40 dB; measured 77.6, so anything under 60 is a regression.
+    assert!(in_box >= 60.0, "{EDITOR_CASE}: PSNR {in_box:.2} dB in the changed box");
 }

@@ -80,8 +80,8 @@ pub struct ExpressionRestorer<'a> {
     /// For the occlusion mask's models, loaded on first use.
     registry: &'a ModelRegistry,
     models: LivePortrait,
-    /// The blend weight of the original expression.
-    factor: f32,
+    /// The blend weight of the original expression, a double as FaceFusion holds it.
+    factor: f64,
     areas: Vec<RestorerArea>,
 }
 
@@ -94,9 +94,7 @@ impl<'a> ExpressionRestorer<'a> {
             ));
         }
         let models = LivePortrait::load(registry, "expression_restorer_model", &options.model)?;
-        // FaceFusion maps the integer option to a double; it meets the float32 expressions as a
-        // Python float, so it is narrowed there.
-        let factor = numpy_interp(options.factor as f64, [0.0, 100.0], [0.0, 1.2]) as f32;
+        let factor = numpy_interp(options.factor as f64, [0.0, 100.0], [0.0, 1.2]);
         Ok(Self { registry, models, factor, areas: options.areas.clone() })
     }
 
@@ -156,13 +154,14 @@ fn restrict_areas(areas: &[RestorerArea], running: &Keypoints, original: Keypoin
     restricted
 }
 
-/// `original · f + running · (1 − f)` in float32, as numpy evaluates it with Python-float weights.
-fn blend(original: &Keypoints, running: &Keypoints, factor: f32) -> Keypoints {
-    let rest = (1.0 - factor as f64) as f32;
+/// `original · f + running · (1 − f)` in float32. The weights are Python floats: 1 − f is taken in
+/// double, and each weight is narrowed to float32 only where it meets the float32 expressions.
+fn blend(original: &Keypoints, running: &Keypoints, factor: f64) -> Keypoints {
+    let (weight, rest) = (factor as f32, (1.0 - factor) as f32);
     let mut out = *original;
     for ((out, original), running) in out.iter_mut().zip(original).zip(running) {
         for axis in 0..3 {
-            out[axis] = original[axis] * factor + running[axis] * rest;
+            out[axis] = original[axis] * weight + running[axis] * rest;
         }
     }
     out
@@ -208,5 +207,29 @@ mod tests {
         assert_eq!(blend(&original, &running, 1.0), original);
         assert_eq!(blend(&original, &running, 0.0), running);
         assert_eq!(blend(&running, &original, 0.25)[3], [0.75; 3]);
+        // At factor 100 the running weight is 1 − 1.2 in double, then narrowed: −0.2 as float32,
+        // not 1 − 1.2f32 (which is one float32 step further from zero).
+        assert_eq!(blend(&running, &original, 1.2)[0], [-0.2f32; 3]);
+    }
+
+    /// Case 12's dumped motions through the area restriction, blend, limits and posing give
+    /// exactly the keypoints FaceFusion fed the generator.
+    #[test]
+    fn keypoints_match_the_dump_of_case_12() {
+        use crate::processors::live_portrait::dump;
+        let case = "12_swap_then_expression_restorer_lower_face";
+        let original = dump::motion(&dump::record(case, "restorer_forward_extract_motion", 0));
+        let running = dump::motion(&dump::record(case, "restorer_forward_extract_motion", 1));
+        let generate = dump::record(case, "restorer_forward_generate_frame", 0);
+        let factor = numpy_interp(100.0, [0.0, 100.0], [0.0, 1.2]);
+        let restricted = restrict_areas(&[RestorerArea::LowerFace], &running.expression, original.expression);
+        let mut expression = blend(&restricted, &running.expression, factor);
+        limit_expression(&mut expression);
+        let rotation = create_rotation(running.pitch, running.yaw, running.roll);
+        let pose = |expression: &Keypoints| {
+            motion_points(&running.motion_points, &rotation, expression, running.scale, running.translation)
+        };
+        assert_eq!(pose(&expression), dump::points(&generate["source"]));
+        assert_eq!(pose(&running.expression), dump::points(&generate["target"]));
     }
 }

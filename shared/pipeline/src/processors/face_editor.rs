@@ -469,4 +469,51 @@ mod tests {
         assert!(matches!(error, PipelineError::InvalidOption { ref option, .. } if option == "face_editor_head_roll"));
         assert!(Sliders::from_options(&FaceEditorOptions { mouth_pout: f32::NAN, ..Default::default() }).is_err());
     }
+
+    /// Case 13's dumped motion through the slider edits, limits, head turn, posing and the
+    /// weighted retargeter outputs gives exactly the keypoints FaceFusion fed the stitcher.
+    #[test]
+    fn keypoints_match_the_dump_of_case_13() {
+        use crate::processors::live_portrait::dump;
+        let case = "13_face_editor_obama_sliders";
+        let motion = dump::motion(&dump::record(case, "editor_forward_extract_motion", 0));
+        let eye = dump::record(case, "editor_forward_retarget_eye", 0);
+        let lip = dump::record(case, "editor_forward_retarget_lip", 0);
+        let stitch = dump::record(case, "editor_forward_stitch", 0);
+        let options = FaceEditorOptions {
+            eyebrow_direction: -0.4,
+            eye_gaze_horizontal: 0.5,
+            eye_gaze_vertical: -0.3,
+            eye_open_ratio: 0.6,
+            lip_open_ratio: -0.5,
+            mouth_smile: 0.5,
+            mouth_position_horizontal: 0.3,
+            head_yaw: 0.25,
+            head_roll: -0.3,
+            ..Default::default()
+        };
+        let sliders = Sliders::from_options(&options).unwrap();
+        let pose = |rotation, expression: &Keypoints| {
+            motion_points(&motion.motion_points, &rotation, expression, motion.scale, motion.translation)
+        };
+        let target = pose(create_rotation(motion.pitch, motion.yaw, motion.roll), &motion.expression);
+        assert_eq!(flatten(&target), dump::values(&eye["input"])[..63]);
+        assert_eq!(flatten(&target), dump::values(&lip["input"])[..63]);
+        assert_eq!(dump::values(&eye["input"])[65], 0.6);
+        assert_eq!(dump::values(&lip["input"])[64], 0.0);
+
+        let mut expression = edit_expression(motion.expression, &sliders);
+        limit_expression(&mut expression);
+        let angles = edit_angles([motion.pitch, motion.yaw, motion.roll], &sliders);
+        assert_eq!(angles.to_vec(), dump::values(&dump::record(case, "editor_create_rotation", 1)["angles"]));
+        let mut source = pose(create_rotation(angles[0], angles[1], angles[2]), &expression);
+        for (record, slider) in [(&eye, sliders.eye_open_ratio), (&lip, sliders.lip_open_ratio)] {
+            let offsets = dump::values(&record["output"]);
+            for (value, offset) in source.iter_mut().flatten().zip(offsets) {
+                *value = (*value as f64 + offset as f64 * slider.abs()) as f32;
+            }
+        }
+        assert_eq!(source, dump::points(&stitch["source"]));
+        assert_eq!(target, dump::points(&stitch["target"]));
+    }
 }

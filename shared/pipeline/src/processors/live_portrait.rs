@@ -298,7 +298,7 @@ impl LivePortrait {
         for (c, values) in image.chunks_exact(plane).enumerate() {
             for (i, &v) in values.iter().enumerate() {
                 // RGB planes into BGR pixels; `as u8` truncates like numpy's cast.
-                crop.data[i * 3 + 2 - c] = (v.max(0.0).min(1.0) * 255.0) as u8;
+                crop.data[i * 3 + 2 - c] = (v.clamp(0.0, 1.0) * 255.0) as u8;
             }
         }
         Ok(crop)
@@ -339,6 +339,49 @@ pub fn flatten(points: &Keypoints) -> Vec<f32> {
     points.iter().flatten().copied().collect()
 }
 
+/// FaceFusion's dumped intermediate values of the parity cases, for unit tests of the arithmetic.
+#[cfg(test)]
+pub(crate) mod dump {
+    use super::*;
+    use serde_json::Value;
+
+    /// The `items` of `function`'s `call`-th record in a parity case's dump.
+    pub fn record(case: &str, function: &str, call: u64) -> Value {
+        let path = crate::testing::parity_dir().join(case).join("dump/index.json");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let records: Vec<Value> = serde_json::from_str(&text).unwrap();
+        let found = records.into_iter().find(|r| r["fn"] == function && r["call"] == call);
+        found.map(|r| r["items"].clone()).unwrap_or_else(|| panic!("no dump record {function} #{call}"))
+    }
+
+    /// Every number of a nested array, as the float32 values FaceFusion held.
+    pub fn values(value: &Value) -> Vec<f32> {
+        match value {
+            Value::Array(items) => items.iter().flat_map(values).collect(),
+            Value::Number(n) => vec![n.as_f64().unwrap() as f32],
+            other => panic!("not a number array: {other}"),
+        }
+    }
+
+    pub fn points(value: &Value) -> Keypoints {
+        keypoints(&values(value))
+    }
+
+    /// A `forward_extract_motion` record.
+    pub fn motion(item: &Value) -> Motion {
+        let translation = values(&item["translation"]);
+        Motion {
+            pitch: values(&item["pitch"])[0],
+            yaw: values(&item["yaw"])[0],
+            roll: values(&item["roll"])[0],
+            scale: values(&item["scale"])[0],
+            translation: [translation[0], translation[1], translation[2]],
+            expression: points(&item["expression"]),
+            motion_points: points(&item["motion_points"]),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,14 +415,13 @@ mod tests {
     #[test]
     fn rotation_matches_scipy_in_the_golden_dump() {
         // Case 12's restorer_create_rotation record: angles and scipy's float32 matrix.
-        #[rustfmt::skip]
         let scipy = [
             [0.998_213_112_354_278_6, 0.022_215_906_530_618_668, 0.055_471_174_418_926_24],
             [-0.018_385_173_752_903_94, 0.997_472_226_619_720_5, -0.068_637_974_560_260_77],
             [-0.056_855_808_943_510_056, 0.067_495_480_179_786_68, 0.996_098_279_953_002_9],
         ];
-        let rotation = create_rotation(3.876_428_604_125_976_6, 3.259_355_545_043_945_3, -1.055_159_211_158_752_4);
-        assert_close(&rotation, &scipy, 0.0);
+        let rotation = create_rotation(3.876_428_6, 3.259_355_5, -1.055_159_2);
+        assert_eq!(rotation, scipy.map(|row| row.map(|v| v as f32)));
     }
 
     #[test]
