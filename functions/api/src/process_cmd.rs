@@ -123,6 +123,10 @@ fn option_arg(spec: &'static OptionSpec) -> Arg {
     match spec.kind {
         OptionKind::Flag => arg.action(ArgAction::SetTrue),
         OptionKind::Choices { .. } | OptionKind::Sides | OptionKind::Color => arg.num_args(1..).action(ArgAction::Set),
+        // `--age-modifier-direction -60`, `--face-editor-head-roll -0.3`.
+        OptionKind::Float { .. } | OptionKind::Int { .. } => {
+            arg.num_args(1).allow_negative_numbers(true).action(ArgAction::Set)
+        }
         _ => arg.num_args(1).action(ArgAction::Set),
     }
 }

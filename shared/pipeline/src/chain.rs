@@ -15,7 +15,9 @@ use crate::mask::occluder_models;
 use crate::options::{MaskType, ProcessOptions};
 use crate::processor::Processor;
 use crate::processors::background_remover::{self, BackgroundRemover};
+use crate::processors::expression_restorer::{required_models as restorer_models, ExpressionRestorer};
 use crate::processors::face_debugger::debug_face;
+use crate::processors::face_editor::{required_models as editor_models, FaceEditor};
 use crate::processors::face_enhancer::{self, FaceEnhancer};
 use crate::processors::face_swapper::{self, FaceSwapper, SourceFace};
 use crate::processors::frame_colorizer::{self, FrameColorizer};
@@ -116,9 +118,9 @@ fn processor_models(processor: Processor, options: &ProcessOptions) -> Vec<Strin
         }
         Processor::FrameColorizer => frame_colorizer::required_models(&options.frame_colorizer),
         Processor::BackgroundRemover => background_remover::required_models(&options.background_remover),
-        Processor::AgeModifier | Processor::DeepSwapper | Processor::ExpressionRestorer | Processor::FaceEditor => {
-            Vec::new()
-        }
+        Processor::ExpressionRestorer => restorer_models(&options.expression_restorer, masks),
+        Processor::FaceEditor => editor_models(&options.face_editor, masks),
+        Processor::AgeModifier | Processor::DeepSwapper => Vec::new(),
     }
 }
 
@@ -172,10 +174,14 @@ impl<'a> FrameChain<'a> {
                 Processor::BackgroundRemover => {
                     Box::new(BackgroundRemover::new(registry, &options.background_remover)?)
                 }
-                Processor::AgeModifier
-                | Processor::DeepSwapper
-                | Processor::ExpressionRestorer
-                | Processor::FaceEditor => {
+                Processor::ExpressionRestorer => Box::new(RestoreStage {
+                    restorer: ExpressionRestorer::new(registry, &options.expression_restorer)?,
+                    options,
+                }),
+                Processor::FaceEditor => {
+                    Box::new(EditStage { editor: FaceEditor::new(registry, &options.face_editor)?, options })
+                }
+                Processor::AgeModifier | Processor::DeepSwapper => {
                     return Err(PipelineError::invalid_option(
                         "processors",
                         format!("`{processor}` is not built into this engine"),
@@ -354,5 +360,27 @@ impl FrameProcessor for BackgroundRemover<'_> {
         canvas.frame = frame;
         canvas.alpha = Some(alpha);
         Ok(())
+    }
+}
+
+struct RestoreStage<'a> {
+    restorer: ExpressionRestorer<'a>,
+    options: &'a ProcessOptions,
+}
+
+impl FrameProcessor for RestoreStage<'_> {
+    fn process(&self, input: &FrameInput<'_>, canvas: &mut Canvas) -> Result<()> {
+        each_face(input, canvas, |frame, face| self.restorer.restore(input.original, frame, face, &self.options.masks))
+    }
+}
+
+struct EditStage<'a> {
+    editor: FaceEditor<'a>,
+    options: &'a ProcessOptions,
+}
+
+impl FrameProcessor for EditStage<'_> {
+    fn process(&self, input: &FrameInput<'_>, canvas: &mut Canvas) -> Result<()> {
+        each_face(input, canvas, |frame, face| self.editor.edit(frame, face, &self.options.masks))
     }
 }

@@ -770,7 +770,7 @@ pub struct AgeModifierOptions {
 }
 
 /// The face areas whose original expression the expression restorer brings back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RestorerArea {
     UpperFace,
     LowerFace,

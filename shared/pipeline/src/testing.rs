@@ -341,7 +341,8 @@ pub fn parity_case(name: &str) -> ParityCase {
         let name = args[i];
         let mut values = Vec::new();
         i += 1;
-        while i < args.len() && !args[i].starts_with('-') {
+        // A negative number is a value, not a flag (`--face-editor-head-roll -0.3`).
+        while i < args.len() && (!args[i].starts_with('-') || args[i].parse::<f64>().is_ok()) {
             values.push(args[i].to_string());
             i += 1;
         }

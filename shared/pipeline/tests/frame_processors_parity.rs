@@ -184,3 +184,25 @@ fn a_background_removed_webm_keeps_its_alpha() {
     println!("webm alpha: {:.1} % transparent, {:.1} % opaque", transparent * 100.0, opaque * 100.0);
     assert!(transparent > 0.05 && opaque > 0.05, "the matte is in the video's alpha");
 }
+
+/// A case through `process_image`: the PSNR inside the box where the golden differs from the target.
+fn case_psnr(engine: &Engine, name: &str) -> f64 {
+    let case = parity_case(name);
+    let (ours, _) = run_image(engine, &case);
+    let golden = read_bgr(&case.dir.join("output.png"));
+    let target = read_bgr(&case.target);
+    let region = diff_box(&golden, &target).expect("the golden differs from its target");
+    psnr(&ours, &golden, Some(region))
+}
+
+/// The LivePortrait processors through the engine's chain, as FaceFusion's command lines ask:
+/// swap then restore the lower face (case 12), and nine face editor sliders (case 13).
+#[test]
+fn expression_restorer_and_face_editor_through_the_engine() {
+    let engine = engine();
+    for name in ["12_swap_then_expression_restorer_lower_face", "13_face_editor_obama_sliders"] {
+        let value = case_psnr(&engine, name);
+        println!("{name}: PSNR {value:.2} dB in the changed box");
+        assert!(value >= 40.0, "{name}: {value:.2} dB");
+    }
+}

@@ -1,12 +1,15 @@
 //! Frame processors, each as FaceFusion 3.5.3 runs it.
 
 pub mod background_remover;
+pub mod expression_restorer;
 pub mod face_debugger;
+pub mod face_editor;
 pub mod face_enhancer;
 pub mod face_swapper;
 pub mod frame_colorizer;
 pub mod frame_enhancer;
 pub mod lip_syncer;
+pub mod live_portrait;
 
 use crate::raster::Frame;
 
