@@ -83,7 +83,9 @@ impl<'a> ExpressionRestorer<'a> {
     }
 
     /// Restores one face (already scaled to `frame`): `original` is the unprocessed target frame,
-    /// `frame` the running one, both cropped with the same landmarks as FaceFusion does.
+    /// `frame` the running one, of the same size. Both are cropped with the same landmarks, as
+    /// FaceFusion does; it does so even when an earlier frame enhancer enlarged the running frame,
+    /// and so does this (the original crop is then taken at the scaled position, not rejected).
     pub fn restore(&self, original: &Frame, frame: &Frame, face: &Face, masks: &MaskOptions) -> Result<Frame> {
         let restored = self.restore_crop(original, frame, face, masks)?;
         Ok(paste_back_u8(frame, &restored.crop, &restored.mask, &restored.affine))

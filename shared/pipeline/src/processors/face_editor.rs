@@ -174,16 +174,22 @@ impl<'a> FaceEditor<'a> {
         limit_expression(&mut expression);
         let [pitch, yaw, roll] = edit_angles([motion.pitch, motion.yaw, motion.roll], &self.sliders);
         let mut source = pose(create_rotation(pitch, yaw, roll), &expression);
-        let eye_ratios = [opening_ratio(landmark_68, LEFT_EYE)?, opening_ratio(landmark_68, RIGHT_EYE)?];
-        // FaceFusion's switch: a closing slider retargets towards 0, an opening one towards 0.6.
-        let eye_goal = if self.sliders.eye_open_ratio < 0.0 { 0.0 } else { 0.6 };
-        let eye_input = [eye_ratios[0], eye_ratios[1], eye_goal];
-        self.retarget(&self.eye_retargeter, &mut source, &target, &eye_input, self.sliders.eye_open_ratio)?;
-        let lip_goal = if self.sliders.lip_open_ratio < 0.0 { 0.0 } else { 1.0 };
-        let lip_input = [opening_ratio(landmark_68, LIPS)?, lip_goal];
-        self.retarget(&self.lip_retargeter, &mut source, &target, &lip_input, self.sliders.lip_open_ratio)?;
+        self.open_eyes_and_lips(&mut source, &target, landmark_68)?;
         let source = self.stitch(&source, &target)?;
+        // The generator moves what sits at `target` (the face as it is) to `source` (as edited).
         self.models.generate(&feature, &source, &target)
+    }
+
+    /// Adds the eye and lip retargeters' offsets for the opening sliders. Each retargeter reads
+    /// how open the face's eyes (or lips) are and a goal: 0 for a closing slider, fully open
+    /// (0.6 for eyes, 1 for lips) otherwise, FaceFusion's switch.
+    fn open_eyes_and_lips(&self, source: &mut Keypoints, target: &Keypoints, landmark_68: &[Point]) -> Result<()> {
+        let goal = |slider: f64, open: f64| if slider < 0.0 { 0.0 } else { open };
+        let (eye, lip) = (self.sliders.eye_open_ratio, self.sliders.lip_open_ratio);
+        let eyes = [opening_ratio(landmark_68, LEFT_EYE)?, opening_ratio(landmark_68, RIGHT_EYE)?, goal(eye, 0.6)];
+        self.retarget(&self.eye_retargeter, source, target, &eyes, eye)?;
+        let lips = [opening_ratio(landmark_68, LIPS)?, goal(lip, 1.0)];
+        self.retarget(&self.lip_retargeter, source, target, &lips, lip)
     }
 
     /// Adds a retargeter's keypoint offsets, weighted by |slider|, to `source`. The retargeter
