@@ -25,6 +25,9 @@ pub mod processors;
 pub mod raster;
 pub mod runtime;
 pub mod sessions;
+/// Where the test assets and goldens are; not in release builds.
+#[cfg(any(test, feature = "testing"))]
+pub mod test_assets;
 /// Assets, goldens and measuring helpers for tests and benchmarks; not in release builds.
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

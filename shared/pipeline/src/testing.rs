@@ -12,22 +12,7 @@ pub fn padded(head: &[u8]) -> Vec<u8> {
     bytes
 }
 
-/// `FF_TEST_ASSETS`, default `../shared/assets` beside the repository.
-pub fn assets_dir() -> PathBuf {
-    match std::env::var_os("FF_TEST_ASSETS") {
-        Some(dir) => PathBuf::from(dir),
-        None => workspace_root().join("../shared/assets"),
-    }
-}
-
-/// The FaceFusion goldens: `parity/` beside the assets folder.
-pub fn parity_dir() -> PathBuf {
-    assets_dir().join("../parity")
-}
-
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+pub use crate::test_assets::{assets_dir, parity_dir, workspace_root};
 
 /// An engine over the stand-in models of `set` (`light` for tests, `costed` for benchmarks), with the
 /// NSFW gate on as in production; tests override fields with struct update syntax.

@@ -8,7 +8,9 @@ use ff_pipeline::face::{Face, FaceAnalyser};
 use ff_pipeline::models::ModelStore;
 use ff_pipeline::options::ProcessOptions;
 use ff_pipeline::sessions::ModelRegistry;
-use ff_pipeline::testing::{assets_dir, diff_box, parity_dir, psnr, read_bgr, stand_in_config};
+use ff_pipeline::testing::{
+    assets_dir, diff_box, parity_case, parity_dir, psnr, read_bgr, stand_in_config, ParityCase,
+};
 use ff_pipeline::{Engine, EngineConfig, ImageRequest};
 use serde_json::Value;
 
@@ -208,37 +210,10 @@ fn detect_letterboxed(
     found
 }
 
-/// Sources, target and options of a case's FaceFusion command line.
-type CaseArgs = (Vec<PathBuf>, PathBuf, Vec<(String, Vec<String>)>);
-
-fn case_pairs(args: &[Value]) -> CaseArgs {
-    let args: Vec<&str> = args.iter().map(|a| a.as_str().unwrap()).collect();
-    let shared = parity_dir().join("..");
-    let (mut sources, mut target, mut pairs) = (Vec::new(), PathBuf::new(), Vec::new());
-    let mut i = 1;
-    while i < args.len() {
-        let name = args[i];
-        let mut values = Vec::new();
-        i += 1;
-        while i < args.len() && !args[i].starts_with('-') {
-            values.push(args[i].to_string());
-            i += 1;
-        }
-        match name {
-            "-s" => sources = values.iter().map(|v| shared.join(v)).collect(),
-            "-t" => target = shared.join(&values[0]),
-            "-o" => {}
-            _ => pairs.push((name.to_string(), values)),
-        }
-    }
-    (sources, target, pairs)
-}
-
 /// Runs a parity case through the engine and returns (PSNR inside the changed box, whole-frame PSNR).
 fn run_case(engine: &Engine, case: &str) -> (f64, f64) {
     let dir = parity_dir().join(case);
-    let summary = read_json(&dir.join("case.json"));
-    let (sources, target, pairs) = case_pairs(summary["args"].as_array().unwrap());
+    let ParityCase { sources, target, pairs, .. } = parity_case(case);
     let request = ImageRequest {
         sources: sources.iter().map(|p| std::fs::read(p).unwrap()).collect(),
         target: std::fs::read(&target).unwrap(),

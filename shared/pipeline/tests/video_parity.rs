@@ -2,15 +2,15 @@
 //! our encoded output, decoded, against FaceFusion's golden output.mp4, decoded the same way. Needs
 //! ffmpeg and ffprobe on PATH (or FF_FFMPEG/FF_FFPROBE) and FF_TEST_ASSETS.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use ff_pipeline::engine::VideoRequest;
 use ff_pipeline::options::ProcessOptions;
-use ff_pipeline::testing::{changed_box, decode_video, diff_box, parity_dir, psnr, read_bgr, stand_in_config};
+use ff_pipeline::testing::{
+    changed_box, decode_video, diff_box, parity_case, parity_dir, psnr, read_bgr, stand_in_config, ParityCase,
+};
 use ff_pipeline::video::{AudioOutcome, Parallelism, ReadOptions, Toolchain};
 use ff_pipeline::{Engine, PipelineError};
 
@@ -24,34 +24,6 @@ fn engine() -> Engine {
     Engine::new(stand_in_config("light")).unwrap()
 }
 
-/// Sources, target and option pairs of a case's FaceFusion command line.
-type CaseArgs = (Vec<PathBuf>, PathBuf, Vec<(String, Vec<String>)>);
-
-/// The case's command line, `-o` dropped.
-fn case_args(dir: &Path) -> CaseArgs {
-    let summary: Value = serde_json::from_slice(&std::fs::read(dir.join("case.json")).unwrap()).unwrap();
-    let args: Vec<&str> = summary["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
-    let shared = parity_dir().join("..");
-    let (mut sources, mut target, mut pairs) = (Vec::new(), PathBuf::new(), Vec::new());
-    let mut i = 1;
-    while i < args.len() {
-        let name = args[i];
-        let mut values = Vec::new();
-        i += 1;
-        while i < args.len() && !args[i].starts_with('-') {
-            values.push(args[i].to_string());
-            i += 1;
-        }
-        match name {
-            "-s" => sources = values.iter().map(|v| shared.join(v)).collect(),
-            "-t" => target = shared.join(&values[0]),
-            "-o" => {}
-            _ => pairs.push((name.to_string(), values)),
-        }
-    }
-    (sources, target, pairs)
-}
-
 fn summary(values: &[f64]) -> (f64, f64) {
     let min = values.iter().copied().fold(f64::INFINITY, f64::min);
     let mean = values.iter().sum::<f64>() / values.len() as f64;
@@ -61,7 +33,7 @@ fn summary(values: &[f64]) -> (f64, f64) {
 #[test]
 fn video_swap_matches_facefusion_golden() {
     let dir = parity_dir().join(CASE);
-    let (sources, target, pairs) = case_args(&dir);
+    let ParityCase { sources, target, pairs, .. } = parity_case(CASE);
     let out_dir = tempfile::tempdir().unwrap();
     let output = out_dir.path().join("output.mp4");
     let request = VideoRequest {
@@ -140,8 +112,7 @@ fn video_swap_matches_facefusion_golden() {
 }
 
 fn case_request(output: &Path, extra: &[(&str, &str)]) -> VideoRequest {
-    let dir = parity_dir().join(CASE);
-    let (sources, target, mut pairs) = case_args(&dir);
+    let ParityCase { sources, target, mut pairs, .. } = parity_case(CASE);
     pairs.extend(extra.iter().map(|(n, v)| (n.to_string(), v.split_whitespace().map(str::to_string).collect())));
     VideoRequest {
         sources: sources.iter().map(|p| std::fs::read(p).unwrap()).collect(),

@@ -347,7 +347,7 @@ pub(crate) mod dump {
 
     /// The `items` of `function`'s `call`-th record in a parity case's dump.
     pub fn record(case: &str, function: &str, call: u64) -> Value {
-        let path = crate::testing::parity_dir().join(case).join("dump/index.json");
+        let path = crate::test_assets::parity_dir().join(case).join("dump/index.json");
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let records: Vec<Value> = serde_json::from_str(&text).unwrap();
         let found = records.into_iter().find(|r| r["fn"] == function && r["call"] == call);
