@@ -2,5 +2,6 @@
 
 pub mod blur;
 pub mod color;
+pub mod color_match;
 pub mod resize;
 pub mod warp;

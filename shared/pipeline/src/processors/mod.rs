@@ -1,5 +1,7 @@
 //! Frame processors, each as FaceFusion 3.5.3 runs it.
 
+pub mod age_modifier;
+pub mod deep_swapper;
 pub mod face_debugger;
 pub mod face_enhancer;
 pub mod face_swapper;
