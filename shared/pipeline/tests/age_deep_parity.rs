@@ -164,3 +164,31 @@ fn custom_models_load_without_a_hash_and_bad_ones_fail_cleanly() {
     let unknown = DeepSwapper::new(&registry, &DeepSwapperOptions { model: "nobody".into(), morph: 0.0 });
     assert!(matches!(unknown, Err(PipelineError::InvalidOption { .. })));
 }
+
+/// Every mask type on both processors: the occlusion mask (the age modifier warps it into its wide
+/// crop), area and region (the deep swapper only) run, and change the result only around the face.
+#[test]
+fn all_mask_types_run_and_stay_on_the_face() {
+    let registry = registry_over(&standins());
+    let opts = options(&[("face_mask_types", "box occlusion area region")]);
+    let target = read_bgr(&parity_dir().join("inputs/obama.png"));
+    let faces = selected_faces(&registry, &opts, &target);
+    let face_box = faces[0].bounding_box;
+    let inside = |(x0, y0, x1, y1): (usize, usize, usize, usize)| {
+        let margin = face_box.width().max(face_box.height());
+        x0 as f64 >= face_box.x1 - margin
+            && y0 as f64 >= face_box.y1 - margin
+            && x1 as f64 <= face_box.x2 + margin
+            && y1 as f64 <= face_box.y2 + margin
+    };
+
+    let modifier = AgeModifier::new(&registry, &AgeModifierOptions { direction: -50.0, ..Default::default() }).unwrap();
+    let aged = modifier.modify(&target, &faces[0], &opts.masks).unwrap();
+    let changed = diff_box(&aged, &target).expect("the age modifier changed nothing");
+    assert!(inside(changed), "age modifier changed {changed:?} for a face at {face_box:?}");
+
+    let swapper = DeepSwapper::new(&registry, &DeepSwapperOptions::default()).unwrap();
+    let swapped = swapper.swap(&target, &faces[0], &opts.masks).unwrap();
+    let changed = diff_box(&swapped, &target).expect("the deep swapper changed nothing");
+    assert!(inside(changed), "deep swapper changed {changed:?} for a face at {face_box:?}");
+}
