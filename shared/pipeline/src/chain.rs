@@ -14,7 +14,9 @@ use crate::imgproc::resize::{resize_cubic, resize_linear};
 use crate::mask::occluder_models;
 use crate::options::{MaskType, ProcessOptions};
 use crate::processor::Processor;
+use crate::processors::age_modifier::{required_models as age_models, AgeModifier};
 use crate::processors::background_remover::{self, BackgroundRemover};
+use crate::processors::deep_swapper::{required_models as deep_swapper_models, DeepSwapper};
 use crate::processors::expression_restorer::{required_models as restorer_models, ExpressionRestorer};
 use crate::processors::face_debugger::debug_face;
 use crate::processors::face_editor::{required_models as editor_models, FaceEditor};
@@ -120,7 +122,8 @@ fn processor_models(processor: Processor, options: &ProcessOptions) -> Vec<Strin
         Processor::BackgroundRemover => background_remover::required_models(&options.background_remover),
         Processor::ExpressionRestorer => restorer_models(&options.expression_restorer, masks),
         Processor::FaceEditor => editor_models(&options.face_editor, masks),
-        Processor::AgeModifier | Processor::DeepSwapper => Vec::new(),
+        Processor::AgeModifier => age_models(&options.age_modifier, masks),
+        Processor::DeepSwapper => deep_swapper_models(&options.deep_swapper, masks),
     }
 }
 
@@ -181,11 +184,11 @@ impl<'a> FrameChain<'a> {
                 Processor::FaceEditor => {
                     Box::new(EditStage { editor: FaceEditor::new(registry, &options.face_editor)?, options })
                 }
-                Processor::AgeModifier | Processor::DeepSwapper => {
-                    return Err(PipelineError::invalid_option(
-                        "processors",
-                        format!("`{processor}` is not built into this engine"),
-                    ))
+                Processor::AgeModifier => {
+                    Box::new(AgeStage { modifier: AgeModifier::new(registry, &options.age_modifier)?, options })
+                }
+                Processor::DeepSwapper => {
+                    Box::new(DeepSwapStage { swapper: DeepSwapper::new(registry, &options.deep_swapper)?, options })
                 }
             };
             stages.push((processor, stage));
@@ -382,5 +385,27 @@ struct EditStage<'a> {
 impl FrameProcessor for EditStage<'_> {
     fn process(&self, input: &FrameInput<'_>, canvas: &mut Canvas) -> Result<()> {
         each_face(input, canvas, |frame, face| self.editor.edit(frame, face, &self.options.masks))
+    }
+}
+
+struct AgeStage<'a> {
+    modifier: AgeModifier<'a>,
+    options: &'a ProcessOptions,
+}
+
+impl FrameProcessor for AgeStage<'_> {
+    fn process(&self, input: &FrameInput<'_>, canvas: &mut Canvas) -> Result<()> {
+        each_face(input, canvas, |frame, face| self.modifier.modify(frame, face, &self.options.masks))
+    }
+}
+
+struct DeepSwapStage<'a> {
+    swapper: DeepSwapper<'a>,
+    options: &'a ProcessOptions,
+}
+
+impl FrameProcessor for DeepSwapStage<'_> {
+    fn process(&self, input: &FrameInput<'_>, canvas: &mut Canvas) -> Result<()> {
+        each_face(input, canvas, |frame, face| self.swapper.swap(frame, face, &self.options.masks))
     }
 }

@@ -195,12 +195,18 @@ fn case_psnr(engine: &Engine, name: &str) -> f64 {
     psnr(&ours, &golden, Some(region))
 }
 
-/// The LivePortrait processors through the engine's chain, as FaceFusion's command lines ask:
-/// swap then restore the lower face (case 12), and nine face editor sliders (case 13).
+/// The face processors added last through the engine's chain, as FaceFusion's command lines ask:
+/// older by 60 (case 11), swap then restore the lower face (12), nine face editor sliders (13), a
+/// deep swap at morph 80 on two people (14).
 #[test]
-fn expression_restorer_and_face_editor_through_the_engine() {
+fn later_face_processors_through_the_engine() {
     let engine = engine();
-    for name in ["12_swap_then_expression_restorer_lower_face", "13_face_editor_obama_sliders"] {
+    for name in [
+        "11_age_modifier_obama_older_60",
+        "12_swap_then_expression_restorer_lower_face",
+        "13_face_editor_obama_sliders",
+        "14_deep_swapper_two_people_morph_80",
+    ] {
         let value = case_psnr(&engine, name);
         println!("{name}: PSNR {value:.2} dB in the changed box");
         assert!(value >= 40.0, "{name}: {value:.2} dB");

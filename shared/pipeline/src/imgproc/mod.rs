@@ -2,6 +2,7 @@
 
 pub mod blur;
 pub mod color;
+pub mod color_match;
 pub mod contour;
 pub mod draw;
 pub mod resize;

@@ -17,6 +17,22 @@ use super::catalogue::{catalogue, ModelEntry};
 use super::download::{fetch_small, fetch_to_part, Timeouts};
 use crate::error::{PipelineError, Result};
 
+/// The folder of the models directory where users drop their own DeepFaceLive models, which
+/// FaceFusion offers as deep swapper models `custom/<file stem>`.
+pub const CUSTOM_MODELS_DIR: &str = "custom";
+/// The extension of a custom deep swapper model.
+const CUSTOM_MODEL_EXTENSION: &str = "dfm";
+
+/// The file stem of a custom deep swapper model name `custom/<stem>`, or `None` when `name` is not
+/// one. The stem must be a plain file name that FaceFusion would list: no path separators, and not
+/// starting with `.` or `__` (FaceFusion skips such files, and this keeps `..` out).
+pub fn custom_model_stem(name: &str) -> Option<&str> {
+    let stem = name.strip_prefix(CUSTOM_MODELS_DIR)?.strip_prefix('/')?;
+    let plain =
+        !stem.is_empty() && !stem.starts_with('.') && !stem.starts_with("__") && !stem.contains(['/', '\\', '\0']);
+    plain.then_some(stem)
+}
+
 /// Attempts per mirror URL for failures a retry can fix (truncation, stalls, resets); each
 /// attempt resumes from the part file, so progress is kept.
 const ATTEMPTS_PER_URL: u32 = 3;
@@ -139,26 +155,36 @@ impl ModelStore {
 
     /// The URLs a model is fetched from, in the order they are tried.
     pub fn urls(&self, name: &str) -> Result<Vec<String>> {
+        if custom_model_stem(name).is_some() {
+            // A user's own file: nowhere to fetch it from.
+            return Ok(Vec::new());
+        }
         let entry = catalogue().entry(name)?;
         Ok(self.mirrors_for(entry).map(|mirror| mirror.url(&entry.base_name, entry.url_file_name())).collect())
     }
 
     /// Where the model file is or will be. Does not touch the disk.
     pub fn path(&self, name: &str) -> Result<PathBuf> {
+        if let Some(stem) = custom_model_stem(name) {
+            return Ok(self.custom_path(stem));
+        }
         Ok(self.dir.join(&catalogue().entry(name)?.file))
     }
 
     /// What is on disk for `name`. Reads the whole file to check its CRC32 unless it verified
     /// before unchanged.
+    /// A custom model has no sidecar (FaceFusion does not check it), so it counts as verified
+    /// when its file exists.
     pub fn status(&self, name: &str) -> Result<ModelStatus> {
+        if let Some(stem) = custom_model_stem(name) {
+            let file = self.custom_path(stem);
+            let size = file_size(&file)?;
+            let present = size.is_some();
+            return Ok(ModelStatus { name: name.to_string(), file, downloaded: present, size, verified: present });
+        }
         let entry = catalogue().entry(name)?;
         let file = self.dir.join(&entry.file);
-        let size = match std::fs::metadata(&file) {
-            Ok(meta) if meta.is_file() => Some(meta.len()),
-            Ok(_) => None,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
-            Err(error) => return Err(PipelineError::io(&file, error)),
-        };
+        let size = file_size(&file)?;
         let verified = size.is_some() && matches!(self.check(entry)?, Check::Verified);
         Ok(ModelStatus { name: entry.name.clone(), file, downloaded: size.is_some(), size, verified })
     }
@@ -166,7 +192,13 @@ impl ModelStore {
     /// The path of a verified model file, downloading it first when it is missing or corrupt and
     /// downloads are allowed. Without downloads, a missing file or sidecar is
     /// [`PipelineError::ModelMissing`] and a CRC mismatch [`PipelineError::ModelCorrupt`].
+    ///
+    /// A custom deep swapper model (`custom/<stem>`) is used as it is, without a hash check, as
+    /// FaceFusion does; it is [`PipelineError::ModelMissing`] when its file is not there.
     pub fn ensure(&self, name: &str) -> Result<PathBuf> {
+        if let Some(stem) = custom_model_stem(name) {
+            return self.custom_file(name, stem);
+        }
         let entry = catalogue().entry(name)?;
         let path = self.dir.join(&entry.file);
         let check = self.check(entry)?;
@@ -182,12 +214,50 @@ impl ModelStore {
     /// Like [`ModelStore::ensure`] but downloads even when the store was built without downloads:
     /// for explicit requests such as `ff models download`. A verified file is kept as it is.
     pub fn download(&self, name: &str) -> Result<PathBuf> {
+        if let Some(stem) = custom_model_stem(name) {
+            return self.custom_file(name, stem);
+        }
         let entry = catalogue().entry(name)?;
         // Checked before locking so a verified file in a read-only directory needs no lock file.
         if matches!(self.check(entry)?, Check::Verified) {
             return Ok(self.dir.join(&entry.file));
         }
         self.download_entry(entry)
+    }
+
+    /// The deep swapper models a user dropped into `<models dir>/custom/`, as `custom/<stem>` names
+    /// in name order: every `.dfm` file whose name FaceFusion would list. No folder means none.
+    pub fn custom_deep_swapper_models(&self) -> Result<Vec<String>> {
+        let dir = self.dir.join(CUSTOM_MODELS_DIR);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(PipelineError::io(&dir, error)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|error| PipelineError::io(&dir, error))?.path();
+            let is_model = path.extension().is_some_and(|ext| ext == CUSTOM_MODEL_EXTENSION) && path.is_file();
+            let name =
+                path.file_stem().and_then(|stem| stem.to_str()).map(|stem| format!("{CUSTOM_MODELS_DIR}/{stem}"));
+            if let Some(name) = name.filter(|name| is_model && custom_model_stem(name).is_some()) {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn custom_path(&self, stem: &str) -> PathBuf {
+        self.dir.join(CUSTOM_MODELS_DIR).join(format!("{stem}.{CUSTOM_MODEL_EXTENSION}"))
+    }
+
+    fn custom_file(&self, name: &str, stem: &str) -> Result<PathBuf> {
+        let path = self.custom_path(stem);
+        match file_size(&path)? {
+            Some(_) => Ok(path),
+            None => Err(PipelineError::ModelMissing { name: name.to_string(), dir: self.dir.join(CUSTOM_MODELS_DIR) }),
+        }
     }
 
     fn download_entry(&self, entry: &ModelEntry) -> Result<PathBuf> {
@@ -421,6 +491,16 @@ impl ModelStore {
     }
 }
 
+/// The size of a regular file, `None` when there is none at `path`.
+fn file_size(path: &Path) -> Result<Option<u64>> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
+        Ok(_) => Ok(None),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(PipelineError::io(path, error)),
+    }
+}
+
 /// `Ok(Ok(crc))` for a well-formed sidecar, `Ok(Some(Err(content)))` for a malformed one,
 /// `Ok(None)` when it does not exist.
 fn read_hash(path: &Path) -> Result<Option<std::result::Result<String, String>>> {
@@ -540,5 +620,57 @@ mod tests {
         );
         assert_eq!(local.path("iperov/elon_musk_224").unwrap(), Path::new("/m/iperov/elon_musk_224.dfm"));
         assert!(matches!(local.path("nope"), Err(PipelineError::UnknownModel { .. })));
+    }
+
+    #[test]
+    fn custom_model_names_are_plain_stems() {
+        assert_eq!(custom_model_stem("custom/my_face"), Some("my_face"));
+        assert_eq!(custom_model_stem("custom/face.v2"), Some("face.v2"));
+        assert_eq!(custom_model_stem("custom/"), None);
+        assert_eq!(custom_model_stem("custom"), None);
+        assert_eq!(custom_model_stem("customs/x"), None);
+        assert_eq!(custom_model_stem("custom/a/b"), None);
+        assert_eq!(custom_model_stem("custom/..\\x"), None);
+        assert_eq!(custom_model_stem("custom/.."), None);
+        assert_eq!(custom_model_stem("custom/.hidden"), None);
+        assert_eq!(custom_model_stem("custom/__pycache__"), None);
+        assert_eq!(custom_model_stem("iperov/elon_musk_224"), None);
+    }
+
+    #[test]
+    fn custom_models_are_listed_and_found_without_a_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ModelStore::new(dir.path(), false);
+        assert_eq!(store.custom_deep_swapper_models().unwrap(), Vec::<String>::new());
+        let custom = dir.path().join(CUSTOM_MODELS_DIR);
+        std::fs::create_dir_all(custom.join("folder.dfm")).unwrap();
+        for file in ["zed.dfm", "alice.dfm", "notes.txt", ".hidden.dfm", "__x.dfm"] {
+            std::fs::write(custom.join(file), b"onnx").unwrap();
+        }
+        assert_eq!(store.custom_deep_swapper_models().unwrap(), ["custom/alice", "custom/zed"]);
+
+        assert_eq!(store.ensure("custom/alice").unwrap(), custom.join("alice.dfm"));
+        assert_eq!(store.download("custom/alice").unwrap(), custom.join("alice.dfm"));
+        assert_eq!(store.path("custom/bob").unwrap(), custom.join("bob.dfm"));
+        assert!(store.urls("custom/alice").unwrap().is_empty());
+        assert!(matches!(store.ensure("custom/bob"), Err(PipelineError::ModelMissing { .. })));
+        assert!(matches!(store.ensure("custom/folder"), Err(PipelineError::ModelMissing { .. })));
+        let status = store.status("custom/alice").unwrap();
+        assert!(status.downloaded && status.verified && status.size == Some(4));
+        assert!(!store.status("custom/bob").unwrap().downloaded);
+    }
+
+    #[test]
+    fn catalogue_deep_swapper_ids_resolve_to_their_dfm_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ModelStore::new(dir.path(), false);
+        let path = store.path("iperov/elon_musk_224").unwrap();
+        assert_eq!(path, dir.path().join("iperov").join("elon_musk_224.dfm"));
+        // Without its sidecar the file does not count, unlike a custom model.
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"123456789").unwrap();
+        assert!(matches!(store.ensure("iperov/elon_musk_224"), Err(PipelineError::ModelMissing { .. })));
+        std::fs::write(dir.path().join("iperov/elon_musk_224.hash"), b"cbf43926").unwrap();
+        assert_eq!(store.ensure("iperov/elon_musk_224").unwrap(), path);
     }
 }

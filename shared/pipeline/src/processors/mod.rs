@@ -1,6 +1,8 @@
 //! Frame processors, each as FaceFusion 3.5.3 runs it.
 
+pub mod age_modifier;
 pub mod background_remover;
+pub mod deep_swapper;
 pub mod expression_restorer;
 pub mod face_debugger;
 pub mod face_editor;
