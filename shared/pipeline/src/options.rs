@@ -1205,12 +1205,15 @@ fn check_value(spec: &OptionSpec, given: &[String]) -> Result<()> {
 }
 
 /// A `deep_swapper_model` outside the catalogue: `custom/<stem>` naming a `.dfm` file in the models
-/// directory's `custom/` folder. The stem is one plain file name, so it cannot reach elsewhere.
+/// directory's `custom/` folder; the one check the options and the model store share. The stem is
+/// one plain file name, so it cannot reach elsewhere, and not one FaceFusion skips when it lists the
+/// folder (a leading `.` or `__`).
 pub fn custom_model_stem(name: &str) -> Option<&str> {
     let stem = name.strip_prefix(CUSTOM_MODEL_PREFIX)?;
     let plain = !stem.is_empty()
         && stem.len() <= 128
         && !stem.starts_with('.')
+        && !stem.starts_with("__")
         && stem.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     plain.then_some(stem)
 }

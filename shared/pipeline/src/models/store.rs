@@ -16,22 +16,13 @@ use serde::Serialize;
 use super::catalogue::{catalogue, ModelEntry};
 use super::download::{fetch_small, fetch_to_part, Timeouts};
 use crate::error::{PipelineError, Result};
+use crate::options::custom_model_stem;
 
 /// The folder of the models directory where users drop their own DeepFaceLive models, which
 /// FaceFusion offers as deep swapper models `custom/<file stem>`.
 pub const CUSTOM_MODELS_DIR: &str = "custom";
 /// The extension of a custom deep swapper model.
 const CUSTOM_MODEL_EXTENSION: &str = "dfm";
-
-/// The file stem of a custom deep swapper model name `custom/<stem>`, or `None` when `name` is not
-/// one. The stem must be a plain file name that FaceFusion would list: no path separators, and not
-/// starting with `.` or `__` (FaceFusion skips such files, and this keeps `..` out).
-pub fn custom_model_stem(name: &str) -> Option<&str> {
-    let stem = name.strip_prefix(CUSTOM_MODELS_DIR)?.strip_prefix('/')?;
-    let plain =
-        !stem.is_empty() && !stem.starts_with('.') && !stem.starts_with("__") && !stem.contains(['/', '\\', '\0']);
-    plain.then_some(stem)
-}
 
 /// Attempts per mirror URL for failures a retry can fix (truncation, stalls, resets); each
 /// attempt resumes from the part file, so progress is kept.

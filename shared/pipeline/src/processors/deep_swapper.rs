@@ -17,8 +17,8 @@ use crate::imgproc::color_match::conditional_match_frame_color;
 use crate::mask::{
     combine_masks_min, create_area_mask, create_box_mask, create_occlusion_mask, create_region_mask, occluder_models,
 };
-use crate::models::{catalogue, custom_model_stem};
-use crate::options::{DeepSwapperOptions, MaskOptions, MaskType};
+use crate::models::catalogue;
+use crate::options::{custom_model_stem, DeepSwapperOptions, MaskOptions, MaskType};
 use crate::processors::add_weighted;
 use crate::raster::{Frame, Mask, Raster};
 use crate::runtime::{Input, ModelSession};
