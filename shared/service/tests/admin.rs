@@ -9,7 +9,11 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 fn state() -> AppState {
-    let models = assets_dir().join("standins/light").to_string_lossy().into_owned();
+    state_with_models(&assets_dir().join("standins/light"))
+}
+
+fn state_with_models(models: &std::path::Path) -> AppState {
+    let models = models.to_string_lossy().into_owned();
     let data = std::env::temp_dir().join("ff-admin-tests-unused");
     let data = data.to_string_lossy().into_owned();
     let vars = [
@@ -56,6 +60,33 @@ async fn models_are_filtered_by_processor_and_presence() {
     assert!(missing["models"].as_array().unwrap().iter().all(|m| m["downloaded"] == false && m["size"].is_null()));
     let (_, all) = call(&state, Method::GET, "/api/v1/models", None).await;
     assert_eq!(all["count"], ff_pipeline::models::catalogue().models().len());
+}
+
+#[tokio::test]
+async fn custom_deep_swapper_models_are_listed_without_a_hash() {
+    let models = tempfile::tempdir().unwrap();
+    std::fs::create_dir(models.path().join("custom")).unwrap();
+    std::fs::write(models.path().join("custom/mine.dfm"), b"not checked").unwrap();
+    std::fs::write(models.path().join("custom/notes.txt"), b"not a model").unwrap();
+    let state = state_with_models(models.path());
+
+    let (status, body) = call(&state, Method::GET, "/api/v1/models?processor=deep_swapper", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let rows = body["models"].as_array().unwrap();
+    let custom: Vec<&Value> = rows.iter().filter(|row| row["custom"] == true).collect();
+    assert_eq!(custom.len(), 1, "{custom:?}");
+    let row = custom[0];
+    assert_eq!(row["name"], "custom/mine");
+    assert_eq!(row["file"], "custom/mine.dfm");
+    assert_eq!(row["modules"], serde_json::json!(["deep_swapper"]));
+    assert_eq!((row["downloaded"].clone(), row["size"].clone()), (Value::Bool(true), Value::from(11)));
+    assert!(row["download_scope"].is_null());
+    assert!(rows.iter().any(|row| row["name"] == "iperov/elon_musk_224" && row["custom"] == false));
+
+    let (_, missing) = call(&state, Method::GET, "/api/v1/models?downloaded=false", None).await;
+    assert!(missing["models"].as_array().unwrap().iter().all(|row| row["custom"] == false));
+    let (_, detectors) = call(&state, Method::GET, "/api/v1/models?processor=face_detector", None).await;
+    assert!(detectors["models"].as_array().unwrap().iter().all(|row| row["custom"] == false));
 }
 
 #[tokio::test]

@@ -82,10 +82,10 @@ impl<'a> ExpressionRestorer<'a> {
         Ok(Self { registry, models, factor, areas: options.areas.clone() })
     }
 
-    /// Restores one face (already scaled to `frame`): `original` is the unprocessed target frame,
-    /// `frame` the running one, of the same size. Both are cropped with the same landmarks, as
-    /// FaceFusion does; it does so even when an earlier frame enhancer enlarged the running frame,
-    /// and so does this (the original crop is then taken at the scaled position, not rejected).
+    /// Restores one face (already scaled to `frame`): `original` is the unprocessed target frame at
+    /// the running frame's size, `frame` the running one. Both are cropped with the same landmarks,
+    /// as FaceFusion does. (After a frame enhancer FaceFusion crops its unscaled original at the
+    /// scaled position, a misplaced crop; the chain hands this the original resized instead.)
     pub fn restore(&self, original: &Frame, frame: &Frame, face: &Face, masks: &MaskOptions) -> Result<Frame> {
         let restored = self.restore_crop(original, frame, face, masks)?;
         Ok(paste_back_u8(frame, &restored.crop, &restored.mask, &restored.affine))

@@ -14,7 +14,7 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use ff_pipeline::models::{catalogue, DownloadScope, ModelEntry, ModelStatus, ModelStore};
+use ff_pipeline::models::{catalogue, DownloadScope, ModelEntry, ModelStatus, ModelStore, CUSTOM_MODELS_DIR};
 use ff_pipeline::options::{swapper_pixel_boosts, OptionKind, OptionSpec, Support, FACE_SWAPPER_MODELS, OPTIONS};
 use ff_pipeline::processor::Processor;
 use ff_pipeline::Engine;
@@ -169,7 +169,11 @@ struct ModelRow {
     verified: bool,
     /// The published size of the file, when the catalogue knows it.
     expected_size: Option<u64>,
-    download_scope: DownloadScope,
+    /// FaceFusion's download scope; none for custom models, which are never downloaded.
+    download_scope: Option<DownloadScope>,
+    /// A deep swapper model the operator put into `<models dir>/custom/`: used as it is, without a
+    /// hash (as FaceFusion does), so `verified` only says that the file is there.
+    custom: bool,
 }
 
 impl ModelRow {
@@ -183,7 +187,23 @@ impl ModelRow {
             size: status.size,
             verified: status.verified,
             expected_size: entry.bytes,
-            download_scope: entry.download_scope,
+            download_scope: Some(entry.download_scope),
+            custom: false,
+        }
+    }
+
+    fn custom(status: ModelStatus) -> Self {
+        Self {
+            file: format!("{CUSTOM_MODELS_DIR}/{}", status.file.file_name().unwrap_or_default().to_string_lossy()),
+            modules: vec![Processor::DeepSwapper.name().to_string()],
+            choices: vec![status.name.clone()],
+            name: status.name,
+            downloaded: status.downloaded,
+            size: status.size,
+            verified: status.verified,
+            expected_size: None,
+            download_scope: None,
+            custom: true,
         }
     }
 }
@@ -216,6 +236,12 @@ async fn list_models(
             let status = store.status(&entry.name)?;
             if query.downloaded.is_none_or(|wanted| wanted == status.downloaded) {
                 rows.push(ModelRow::new(entry, &status));
+            }
+        }
+        let wants_custom = query.processor.as_deref().is_none_or(|name| name == Processor::DeepSwapper.name());
+        if wants_custom && query.downloaded != Some(false) {
+            for name in store.custom_deep_swapper_models()? {
+                rows.push(ModelRow::custom(store.status(&name)?));
             }
         }
         Ok::<_, ApiError>(rows)
