@@ -244,6 +244,27 @@ fn a_file_failing_its_hash_is_deleted_and_reported_corrupt() {
     assert!(!part_of(&dir.path().join("nsfw_2.onnx")).exists());
 }
 
+/// A mirror serving another file of the published size with a sidecar that matches it (what a
+/// tampered mirror would do) passes the CRC32 check; the catalogue's SHA-256 refuses it.
+#[test]
+fn a_file_with_the_right_crc_but_not_the_published_sha256_is_deleted() {
+    let entry = ff_pipeline::models::catalogue().entry("yoloface_8n").unwrap();
+    let (published, bytes) = (entry.sha256.clone().expect("the catalogue publishes it"), entry.bytes.unwrap());
+    let body = content(bytes as usize, 3);
+    let server = serve_model("yoloface_8n", &body, Behaviour::Normal);
+    let dir = tempfile::tempdir().unwrap();
+    let error = store(dir.path(), &[&server]).ensure("yoloface_8n").unwrap_err();
+    match &error {
+        PipelineError::ModelCorrupt { name, reason } => {
+            assert_eq!(name, "yoloface_8n");
+            assert!(reason.contains("SHA-256") && reason.contains(&published), "{reason}");
+        }
+        other => panic!("expected ModelCorrupt, got {other:?}"),
+    }
+    assert!(!dir.path().join("yoloface_8n.onnx").exists());
+    assert!(!part_of(&dir.path().join("yoloface_8n.onnx")).exists());
+}
+
 #[test]
 fn a_truncated_response_is_a_download_error_and_keeps_the_partial_file() {
     let body = content(40_000, 3);

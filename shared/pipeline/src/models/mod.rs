@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 pub use catalogue::{catalogue, Catalogue, DownloadScope, ModelEntry, Provider, Tile};
 pub use download::Timeouts;
-pub use store::{crc32_file, ModelStatus, ModelStore, CUSTOM_MODELS_DIR};
+pub use store::{crc32_file, sha256_file, ModelStatus, ModelStore, CUSTOM_MODELS_DIR};
 
 /// Environment variable naming the models directory.
 pub const MODELS_DIR_ENV: &str = "FF_MODELS_DIR";

@@ -511,18 +511,32 @@ fn parse_hash(bytes: &[u8]) -> Option<String> {
 
 /// CRC32 (zlib polynomial) of a whole file as FaceFusion writes it: 8 lowercase hex digits.
 pub fn crc32_file(path: &Path) -> Result<String> {
-    let mut file = File::open(path).map_err(|error| PipelineError::io(path, error))?;
     let mut hasher = crc32fast::Hasher::new();
+    for_each_chunk(path, |chunk| hasher.update(chunk))?;
+    Ok(format!("{:08x}", hasher.finalize()))
+}
+
+/// SHA-256 of a file, lowercase hex: the catalogue's check against tampering, which a CRC32
+/// (made for transmission errors) cannot give.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    for_each_chunk(path, |chunk| hasher.update(chunk))?;
+    Ok(hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
+/// Feeds a file to `consume` in 1 MiB chunks.
+fn for_each_chunk(path: &Path, mut consume: impl FnMut(&[u8])) -> Result<()> {
+    let mut file = File::open(path).map_err(|error| PipelineError::io(path, error))?;
     let mut buffer = vec![0u8; 1 << 20];
     loop {
         match file.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(read) => hasher.update(&buffer[..read]),
+            Ok(0) => return Ok(()),
+            Ok(read) => consume(&buffer[..read]),
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
             Err(error) => return Err(PipelineError::io(path, error)),
         }
     }
-    Ok(format!("{:08x}", hasher.finalize()))
 }
 
 /// Checks a finished part file; the inner error is why it is unusable.
@@ -534,11 +548,18 @@ fn verify_part(entry: &ModelEntry, part: &Path, expected: &str) -> Result<std::r
         }
     }
     let actual = crc32_file(part)?;
-    Ok(if actual == expected {
-        Ok(())
-    } else {
-        Err(format!("CRC32 {actual} does not match the hash sidecar {expected}"))
-    })
+    if actual != expected {
+        return Ok(Err(format!("CRC32 {actual} does not match the hash sidecar {expected}")));
+    }
+    // The sidecar comes from the same mirror as the file, so a CRC32 match proves no more than an
+    // intact transfer; where the catalogue publishes a SHA-256, a swapped file is caught too.
+    if let Some(published) = &entry.sha256 {
+        let actual = sha256_file(part)?;
+        if !actual.eq_ignore_ascii_case(published) {
+            return Ok(Err(format!("SHA-256 {actual} does not match the catalogue's {published}")));
+        }
+    }
+    Ok(Ok(()))
 }
 
 fn part_path(path: &Path) -> PathBuf {
