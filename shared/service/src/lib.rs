@@ -27,6 +27,7 @@ pub mod limiter;
 pub mod plan;
 pub mod probe;
 pub mod run;
+pub mod server;
 mod state;
 pub mod storage;
 pub mod workspace;
@@ -47,7 +48,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let workers = jobs::Workers::start(&state);
-    let served = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    let served = server::serve_router(listener, router(state), server::ServerLimits::default(), shutdown).await;
     workers.shutdown(std::time::Duration::from_secs(30)).await;
     served
 }
