@@ -118,8 +118,9 @@ mod tests {
 
     #[test]
     fn two_spellings_of_an_option_are_one_option_in_the_raw_document() {
-        // Found by fuzz/options: the raw object sorted `face_swapper-model` before
-        // `face_swapper_model`, so a job's worker re-read the first value where the form meant the last.
+        // Found while writing fuzz/options' round-trip invariant: the raw object sorted
+        // `face_mask-padding` before `face_mask_padding`, so a job's worker re-read the first value
+        // where the form meant the last.
         let fields = |a: &str, b: &str| vec![(a.to_string(), "1".to_string()), (b.to_string(), "2".to_string())];
         let document = OptionsDocument::from_fields(fields("face_mask_padding", "face_mask-padding"), None).unwrap();
         assert_eq!(document.raw, serde_json::json!({"face_mask_padding": ["1", "2"]}));

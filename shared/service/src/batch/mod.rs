@@ -284,7 +284,7 @@ mod tests {
         assert_eq!(decode_s3_key("bad%2"), None);
         assert_eq!(decode_s3_key("bad%zz"), None);
         assert_eq!(decode_s3_key("%FF"), None);
-        // Found by fuzz/s3_event: a sign is not a hex digit.
+        // Found while writing fuzz/s3_event's decoding invariant: a sign is not a hex digit.
         assert_eq!(decode_s3_key("inbox/a%+5.png"), None);
     }
 
