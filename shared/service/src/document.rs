@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use ff_pipeline::options::ProcessOptions;
+use ff_pipeline::options::{canonical_name, ProcessOptions};
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -44,12 +44,15 @@ impl OptionsDocument {
     }
 }
 
-/// One (name, values) pair per option, in first-seen order. Linear in the number of fields (an
+/// One (name, values) pair per option, in first-seen order, under its canonical name: two spellings
+/// of one option (`face-swapper-model`, `face_swapper_model`) are one option, so the raw document
+/// (a JSON object, keys sorted) means what the fields meant. Linear in the number of fields (an
 /// index by name), so a form of many distinct names costs no more than reading it.
 pub fn group_option_fields(fields: Vec<(String, String)>) -> Vec<(String, Vec<String>)> {
     let mut pairs: Vec<(String, Vec<String>)> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     for (name, value) in fields {
+        let name = canonical_name(&name);
         let values = value.split_whitespace().map(str::to_owned);
         match index.get(&name) {
             Some(&at) => pairs[at].1.extend(values),
@@ -111,6 +114,20 @@ mod tests {
             serde_json::json!({"face_swapper_model": "inswapper_128", "face_detector_margin": ["1", "2"]})
         );
         assert_eq!(ProcessOptions::from_json(&object).unwrap(), document.options);
+    }
+
+    #[test]
+    fn two_spellings_of_an_option_are_one_option_in_the_raw_document() {
+        // Found while writing fuzz/options' round-trip invariant: the raw object sorted
+        // `face_mask-padding` before `face_mask_padding`, so a job's worker re-read the first value
+        // where the form meant the last.
+        let fields = |a: &str, b: &str| vec![(a.to_string(), "1".to_string()), (b.to_string(), "2".to_string())];
+        let document = OptionsDocument::from_fields(fields("face_mask_padding", "face_mask-padding"), None).unwrap();
+        assert_eq!(document.raw, serde_json::json!({"face_mask_padding": ["1", "2"]}));
+        assert_eq!(ProcessOptions::from_json(&document.raw).unwrap(), document.options);
+        // A single-valued option given twice is refused whatever the spelling, as under one name.
+        let error = OptionsDocument::from_fields(fields("face_swapper_weight", "face-swapper-weight"), None);
+        assert_eq!(error.unwrap_err().code(), "invalid_option");
     }
 
     #[test]

@@ -32,41 +32,73 @@ pub struct RecordError {
     pub detail: String,
 }
 
-/// Routes one object event. `event_name` may carry MinIO's `s3:` prefix.
+/// Where one object event goes, decided from its name, bucket and key alone (no storage read), so
+/// the routing can be tested and fuzzed on its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `jobs/<id>.json`: run that job. `key` is decoded and relative to FF_S3_PREFIX.
+    Job { key: String, id: String },
+    /// `inbox/<name>`: process that batch input.
+    Batch { key: String },
+    /// Anything else, with the reason; `key` is as far decoded as routing got.
+    Ignored { key: String, reason: String },
+}
+
+/// Routes an event on `bucket` for `raw_key` (URL-encoded, as S3 and MinIO send it). `our_bucket`
+/// is FF_S3_BUCKET (`None` with filesystem storage), `prefix` FF_S3_PREFIX.
+pub fn route_object_event(
+    event_name: &str,
+    bucket: &str,
+    raw_key: &str,
+    our_bucket: Option<&str>,
+    prefix: &str,
+) -> Route {
+    let ignored = |key: &str, reason: String| Route::Ignored { key: key.to_string(), reason };
+    if !event_name.trim_start_matches("s3:").starts_with("ObjectCreated:") {
+        return ignored(raw_key, format!("event `{event_name}` is not an ObjectCreated event"));
+    }
+    // A trigger on another bucket is a deployment mistake: its keys must not touch our jobs. With
+    // filesystem storage (a local run replaying recorded events) FF_DATA_DIR stands for the bucket.
+    if our_bucket.is_some_and(|ours| ours != bucket) {
+        return ignored(raw_key, format!("bucket `{bucket}` is not FF_S3_BUCKET"));
+    }
+    let Some(decoded) = decode_s3_key(raw_key) else {
+        return ignored(raw_key, "the key is not valid URL-encoded UTF-8".into());
+    };
+    let Some(key) = strip_key_prefix(&decoded, prefix) else {
+        return ignored(&decoded, format!("the key is outside FF_S3_PREFIX `{prefix}`"));
+    };
+    if let Some(id) = job_record_id(key) {
+        return Route::Job { key: key.to_string(), id: id.to_string() };
+    }
+    if inbox_name(key).is_some() {
+        return Route::Batch { key: key.to_string() };
+    }
+    ignored(key, "neither a job record (jobs/<id>.json) nor a batch input (inbox/<name>)".into())
+}
+
+/// Routes one object event and runs what it names. `event_name` may carry MinIO's `s3:` prefix.
 pub async fn handle_object_event(
     state: &AppState,
     event_name: &str,
     bucket: &str,
     raw_key: &str,
 ) -> Result<RecordReport, RecordError> {
-    let ignored = |key: &str, why: String| {
-        tracing::info!(%key, reason = %why, "S3 record ignored");
-        Ok(RecordReport { key: key.to_string(), action: "ignored", outcome: why })
-    };
-    if !event_name.trim_start_matches("s3:").starts_with("ObjectCreated:") {
-        return ignored(raw_key, format!("event `{event_name}` is not an ObjectCreated event"));
-    }
     let config = state.config();
-    // A trigger on another bucket is a deployment mistake: its keys must not touch our jobs. With
-    // filesystem storage (a local run replaying recorded events) FF_DATA_DIR stands for the bucket.
-    if config.s3_bucket.as_deref().is_some_and(|ours| ours != bucket) {
-        return ignored(raw_key, format!("bucket `{bucket}` is not FF_S3_BUCKET"));
+    match route_object_event(event_name, bucket, raw_key, config.s3_bucket.as_deref(), &config.s3_prefix) {
+        Route::Job { key, id } => {
+            let outcome = run_job(state, &id).await.map(|outcome| describe_job(&outcome));
+            report(&key, "job", outcome)
+        }
+        Route::Batch { key } => {
+            let outcome = process_inbox_object(state, &key).await.map(|outcome| describe_batch(&outcome));
+            report(&key, "batch", outcome)
+        }
+        Route::Ignored { key, reason } => {
+            tracing::info!(%key, %reason, "S3 record ignored");
+            Ok(RecordReport { key, action: "ignored", outcome: reason })
+        }
     }
-    let Some(decoded) = decode_s3_key(raw_key) else {
-        return ignored(raw_key, "the key is not valid URL-encoded UTF-8".into());
-    };
-    let Some(key) = strip_key_prefix(&decoded, &config.s3_prefix) else {
-        return ignored(&decoded, format!("the key is outside FF_S3_PREFIX `{}`", config.s3_prefix));
-    };
-    if let Some(job_id) = job_record_id(key) {
-        let outcome = run_job(state, job_id).await.map(|outcome| describe_job(&outcome));
-        return report(key, "job", outcome);
-    }
-    if inbox_name(key).is_some() {
-        let outcome = process_inbox_object(state, key).await.map(|outcome| describe_batch(&outcome));
-        return report(key, "batch", outcome);
-    }
-    ignored(key, "neither a job record (jobs/<id>.json) nor a batch input (inbox/<name>)".into())
 }
 
 /// A record's report; a failure a redelivery can fix is the caller's to retry, any other (a
@@ -119,5 +151,25 @@ mod tests {
         assert_eq!(job_record_id(&format!("jobs/{id}/inputs/target.png")), None);
         assert_eq!(job_record_id("jobs/not-an-id.json"), None);
         assert_eq!(job_record_id(&format!("inbox/{id}.json")), None);
+    }
+
+    #[test]
+    fn events_route_by_name_bucket_prefix_and_key() {
+        let id = "0192f1a2-3b4c-7d5e-8f60-718293a4b5c6";
+        let route = |name: &str, bucket: &str, key: &str| route_object_event(name, bucket, key, Some("ff"), "pre");
+        assert_eq!(
+            route("s3:ObjectCreated:Put", "ff", &format!("pre/jobs%2F{id}.json")),
+            Route::Job { key: format!("jobs/{id}.json"), id: id.into() }
+        );
+        assert_eq!(
+            route("ObjectCreated:Copy", "ff", "pre/inbox/a+b.jpg"),
+            Route::Batch { key: "inbox/a b.jpg".into() }
+        );
+        let ignored = |route: Route| matches!(route, Route::Ignored { .. });
+        assert!(ignored(route("ObjectRemoved:Delete", "ff", "pre/inbox/a.jpg")));
+        assert!(ignored(route("ObjectCreated:Put", "other", "pre/inbox/a.jpg")));
+        assert!(ignored(route("ObjectCreated:Put", "ff", "inbox/a.jpg")));
+        assert!(ignored(route("ObjectCreated:Put", "ff", "pre/inbox/a%ZZ.jpg")));
+        assert!(ignored(route("ObjectCreated:Put", "ff", "pre/outbox/a.jpg")));
     }
 }

@@ -35,6 +35,6 @@ pub use encoders::{
     video_quality_args, AudioEncoder, AvailableEncoders, VideoEncoder, VideoPreset, VIDEO_FORMATS,
 };
 pub use pipeline::{cancelled_error, process_video, FrameSource, Parallelism, Progress, StillFrames};
-pub use probe::{probe, Rational, VideoInfo};
+pub use probe::{parse_probe, probe, Rational, VideoInfo};
 pub use reader::{FrameReader, ReadOptions};
 pub use writer::{AudioOutcome, AudioPlan, EncodeOptions, EncodedVideo, FrameWriter};

@@ -114,7 +114,7 @@ fn number(value: &Value) -> Option<f64> {
 }
 
 /// The pure part of probing, over ffprobe's JSON (kept apart so recorded answers can be tested).
-pub(crate) fn parse_probe(json: &Value) -> std::result::Result<VideoInfo, String> {
+pub fn parse_probe(json: &Value) -> std::result::Result<VideoInfo, String> {
     let streams = json.get("streams").and_then(Value::as_array).cloned().unwrap_or_default();
     let is_type = |s: &Value, kind: &str| s.get("codec_type").and_then(Value::as_str) == Some(kind);
     // Cover art is stored as a one-frame video stream with the attached_pic disposition; ffmpeg's

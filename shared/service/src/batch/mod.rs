@@ -237,7 +237,8 @@ pub fn decode_s3_key(key: &str) -> Option<String> {
         match bytes[index] {
             b'+' => decoded.push(b' '),
             b'%' => {
-                let hex = key.get(index + 1..index + 3)?;
+                // Two hex digits exactly: from_str_radix alone would also take a sign (`%+5`).
+                let hex = key.get(index + 1..index + 3).filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))?;
                 decoded.push(u8::from_str_radix(hex, 16).ok()?);
                 index += 2;
             }
@@ -283,6 +284,8 @@ mod tests {
         assert_eq!(decode_s3_key("bad%2"), None);
         assert_eq!(decode_s3_key("bad%zz"), None);
         assert_eq!(decode_s3_key("%FF"), None);
+        // Found while writing fuzz/s3_event's decoding invariant: a sign is not a hex digit.
+        assert_eq!(decode_s3_key("inbox/a%+5.png"), None);
     }
 
     #[test]
