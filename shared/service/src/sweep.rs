@@ -114,7 +114,7 @@ impl Sweep {
         let (run_dirs, failures) = self.remove_stale_run_dirs(budget).await;
         report.run_dirs = run_dirs;
         report.failures += failures;
-        let left = budget - report.removed();
+        let left = budget.saturating_sub(report.removed());
         match self.storage.remove_stale_temp_files(self.settings.stale_after, left).await {
             Ok(removed) => report.temp_files = removed,
             Err(error) => {
@@ -122,7 +122,7 @@ impl Sweep {
                 report.failures += 1;
             }
         }
-        let left = budget - report.removed();
+        let left = budget.saturating_sub(report.removed());
         let (orphans, failures) = self.remove_orphan_job_files(left).await;
         report.orphan_objects = orphans;
         report.failures += failures;

@@ -94,6 +94,7 @@ async fn stale_run_directories_and_temporary_files_go(backend: Backend) {
     // An old directory whose video is still being written belongs to a live run.
     let encoding = run_dir(temp.path(), "ff-video-ghi789", LONG_AGO);
     std::fs::write(encoding.join("output.mp4"), b"frames").unwrap();
+    backdate(&encoding, LONG_AGO);
     // Other programs' things in a shared temp directory, however old.
     let foreign = [
         run_dir(temp.path(), "other-tool-abc123", LONG_AGO),
