@@ -1,5 +1,7 @@
 //! A job survives `kill -9` of `ff serve`: the server is killed while a job runs, started again
 //! on the same data directory, and every job ends completed or failed, never stuck `running`.
+//! What killed runs leave behind (run directories, temporary files, inputs of a job whose creation
+//! was killed) is swept at the restart.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -11,6 +13,8 @@ use ff_pipeline::testing::assets_dir;
 const BOUNDARY: &str = "ff-crash-test-8d1e0b";
 const STARTUP_BUDGET: Duration = Duration::from_secs(30);
 const JOBS_BUDGET: Duration = Duration::from_secs(300);
+/// Older than any run may last with the default time limits (an hour and ten minutes).
+const LONG_AGO: Duration = Duration::from_secs(3 * 3600);
 
 /// A running `ff serve`; killed when dropped, so a failing test leaves no server behind.
 struct Server {
@@ -47,7 +51,7 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-fn start_server(data_dir: &Path) -> Server {
+fn start_server(data_dir: &Path, temp_dir: &Path) -> Server {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_ff"))
         .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
@@ -57,6 +61,10 @@ fn start_server(data_dir: &Path) -> Server {
         .env("FF_MAX_CONCURRENT_REQUESTS", "1")
         .env("FF_WORKERS", "1")
         .env("FF_DATA_DIR", data_dir)
+        .env("FF_TEMP_DIR", temp_dir)
+        .env_remove("FF_SWEEP_INTERVAL_SECS")
+        .env_remove("FF_REQUEST_TIMEOUT_SECS")
+        .env_remove("FF_VIDEO_TIMEOUT_SECS")
         .env_remove("FF_S3_BUCKET")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -124,10 +132,45 @@ fn stored(data_dir: &Path, id: &str) -> serde_json::Value {
     serde_json::from_str(&text).expect("record JSON")
 }
 
+/// Writes `path` (and its folders) and dates it `LONG_AGO`.
+fn leave_behind(path: &Path) {
+    std::fs::create_dir_all(path.parent().expect("a parent")).expect("create folders");
+    std::fs::write(path, b"left by a killed run").expect("write");
+    backdate(path);
+}
+
+fn backdate(path: &Path) {
+    let file = std::fs::File::open(path).expect("open to backdate");
+    file.set_modified(std::time::SystemTime::now() - LONG_AGO).expect("backdate");
+}
+
+/// What a server killed long ago left: a run directory, a storage temporary file and the inputs of
+/// a job whose record was never written. Returns their paths.
+fn leftovers_of_an_old_crash(data_dir: &Path, temp_dir: &Path) -> Vec<PathBuf> {
+    let run_dir = temp_dir.join("ff-video-Ab12Cd");
+    let orphan_job = data_dir.join("jobs").join(ff_service::jobs::new_job_id());
+    let files = vec![
+        run_dir.join("target.mp4"),
+        data_dir.join(".ff-tmp").join("0123456789abcdef0123456789abcdef"),
+        orphan_job.join("inputs").join("source-0.jpg"),
+        orphan_job.join("inputs").join("target.png"),
+    ];
+    for file in &files {
+        leave_behind(file);
+    }
+    backdate(&run_dir);
+    files
+}
+
 #[test]
 fn a_job_running_when_the_server_is_killed_completes_after_a_restart() {
     let data_dir = DataDir(std::env::temp_dir().join(format!("ff-jobs-crash-{}", std::process::id())));
-    let server = start_server(&data_dir.0);
+    let temp_dir = DataDir(std::env::temp_dir().join(format!("ff-jobs-crash-temp-{}", std::process::id())));
+    std::fs::create_dir_all(&temp_dir.0).expect("a temp directory");
+    // Something else's folder in the shared temp directory, as old: the sweep must not touch it.
+    let foreign = temp_dir.0.join("someone-else").join("keep.txt");
+    leave_behind(&foreign);
+    let server = start_server(&data_dir.0, &temp_dir.0);
     let ids: Vec<String> = (0..3).map(|_| create_job(&server)).collect();
 
     // Wait until a job is running, then kill -9: no shutdown code runs.
@@ -150,7 +193,8 @@ fn a_job_running_when_the_server_is_killed_completes_after_a_restart() {
     let was_running = left["status"] == "running";
     eprintln!("killed ff serve while job {running} was {}", left["status"]);
 
-    let server = start_server(&data_dir.0);
+    let leftovers = leftovers_of_an_old_crash(&data_dir.0, &temp_dir.0);
+    let server = start_server(&data_dir.0, &temp_dir.0);
     let deadline = Instant::now() + JOBS_BUDGET;
     for id in &ids {
         let record = loop {
@@ -168,5 +212,18 @@ fn a_job_running_when_the_server_is_killed_completes_after_a_restart() {
     if was_running {
         let retried = job(&server, &running);
         assert_eq!(retried["attempts"], 2, "the interrupted job ran again: {retried}");
+    }
+
+    // The sweep at start-up runs beside the jobs; it has long finished when they have.
+    let deadline = Instant::now() + STARTUP_BUDGET;
+    while leftovers.iter().any(|path| path.exists()) {
+        assert!(Instant::now() < deadline, "left after the restart: {leftovers:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!leftovers[0].parent().expect("the run directory").exists(), "the run directory itself is gone");
+    assert!(foreign.exists(), "the sweep touched another program's folder");
+    for id in &ids {
+        let inputs = data_dir.0.join("jobs").join(id).join("inputs");
+        assert!(inputs.read_dir().is_ok_and(|mut entries| entries.next().is_some()), "job {id} kept its inputs");
     }
 }

@@ -70,6 +70,10 @@ pub struct ServiceConfig {
     /// FF_TEMP_DIR: where uploaded videos and encoded results wait on disk while they are processed
     /// (one directory per run, removed when it ends); default: the system's temp directory.
     pub temp_dir: PathBuf,
+    /// FF_SWEEP_INTERVAL_SECS: how often `ff serve` removes what killed runs left (run
+    /// directories, the filesystem storage's temporary files, inputs of jobs never created), after
+    /// a first sweep at start-up; `None` (0) turns the sweep off. See `crate::sweep`.
+    pub sweep_interval: Option<Duration>,
 }
 
 /// A variable whose value is outside what it accepts.
@@ -158,6 +162,14 @@ impl ServiceConfig {
                 1..=86_400,
             )?),
             temp_dir: parse_temp_dir(value("FF_TEMP_DIR"))?,
+            sweep_interval: Some(parse_in_range(
+                value("FF_SWEEP_INTERVAL_SECS"),
+                "FF_SWEEP_INTERVAL_SECS",
+                600,
+                0..=86_400,
+            )?)
+            .filter(|seconds| *seconds > 0)
+            .map(Duration::from_secs),
         })
     }
 
@@ -392,6 +404,17 @@ mod tests {
             ("FF_TEMP_DIR", "/no/such/directory/here"),
         ] {
             assert_eq!(parse(&[(variable, value)]).unwrap_err().variable, variable, "{value}");
+        }
+    }
+
+    #[test]
+    fn the_sweep_interval_defaults_to_ten_minutes_and_zero_turns_it_off() {
+        assert_eq!(parse(&[]).unwrap().sweep_interval, Some(Duration::from_secs(600)));
+        assert_eq!(parse(&[("FF_SWEEP_INTERVAL_SECS", "60")]).unwrap().sweep_interval, Some(Duration::from_secs(60)));
+        assert_eq!(parse(&[("FF_SWEEP_INTERVAL_SECS", "0")]).unwrap().sweep_interval, None);
+        for value in ["-1", "86401", "often"] {
+            let error = parse(&[("FF_SWEEP_INTERVAL_SECS", value)]).unwrap_err();
+            assert_eq!(error.variable, "FF_SWEEP_INTERVAL_SECS", "{value}");
         }
     }
 

@@ -30,6 +30,7 @@ pub mod run;
 pub mod server;
 mod state;
 pub mod storage;
+pub mod sweep;
 pub mod workspace;
 
 use std::future::Future;
@@ -40,15 +41,18 @@ pub use http::{router, X_FACES_PROCESSED, X_FRAMES_PROCESSED};
 pub use limiter::ConcurrencyLimiter;
 pub use state::{storage_from_config, AppState};
 
-/// Serves the API on `listener`, with the FF_WORKERS job workers, until `shutdown` completes; then
-/// lets in-flight requests finish and gives running jobs 30 s (later ones are recovered at start).
+/// Serves the API on `listener`, with the FF_WORKERS job workers and the sweep of what killed runs
+/// left (`sweep::Sweeper`), until `shutdown` completes; then lets in-flight requests finish and
+/// gives running jobs 30 s (later ones are recovered at start).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let workers = jobs::Workers::start(&state);
+    let sweeper = sweep::Sweeper::start(&state);
     let served = server::serve_router(listener, router(state), server::ServerLimits::default(), shutdown).await;
+    sweeper.shutdown().await;
     workers.shutdown(std::time::Duration::from_secs(30)).await;
     served
 }

@@ -14,6 +14,17 @@ use crate::error::ApiError;
 
 /// Bytes read from a target file to tell what it is.
 const SNIFF_BYTES: usize = 4096;
+/// Run directories are named `ff-video-` and this many random letters and digits, a pattern the
+/// start-up sweep (`crate::sweep`) matches exactly, so it never touches anything else in a shared
+/// FF_TEMP_DIR.
+const RUN_DIR_PREFIX: &str = "ff-video-";
+const RUN_DIR_RANDOM_CHARS: usize = 6;
+
+/// Whether `name` is the name of a run directory this module creates.
+pub fn is_run_dir_name(name: &str) -> bool {
+    name.strip_prefix(RUN_DIR_PREFIX)
+        .is_some_and(|random| random.len() == RUN_DIR_RANDOM_CHARS && random.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
 
 #[derive(Debug)]
 pub struct Workspace {
@@ -30,7 +41,8 @@ impl Workspace {
     /// extension, which ffmpeg reads) and a result encoded in `container`.
     pub fn create(temp_dir: &Path, target: MediaKind, container: Container) -> Result<Self, ApiError> {
         let dir = tempfile::Builder::new()
-            .prefix("ff-video-")
+            .prefix(RUN_DIR_PREFIX)
+            .rand_bytes(RUN_DIR_RANDOM_CHARS)
             .tempdir_in(temp_dir)
             .map_err(|e| ApiError::internal(format!("cannot create a directory in {}: {e}", temp_dir.display())))?;
         let target = dir.path().join(format!("target.{}", target.extension()));
@@ -131,6 +143,17 @@ mod tests {
         std::fs::write(workspace.target(), b"x").unwrap();
         drop(workspace);
         assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn run_directories_match_their_own_name_pattern_and_nothing_else() {
+        let root = tempfile::tempdir().unwrap();
+        let workspace = Workspace::for_download(root.path()).unwrap();
+        let name = workspace.target().parent().unwrap().file_name().unwrap().to_str().unwrap().to_string();
+        assert!(is_run_dir_name(&name), "{name}");
+        for other in ["ff-video-", "ff-video-abc12", "ff-video-abc1234", "ff-video-abc-12", "ff-image-abc123", "x"] {
+            assert!(!is_run_dir_name(other), "{other}");
+        }
     }
 
     #[test]

@@ -296,10 +296,50 @@ impl Storage for FsStorage {
         Ok(None)
     }
 
+    async fn remove_stale_temp_files(&self, older_than: Duration, limit: usize) -> Result<usize> {
+        let dir = self.root.join(TMP_DIR);
+        let task = tokio::task::spawn_blocking(move || remove_stale_files(&dir, older_than, limit));
+        timed("sweep", TMP_DIR, self.call_timeout, async {
+            task.await.map_err(|e| StorageError::backend("sweep", TMP_DIR, e))?
+        })
+        .await
+    }
+
     async fn presign_put(&self, key: &str, _expires_in: Duration) -> Result<Option<String>> {
         validate_key(key)?;
         Ok(None)
     }
+}
+
+/// Removes files in `dir` (not folders) last modified more than `older_than` ago, at most
+/// `limit`. A writer streaming into its temporary file keeps moving its mtime, so only files
+/// nobody has written for that long go; one that vanishes meanwhile was committed or cleaned up.
+fn remove_stale_files(dir: &Path, older_than: Duration, limit: usize) -> Result<usize> {
+    let io = |e: std::io::Error| StorageError::backend("sweep", TMP_DIR, e);
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if is_missing(&e) => return Ok(0),
+        Err(e) => return Err(io(e)),
+    };
+    let now = SystemTime::now();
+    let mut removed = 0;
+    for entry in entries {
+        if removed == limit {
+            break;
+        }
+        let entry = entry.map_err(io)?;
+        let Ok(meta) = entry.metadata() else { continue };
+        let age = meta.modified().ok().and_then(|modified| now.duration_since(modified).ok());
+        if !meta.is_file() || age.is_none_or(|age| age < older_than) {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => removed += 1,
+            Err(e) if is_missing(&e) => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
+    Ok(removed)
 }
 
 fn list_blocking(root: &Path, prefix: &str, request: &ListRequest) -> Result<ListPage> {

@@ -156,6 +156,14 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// A URL that lets its holder PUT the object until it expires; `None` on the filesystem.
     async fn presign_put(&self, key: &str, expires_in: Duration) -> Result<Option<String>>;
 
+    /// Removes this backend's own temporary files last written more than `older_than` ago, at
+    /// most `limit` of them, and says how many went: the `.ff-tmp/` files of the filesystem
+    /// backend that a killed writer left (see `crate::sweep`). S3 has none: a failed multipart
+    /// upload is aborted, and a bucket lifecycle rule catches one a killed process left.
+    async fn remove_stale_temp_files(&self, _older_than: Duration, _limit: usize) -> Result<usize> {
+        Ok(0)
+    }
+
     /// Uploads a local file, streaming it.
     async fn put_file(&self, key: &str, path: &Path) -> Result<ObjectMeta> {
         let file = tokio::fs::File::open(path).await.map_err(|e| StorageError::backend("put_file", key, e))?;

@@ -45,6 +45,13 @@ pub struct Backend {
     _dir: Option<tempfile::TempDir>,
 }
 
+impl Backend {
+    /// The filesystem backend's directory; `None` on S3.
+    pub fn fs_root(&self) -> Option<&std::path::Path> {
+        self._dir.as_ref().map(|dir| dir.path())
+    }
+}
+
 pub fn fs_backend() -> Backend {
     let dir = tempfile::tempdir().expect("temp dir");
     Backend { storage: Arc::new(FsStorage::new(dir.path())), _dir: Some(dir) }
