@@ -168,7 +168,7 @@ async fn a_sweep_deletes_at_most_its_budget_and_the_next_one_goes_on(backend: Ba
     assert_eq!(orphans.len(), 4);
 }
 
-common::on_both_backends!(
+on_both_backends!(
     stale_run_directories_and_temporary_files_go,
     job_files_without_a_record_go_after_the_grace_period,
     a_sweep_deletes_at_most_its_budget_and_the_next_one_goes_on,
