@@ -50,7 +50,9 @@ pub struct Busy;
 
 /// The right to receive one request body; dropping it gives the place back.
 #[derive(Debug)]
-pub struct UploadPlace(OwnedSemaphorePermit);
+pub struct UploadPlace {
+    _place: OwnedSemaphorePermit,
+}
 
 /// A request's place in the building; dropping it gives the place back.
 #[derive(Debug)]
@@ -81,7 +83,7 @@ impl ConcurrencyLimiter {
         if self.admission.available_permits() == 0 {
             return Err(Busy);
         }
-        Arc::clone(&self.uploads).try_acquire_owned().map(UploadPlace).map_err(|_| Busy)
+        Arc::clone(&self.uploads).try_acquire_owned().map(|place| UploadPlace { _place: place }).map_err(|_| Busy)
     }
 
     /// Upload places free right now.
