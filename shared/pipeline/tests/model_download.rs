@@ -445,6 +445,44 @@ fn concurrent_ensure_calls_download_once() {
     assert_eq!(server.requests_for(&paths("hififace_unofficial_256").0).len(), 1);
 }
 
+/// Lock files left in the models folder (they used to stay after every download).
+fn lock_files_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".lock"))
+        .collect()
+}
+
+#[test]
+fn downloads_from_separate_stores_run_once_and_leave_no_lock_file() {
+    // Separate stores share no in-process mutex: only the lock file keeps them apart, as it keeps
+    // two `ff` processes apart, and it must do so although each holder removes it when done.
+    let body = content(150_000, 16);
+    let server = serve_model("fan_68_5", &body, Behaviour::Delay(Duration::from_millis(200)));
+    let dir = tempfile::tempdir().unwrap();
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store(dir.path(), &[&server]);
+            thread::spawn(move || store.download("fan_68_5"))
+        })
+        .collect();
+    for worker in workers {
+        let path = worker.join().unwrap().unwrap();
+        assert_eq!(std::fs::read(path).unwrap(), body);
+    }
+    assert_eq!(server.requests_for(&paths("fan_68_5").0).len(), 1);
+    assert_eq!(lock_files_in(dir.path()), Vec::<String>::new());
+}
+
+#[test]
+fn a_failed_download_leaves_no_lock_file_either() {
+    let server = Server::start(Vec::new());
+    let dir = tempfile::tempdir().unwrap();
+    assert!(store(dir.path(), &[&server]).download("fan_68_5").is_err());
+    assert_eq!(lock_files_in(dir.path()), Vec::<String>::new());
+}
+
 #[test]
 fn deep_swapper_models_live_under_their_scope() {
     let body = content(15_000, 15);

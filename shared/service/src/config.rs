@@ -31,6 +31,9 @@ pub struct ServiceConfig {
     pub max_queued_requests: usize,
     /// FF_REQUEST_TIMEOUT_SECS: whole-request budget, upload included.
     pub request_timeout: Duration,
+    /// FF_UPLOAD_TIMEOUT_SECS: how long a request body may take to arrive; a stalled upload is
+    /// answered 408 and gives its upload place back (see `limiter`).
+    pub upload_timeout: Duration,
     /// FF_MAX_IMAGE_PIXELS: the largest decoded image accepted.
     pub max_image_pixels: u64,
     /// FF_ALLOW_MODEL_DOWNLOAD: whether a missing model may be fetched from FaceFusion's URLs.
@@ -120,6 +123,12 @@ impl ServiceConfig {
                 0..=10_000,
             )?,
             request_timeout: Duration::from_secs(timeout_secs),
+            upload_timeout: Duration::from_secs(parse_in_range(
+                value("FF_UPLOAD_TIMEOUT_SECS"),
+                "FF_UPLOAD_TIMEOUT_SECS",
+                60,
+                1..=3_600,
+            )?),
             max_image_pixels: parse_in_range(
                 value("FF_MAX_IMAGE_PIXELS"),
                 "FF_MAX_IMAGE_PIXELS",
@@ -338,8 +347,18 @@ mod tests {
         assert_eq!(config.max_concurrent_requests, available_cpus());
         assert_eq!(config.max_queued_requests, 16);
         assert_eq!(config.request_timeout, Duration::from_secs(300));
+        assert_eq!(config.upload_timeout, Duration::from_secs(60));
         assert_eq!(config.max_image_pixels, 50_000_000);
         assert!(config.allow_model_download);
+    }
+
+    #[test]
+    fn upload_timeout_is_checked_at_start_up() {
+        assert_eq!(parse(&[("FF_UPLOAD_TIMEOUT_SECS", "5")]).unwrap().upload_timeout, Duration::from_secs(5));
+        for value in ["0", "3601", "soon"] {
+            let error = parse(&[("FF_UPLOAD_TIMEOUT_SECS", value)]).unwrap_err();
+            assert_eq!(error.variable, "FF_UPLOAD_TIMEOUT_SECS", "{value}");
+        }
     }
 
     #[test]

@@ -48,6 +48,12 @@ pub enum ApiError {
     RuntimeUnavailable { detail: String },
     #[error("all processing slots are busy and the queue is full; retry later")]
     Busy,
+    /// The body did not arrive within FF_UPLOAD_TIMEOUT_SECS: a stalled or very slow upload.
+    #[error("the request body did not arrive within {} seconds", .limit.as_secs())]
+    UploadTimeout { limit: Duration },
+    /// POST /api/v1/models/download on a server run with FF_ALLOW_MODEL_DOWNLOAD=false.
+    #[error("model downloads are disabled on this server (FF_ALLOW_MODEL_DOWNLOAD=false)")]
+    ModelDownloadDisabled,
     #[error("the request did not complete within {} seconds", .limit.as_secs())]
     Timeout { limit: Duration },
     #[error("no route for {method} {path}")]
@@ -158,6 +164,8 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::Busy => StatusCode::TOO_MANY_REQUESTS,
+            Self::UploadTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::ModelDownloadDisabled => StatusCode::FORBIDDEN,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -193,6 +201,8 @@ impl ApiError {
             Self::ModelUnavailable { .. } => "model_unavailable",
             Self::RuntimeUnavailable { .. } => "runtime_unavailable",
             Self::Busy => "busy",
+            Self::UploadTimeout { .. } => "upload_timeout",
+            Self::ModelDownloadDisabled => "model_download_disabled",
             Self::Unauthorized => "unauthorized",
             Self::Timeout { .. } => "timeout",
             Self::NotFound { .. } => "not_found",
@@ -231,7 +241,10 @@ impl ApiError {
             | Self::Media { detail, .. } => {
                 tracing::error!(code = self.code(), %detail, "request failed")
             }
-            Self::Timeout { .. } | Self::Busy => tracing::warn!(code = self.code(), "{self}"),
+            // Busy answers are counted and logged once a second by `limiter::BusyLog` instead:
+            // under a flood, a line per 429 would be most of the log.
+            Self::Busy => {}
+            Self::Timeout { .. } | Self::UploadTimeout { .. } => tracing::warn!(code = self.code(), "{self}"),
             _ => tracing::debug!(code = self.code(), "{self}"),
         }
     }
@@ -405,6 +418,15 @@ mod tests {
         let response = ApiError::Busy.into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], BUSY_RETRY_AFTER.as_secs().to_string().as_str());
+    }
+
+    #[test]
+    fn upload_timeout_and_disabled_downloads_have_their_codes() {
+        let late = ApiError::UploadTimeout { limit: Duration::from_secs(60) };
+        assert_eq!((late.status(), late.code()), (StatusCode::REQUEST_TIMEOUT, "upload_timeout"));
+        assert!(late.to_string().contains("60 seconds"), "{late}");
+        let disabled = ApiError::ModelDownloadDisabled;
+        assert_eq!((disabled.status(), disabled.code()), (StatusCode::FORBIDDEN, "model_download_disabled"));
     }
 
     #[test]

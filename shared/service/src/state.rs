@@ -8,7 +8,7 @@ use ff_pipeline::{Engine, PipelineError};
 use crate::config::ServiceConfig;
 use crate::jobs::cancel::JobCancels;
 use crate::jobs::queue::JobQueue;
-use crate::limiter::ConcurrencyLimiter;
+use crate::limiter::{BusyLog, ConcurrencyLimiter};
 use crate::storage::{FsStorage, S3Settings, S3Storage, Storage, DEFAULT_CALL_TIMEOUT};
 
 /// Cheap to clone: everything inside is shared.
@@ -17,6 +17,8 @@ pub struct AppState {
     engine: Arc<Engine>,
     config: Arc<ServiceConfig>,
     limiter: ConcurrencyLimiter,
+    /// The `429` answers: counted for GET /api/v1/system, logged at most once a second.
+    busy_log: Arc<BusyLog>,
     /// Jobs and their files: S3 when FF_S3_BUCKET is set, else FF_DATA_DIR.
     storage: Arc<dyn Storage>,
     /// Jobs waiting for this process's workers (FF_JOB_QUEUE_LENGTH).
@@ -37,7 +39,15 @@ impl AppState {
         let limiter = ConcurrencyLimiter::new(config.max_concurrent_requests, config.max_queued_requests);
         let storage = storage_from_config(&config);
         let job_queue = JobQueue::new(config.job_queue_length, config.workers > 0);
-        Self { engine, config: Arc::new(config), limiter, storage, job_queue, job_cancels: JobCancels::default() }
+        Self {
+            engine,
+            config: Arc::new(config),
+            limiter,
+            busy_log: Arc::default(),
+            storage,
+            job_queue,
+            job_cancels: JobCancels::default(),
+        }
     }
 
     /// Keeps jobs and files in `storage` instead of what the settings name (tests, embedding).
@@ -56,6 +66,10 @@ impl AppState {
 
     pub fn limiter(&self) -> &ConcurrencyLimiter {
         &self.limiter
+    }
+
+    pub fn busy_log(&self) -> &BusyLog {
+        &self.busy_log
     }
 
     pub fn storage(&self) -> &Arc<dyn Storage> {

@@ -13,12 +13,22 @@ fn state() -> AppState {
 }
 
 fn state_with_models(models: &std::path::Path) -> AppState {
+    state_with(models, "false")
+}
+
+/// Downloads allowed, for the download route; the tests ask only for present models or bad names,
+/// so nothing is fetched.
+fn state_allowing_downloads() -> AppState {
+    state_with(&assets_dir().join("standins/light"), "true")
+}
+
+fn state_with(models: &std::path::Path, allow_download: &str) -> AppState {
     let models = models.to_string_lossy().into_owned();
     let data = std::env::temp_dir().join("ff-admin-tests-unused");
     let data = data.to_string_lossy().into_owned();
     let vars = [
         ("FF_MODELS_DIR", models.as_str()),
-        ("FF_ALLOW_MODEL_DOWNLOAD", "false"),
+        ("FF_ALLOW_MODEL_DOWNLOAD", allow_download),
         ("FF_EXECUTION_THREAD_COUNT", "1"),
         ("FF_MAX_CONCURRENT_REQUESTS", "2"),
         ("FF_MAX_QUEUED_REQUESTS", "1"),
@@ -91,7 +101,7 @@ async fn custom_deep_swapper_models_are_listed_without_a_hash() {
 
 #[tokio::test]
 async fn bad_model_queries_and_download_bodies_are_json_400s() {
-    let state = state();
+    let state = state_allowing_downloads();
     for (method, uri, body) in [
         (Method::GET, "/api/v1/models?processor=nope", None),
         (Method::GET, "/api/v1/models?downloaded=maybe", None),
@@ -107,8 +117,9 @@ async fn bad_model_queries_and_download_bodies_are_json_400s() {
 
 #[tokio::test]
 async fn present_models_are_reported_without_a_download() {
+    let state = state_allowing_downloads();
     let (status, body) =
-        call(&state(), Method::POST, "/api/v1/models/download", Some(r#"["2dfan4", "yolo_face"]"#)).await;
+        call(&state, Method::POST, "/api/v1/models/download", Some(r#"["2dfan4", "yolo_face"]"#)).await;
     assert_eq!(status, StatusCode::OK);
     let results = body["results"].as_array().unwrap();
     let fan = results.iter().find(|r| r["name"] == "2dfan4").expect("2dfan4 listed");

@@ -458,7 +458,8 @@ impl ModelStore {
     }
 
     /// Runs `work` holding this model's in-process mutex and an exclusive lock on
-    /// `<file>.lock`, so neither another thread nor another `ff` process writes the same file.
+    /// `<file>.lock` ([`LockFile`], removed afterwards), so neither another thread nor another
+    /// `ff` process writes the same file.
     fn with_lock<T>(&self, entry: &ModelEntry, work: impl FnOnce() -> Result<T>) -> Result<T> {
         let mutex =
             self.locks.lock().unwrap_or_else(PoisonError::into_inner).entry(entry.name.clone()).or_default().clone();
@@ -468,18 +469,78 @@ impl ModelStore {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|error| PipelineError::io(parent, error))?;
         }
-        let lock_path = with_suffix(&path, ".lock");
-        let lock_file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|error| PipelineError::io(&lock_path, error))?;
-        lock_file.lock().map_err(|error| PipelineError::io(&lock_path, error))?;
-        // The lock file itself stays: deleting it would let a third process lock a fresh inode
-        // while a second still holds the old one.
+        let _lock = LockFile::acquire(&with_suffix(&path, ".lock"))?;
         work()
     }
+}
+
+/// How many times a lock file is opened again after its holder removed it; each retry means another
+/// download finished meanwhile, so running out means something keeps deleting the file.
+const LOCK_ATTEMPTS: usize = 32;
+
+/// An exclusive lock (`flock`) on `<file>.lock` that leaves nothing behind: the holder removes the
+/// file while it still holds the lock, then closes it.
+///
+/// Removing a lock file others wait on is safe because a waiter, once it has the lock, checks that
+/// the path still names the file it locked (same device and inode). If the holder removed it (and
+/// perhaps a third process created a new one), the waiter's lock excludes no one, so it starts over
+/// on whatever file is at the path now. Mutual exclusion holds among everyone who locked the file
+/// currently at the path, which is everyone who passed the check.
+#[derive(Debug)]
+struct LockFile {
+    path: PathBuf,
+    _file: File,
+}
+
+impl LockFile {
+    fn acquire(path: &Path) -> Result<Self> {
+        for _ in 0..LOCK_ATTEMPTS {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(path)
+                .map_err(|error| PipelineError::io(path, error))?;
+            file.lock().map_err(|error| PipelineError::io(path, error))?;
+            if is_file_at(&file, path)? {
+                return Ok(Self { path: path.to_path_buf(), _file: file });
+            }
+        }
+        Err(PipelineError::io(
+            path,
+            std::io::Error::other("the lock file keeps being replaced; is another program removing it?"),
+        ))
+    }
+}
+
+impl Drop for LockFile {
+    fn drop(&mut self) {
+        // Removed before the lock is released (when `_file` closes, after this), so no one can
+        // lock this file and find it still at the path.
+        if let Err(error) = std::fs::remove_file(&self.path) {
+            if error.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %self.path.display(), %error, "could not remove a model lock file");
+            }
+        }
+    }
+}
+
+/// Whether `path` still names the open `file` (same device and inode).
+#[cfg(unix)]
+fn is_file_at(file: &File, path: &Path) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let held = file.metadata().map_err(|error| PipelineError::io(path, error))?;
+    match std::fs::metadata(path) {
+        Ok(current) => Ok(current.dev() == held.dev() && current.ino() == held.ino()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(PipelineError::io(path, error)),
+    }
+}
+
+/// Without inodes to compare, an open file cannot be removed either (Windows), so it is still there.
+#[cfg(not(unix))]
+fn is_file_at(_file: &File, _path: &Path) -> Result<bool> {
+    Ok(true)
 }
 
 /// The size of a regular file, `None` when there is none at `path`.

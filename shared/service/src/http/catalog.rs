@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -21,6 +21,7 @@ use ff_pipeline::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::body::{read_small, refuse_unread, MODEL_DOWNLOAD_BODY_LIMIT};
 use crate::error::ApiError;
 use crate::run::on_cpu;
 use crate::state::AppState;
@@ -276,15 +277,23 @@ struct DownloadResult {
 ///
 /// If the request times out, downloads already started run to their end on the blocking pool and
 /// land in the models directory; GET /api/v1/models shows them.
-async fn download_models(
-    State(state): State<AppState>,
-    body: Result<Json<Vec<String>>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let Json(names) = body.map_err(|rejection| {
-        ApiError::BadRequest(format!(
-            "expected a JSON array of model, module or processor names: {}",
-            rejection.body_text()
-        ))
+///
+/// With FF_ALLOW_MODEL_DOWNLOAD=false the route answers 403 before reading the body: the operator
+/// turned downloads off, and `ff models download` on the host is how they are done then.
+async fn download_models(State(state): State<AppState>, request: Request) -> Response {
+    if !state.config().allow_model_download {
+        return refuse_unread(ApiError::ModelDownloadDisabled, request).await;
+    }
+    let body = match read_small(request, MODEL_DOWNLOAD_BODY_LIMIT, state.config().upload_timeout).await {
+        Ok(body) => body,
+        Err(answer) => return answer,
+    };
+    download_named(&state, &body).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn download_named(state: &AppState, body: &[u8]) -> Result<Response, ApiError> {
+    let names: Vec<String> = serde_json::from_slice(body).map_err(|error| {
+        ApiError::BadRequest(format!("expected a JSON array of model, module or processor names: {error}"))
     })?;
     let entries = resolve_names(&names)?;
     let engine = Arc::clone(state.engine());
@@ -402,7 +411,12 @@ async fn system(State(state): State<AppState>) -> Json<Value> {
             "slots_busy": busy,
             "queue_capacity": queue,
             "queued": admitted.saturating_sub(busy),
+            // Uploads being received (each with FF_UPLOAD_TIMEOUT_SECS to arrive) and their places.
+            "upload_places": slots + queue,
+            "uploading": (slots + queue).saturating_sub(limiter.free_upload_places()),
         },
+        // `429 busy` answers since start-up, on every route.
+        "rejected_busy": state.busy_log().total(),
         "jobs": {
             "storage": state.storage().kind(),
             "workers": config.workers,

@@ -1,7 +1,7 @@
 //! POST /api/v1/events/s3: S3 event notifications over HTTP (a MinIO webhook target), routed
 //! like the Lambda worker's S3 events (see `crate::events`).
 
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -9,6 +9,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use super::body::{read_small, refuse_unread, EVENTS_BODY_LIMIT};
 use crate::error::ApiError;
 use crate::events::{handle_object_event, RecordReport};
 use crate::state::AppState;
@@ -52,15 +53,22 @@ struct WebhookObject {
 /// POST /api/v1/events/s3: a MinIO webhook target (or anything sending S3 event JSON). 202 with
 /// a report per record; 503 when a record failed in a way a redelivery can fix, which MinIO
 /// answers by delivering the event again.
-async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+///
+/// Whether the route is on and the caller holds the secret is decided from the headers alone;
+/// only then is the body read, at most [`EVENTS_BODY_LIMIT`] of it within FF_UPLOAD_TIMEOUT_SECS.
+async fn webhook(State(state): State<AppState>, request: Request) -> Response {
     // Unset secret: the endpoint does not exist, so an unconfigured server cannot be driven by it.
     let Some(secret) = state.config().events_secret.as_deref() else {
-        return ApiError::NotFound { method: "POST".into(), path: "/api/v1/events/s3".into() }.into_response();
+        let not_found = ApiError::NotFound { method: "POST".into(), path: "/api/v1/events/s3".into() };
+        return refuse_unread(not_found, request).await;
     };
-    let presented = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    if !presented.is_some_and(|token| constant_time_eq(token.trim().as_bytes(), secret.as_bytes())) {
-        return ApiError::Unauthorized.into_response();
+    if !presents_secret(request.headers(), secret) {
+        return refuse_unread(ApiError::Unauthorized, request).await;
     }
+    let body = match read_small(request, EVENTS_BODY_LIMIT, state.config().upload_timeout).await {
+        Ok(body) => body,
+        Err(answer) => return answer,
+    };
     let event: WebhookEvent = match serde_json::from_slice(&body) {
         Ok(event) => event,
         Err(error) => return ApiError::BadRequest(format!("not an S3 event: {error}")).into_response(),
@@ -88,6 +96,12 @@ async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: axum::
     }
     let status = if retry { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::ACCEPTED };
     (status, Json(serde_json::json!({ "records": records }))).into_response()
+}
+
+/// Whether the `Authorization` header carries the bearer secret.
+fn presents_secret(headers: &HeaderMap, secret: &str) -> bool {
+    let presented = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    presented.is_some_and(|token| constant_time_eq(token.trim().as_bytes(), secret.as_bytes()))
 }
 
 /// Compares without stopping at the first difference, so timing does not reveal the secret.

@@ -14,13 +14,16 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use super::body::{refuse_unread, within_upload_deadline};
 use crate::document::OptionsDocument;
 use crate::error::ApiError;
 use crate::form::ProcessForm;
 use crate::format::mime_of;
 use crate::jobs::create::{self, CreateSettings};
+use crate::jobs::queue::QueuePlace;
 use crate::jobs::store::{JobStore, Update};
 use crate::jobs::{is_job_id, Job, JobStatus};
+use crate::limiter::UploadPlace;
 use crate::state::AppState;
 use crate::storage::Storage;
 
@@ -63,34 +66,55 @@ struct CreateFromKeys {
     output_format: Option<String>,
 }
 
-/// Takes a queue place first (429 before any upload is read), then the form or JSON, stores the
-/// inputs and the record, and queues the job.
-async fn create(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+/// Takes a queue place and an upload place first (429 before any upload is read, with the body
+/// drained so the client reads it), then reads the form or JSON within FF_UPLOAD_TIMEOUT_SECS (408
+/// past it), stores the inputs and the record, and queues the job.
+async fn create(State(state): State<AppState>, request: Request) -> Response {
+    let places = state.job_queue().reserve().and_then(|place| Ok((place, state.limiter().try_start_upload()?)));
+    let (place, upload) = match places {
+        Ok(places) => places,
+        Err(busy) => return refuse_unread(busy.into(), request).await,
+    };
+    create_job(&state, upload, request).await.map_or_else(IntoResponse::into_response, |job| accepted(job, place))
+}
+
+async fn create_job(state: &AppState, upload: UploadPlace, request: Request) -> Result<Job, ApiError> {
     let config = state.config();
     let limit = config.max_upload_bytes;
-    let place = state.job_queue().reserve()?;
     let content_type = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let store = JobStore::new(Arc::clone(state.storage()));
-    let job = if content_type.starts_with("multipart/form-data") {
-        let multipart = Multipart::from_request(request, &state).await.map_err(ApiError::from)?;
-        let submission = ProcessForm::read(multipart, limit).await?.into_submission()?;
+    if content_type.starts_with("multipart/form-data") {
+        let submission = within_upload_deadline(config.upload_timeout, async {
+            let multipart = Multipart::from_request(request, state).await.map_err(ApiError::from)?;
+            ProcessForm::read(multipart, limit).await
+        })
+        .await?
+        .into_submission()?;
+        drop(upload);
         let settings = CreateSettings {
             temp_dir: &config.temp_dir,
             max_video_seconds: config.max_job_video_seconds,
             video_timeout: config.video_timeout,
         };
-        create::from_submission(&store, submission, settings).await?
+        create::from_submission(&store, submission, settings).await
     } else if content_type.starts_with("application/json") {
-        let Json(body) =
-            Json::<CreateFromKeys>::from_request(request, &state).await.map_err(|e| json_error(e, limit))?;
+        let Json(body) = within_upload_deadline(config.upload_timeout, async {
+            Json::<CreateFromKeys>::from_request(request, state).await.map_err(|e| json_error(e, limit))
+        })
+        .await?;
+        drop(upload);
         let raw = body.options.unwrap_or_else(|| serde_json::json!({}));
         let document = OptionsDocument::from_json(raw, body.output_format.as_deref())?;
-        create::from_keys(&store, body.sources, body.target, document).await?
+        create::from_keys(&store, body.sources, body.target, document).await
     } else {
-        return Err(ApiError::BadRequest(
+        Err(ApiError::BadRequest(
             "send the job as multipart/form-data (files like /process) or application/json (stored object keys)".into(),
-        ));
-    };
+        ))
+    }
+}
+
+/// 202 with the job and its address, the job queued for this process's workers.
+fn accepted(job: Job, place: Option<QueuePlace>) -> Response {
     if let Some(place) = place {
         place.enqueue(job.id.clone());
     }
@@ -99,7 +123,7 @@ async fn create(State(state): State<AppState>, request: Request) -> Result<Respo
     if let Some(location) = location {
         response.headers_mut().insert(LOCATION, location);
     }
-    Ok(response)
+    response
 }
 
 fn json_error(rejection: JsonRejection, limit: usize) -> ApiError {

@@ -2,9 +2,12 @@
 //! layers into the whole API for `ff serve` ([`router`]) or into one Lambda function's API
 //! ([`app`]), so both answer with the same handlers, limits, timeout and errors.
 //!
-//! Layers, outermost first: tracing, panic → JSON 500, timeout → JSON 503, the body limit (a
-//! declared or streamed body over FF_MAX_UPLOAD_SIZE_MB → JSON 413).
+//! Layers, outermost first: tracing (one line per answer, none per `429`), panic → JSON 500,
+//! timeout → JSON 503, the `429` counter, the body limit (a declared or streamed body over
+//! FF_MAX_UPLOAD_SIZE_MB → JSON 413). Routes with small bodies (events, model download) read
+//! theirs with their own, smaller limit after checking the headers (see [`body`]).
 
+pub mod body;
 pub mod catalog;
 pub mod events;
 pub mod jobs;
@@ -15,16 +18,16 @@ use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, OriginalUri, State};
-use axum::http::header::CONTENT_TYPE;
-use axum::http::{Method, StatusCode};
+use axum::http::header::{CONNECTION, CONTENT_TYPE};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{BoxError, Json, Router};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
-use tracing::Level;
+use tower_http::trace::{DefaultMakeSpan, TraceLayer};
+use tracing::{Level, Span};
 
 use crate::error::ApiError;
 use crate::run::panic_message;
@@ -141,13 +144,14 @@ pub fn app(endpoints: &[Endpoints], state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(upload_limit))
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::map_response_with_state(upload_limit, payload_too_large_as_json))
+        .layer(axum::middleware::map_response_with_state(state.clone(), count_busy))
         .layer(
             ServiceBuilder::new()
                 .layer(
                     // One span and one line per request at INFO: the access log of a server.
                     TraceLayer::new_for_http()
                         .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
-                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                        .on_response(log_response),
                 )
                 .layer(CatchPanicLayer::custom(panic_response))
                 .layer(HandleErrorLayer::new(move |error: BoxError| async move { timeout_response(error, timeout) }))
@@ -161,7 +165,9 @@ async fn health() -> Json<serde_json::Value> {
 }
 
 /// The body limit's own 413 (and an extractor's, for a body cut off while streaming) is plain
-/// text; every error here is JSON with a code.
+/// text; every error here is JSON with a code. The body limit answers a declared length over
+/// FF_MAX_UPLOAD_SIZE_MB without reading the body, which is far too large to drain (see [`body`]):
+/// the connection closes, and the answer says so.
 async fn payload_too_large_as_json(State(limit_bytes): State<usize>, response: Response) -> Response {
     let is_json = response
         .headers()
@@ -169,9 +175,28 @@ async fn payload_too_large_as_json(State(limit_bytes): State<usize>, response: R
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.starts_with("application/json"));
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
-        return ApiError::PayloadTooLarge { limit_bytes }.into_response();
+        let mut answer = ApiError::PayloadTooLarge { limit_bytes }.into_response();
+        answer.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        return answer;
     }
     response
+}
+
+/// Counts every `429`, whichever route or layer gave it; the count is logged at most once a second.
+async fn count_busy(State(state): State<AppState>, response: Response) -> Response {
+    if response.status() == StatusCode::TOO_MANY_REQUESTS {
+        state.busy_log().record();
+    }
+    response
+}
+
+/// The access log line of an answer. `429`s have none of their own: under a flood they would be
+/// most of the log, so they are counted and summed up once a second instead (`count_busy`).
+fn log_response<B>(response: &axum::http::Response<B>, latency: Duration, _span: &Span) {
+    let status = response.status();
+    if status != StatusCode::TOO_MANY_REQUESTS {
+        tracing::info!(status = status.as_u16(), latency_ms = latency.as_millis(), "finished processing request");
+    }
 }
 
 async fn not_found(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {

@@ -3,8 +3,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use axum::extract::multipart::MultipartRejection;
-use axum::extract::{Multipart, State};
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -14,8 +13,10 @@ use ff_pipeline::engine::VideoOutput;
 use ff_pipeline::media::Container;
 use ff_pipeline::ImageOutput;
 
+use super::body::{refuse_unread, within_upload_deadline};
 use crate::error::ApiError;
 use crate::form::{ProcessForm, Submission};
+use crate::limiter::UploadPlace;
 use crate::plan::Plan;
 use crate::probe::DurationLimit;
 use crate::run::{execute_on_cpu, on_cpu, CancelOnDrop, Product, Run, Target, VideoTarget};
@@ -32,19 +33,32 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/process", post(process))
 }
 
-/// Takes a place in the line (429 before the upload is read), reads the form, prepares the target
-/// (a video is written to a run directory and probed against FF_MAX_SYNC_VIDEO_SECS before it waits
-/// for a slot), then runs on the blocking pool under FF_REQUEST_TIMEOUT_SECS. If the client goes
-/// away or the request times out, the dropped guard cancels a video within one frame, and the run
+/// Takes an upload place (429 before the upload is read, with the body drained so the client
+/// reads the answer), reads the form within FF_UPLOAD_TIMEOUT_SECS (408 past it), then takes a
+/// place in the processing line (429 when it filled meanwhile). It prepares the target (a video is
+/// written to a run directory and probed against FF_MAX_SYNC_VIDEO_SECS before it waits for a
+/// slot), then runs on the blocking pool under FF_REQUEST_TIMEOUT_SECS. If the client goes away or
+/// the request times out, the dropped guard cancels a video within one frame, and the run
 /// directory goes with the blocking task that owns it.
-async fn process(
-    State(state): State<AppState>,
-    multipart: Result<Multipart, MultipartRejection>,
-) -> Result<Response, ApiError> {
-    let multipart = multipart?;
+async fn process(State(state): State<AppState>, request: Request) -> Response {
+    let upload = match state.limiter().try_start_upload() {
+        Ok(upload) => upload,
+        Err(busy) => return refuse_unread(busy.into(), request).await,
+    };
+    process_upload(state, upload, request).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn process_upload(state: AppState, upload: UploadPlace, request: Request) -> Result<Response, ApiError> {
     let config = state.config();
+    let submission = within_upload_deadline(config.upload_timeout, async {
+        let multipart = Multipart::from_request(request, &state).await?;
+        ProcessForm::read(multipart, config.max_upload_bytes).await
+    })
+    .await?
+    .into_submission()?;
+    // The body is in: its upload place is free for the next client before this one waits.
+    drop(upload);
     let admission = state.limiter().try_admit()?;
-    let submission = ProcessForm::read(multipart, config.max_upload_bytes).await?.into_submission()?;
     let plan = submission.plan()?;
     let Submission { sources, target, document, download_stem, .. } = submission;
     let target = match plan {
