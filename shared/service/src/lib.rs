@@ -27,6 +27,7 @@ pub mod limiter;
 pub mod plan;
 pub mod probe;
 pub mod run;
+pub mod sources;
 mod state;
 pub mod storage;
 pub mod workspace;

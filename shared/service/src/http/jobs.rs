@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::document::OptionsDocument;
 use crate::error::ApiError;
-use crate::form::ProcessForm;
+use crate::form::{FormLimits, ProcessForm};
 use crate::format::mime_of;
 use crate::jobs::create::{self, CreateSettings};
 use crate::jobs::store::{JobStore, Update};
@@ -73,11 +73,13 @@ async fn create(State(state): State<AppState>, request: Request) -> Result<Respo
     let store = JobStore::new(Arc::clone(state.storage()));
     let job = if content_type.starts_with("multipart/form-data") {
         let multipart = Multipart::from_request(request, &state).await.map_err(ApiError::from)?;
-        let submission = ProcessForm::read(multipart, limit).await?.into_submission()?;
+        let limits = FormLimits { body_bytes: limit, max_sources: config.max_sources };
+        let submission = ProcessForm::read(multipart, limits).await?.into_submission()?;
         let settings = CreateSettings {
             temp_dir: &config.temp_dir,
             max_video_seconds: config.max_job_video_seconds,
             video_timeout: config.video_timeout,
+            max_image_pixels: config.max_image_pixels,
         };
         create::from_submission(&store, submission, settings).await?
     } else if content_type.starts_with("application/json") {
@@ -85,7 +87,7 @@ async fn create(State(state): State<AppState>, request: Request) -> Result<Respo
             Json::<CreateFromKeys>::from_request(request, &state).await.map_err(|e| json_error(e, limit))?;
         let raw = body.options.unwrap_or_else(|| serde_json::json!({}));
         let document = OptionsDocument::from_json(raw, body.output_format.as_deref())?;
-        create::from_keys(&store, body.sources, body.target, document).await?
+        create::from_keys(&store, body.sources, body.target, document, config.max_sources).await?
     } else {
         return Err(ApiError::BadRequest(
             "send the job as multipart/form-data (files like /process) or application/json (stored object keys)".into(),

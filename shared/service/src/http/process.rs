@@ -15,7 +15,7 @@ use ff_pipeline::media::Container;
 use ff_pipeline::ImageOutput;
 
 use crate::error::ApiError;
-use crate::form::{ProcessForm, Submission};
+use crate::form::{FormLimits, ProcessForm, Submission};
 use crate::plan::Plan;
 use crate::probe::DurationLimit;
 use crate::run::{execute_on_cpu, on_cpu, CancelOnDrop, Product, Run, Target, VideoTarget};
@@ -44,8 +44,11 @@ async fn process(
     let multipart = multipart?;
     let config = state.config();
     let admission = state.limiter().try_admit()?;
-    let submission = ProcessForm::read(multipart, config.max_upload_bytes).await?.into_submission()?;
+    let limits = FormLimits { body_bytes: config.max_upload_bytes, max_sources: config.max_sources };
+    let submission = ProcessForm::read(multipart, limits).await?.into_submission()?;
     let plan = submission.plan()?;
+    // Undecodable or oversized images are refused now, before the request waits for a slot.
+    submission.check_images(&plan, config.max_image_pixels)?;
     let Submission { sources, target, document, download_stem, .. } = submission;
     let target = match plan {
         Plan::Image { output_format } => Target::Image { bytes: target, output_format },
