@@ -362,7 +362,13 @@ impl Engine {
                 limit: self.config.max_image_pixels,
             });
         }
-        check_frame_sizes((width, height), video.video_scale, "output_video_scale", options, self.config.max_image_pixels)?;
+        check_frame_sizes(
+            (width, height),
+            video.video_scale,
+            "output_video_scale",
+            options,
+            self.config.max_image_pixels,
+        )?;
         let (encoder, audio_encoder) = choose_encoders(&toolchain, video)?;
         self.prepare_models(options)?;
         if self.config.content_analysis {

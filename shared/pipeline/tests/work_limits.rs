@@ -40,7 +40,8 @@ fn a_regular_video_plans_exactly_what_it_decodes_at_a_lower_fps() {
     assert!(!info.has_timestamp_gaps());
     let trim = info.trim_range(Some(30), Some(90)).unwrap();
     let fps = info.decode_fps(Some(10.0));
-    let options = ReadOptions { trim_frame_start: Some(30), trim_frame_end: Some(90), fps: Some(fps), ..ReadOptions::default() };
+    let options =
+        ReadOptions { trim_frame_start: Some(30), trim_frame_end: Some(90), fps: Some(fps), ..ReadOptions::default() };
     let reader = FrameReader::open(&tools, &path, &info, &options).unwrap();
     assert_eq!(reader.expected_frames(), info.decoded_frames(trim, fps));
     assert_eq!(count_frames(reader), info.decoded_frames(trim, fps));

@@ -8,6 +8,8 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use ff_pipeline::testing::sparse_video;
 use ff_pipeline::video::Toolchain;
+use ff_service::batch::{process_inbox_object, BatchOutcome};
+use ff_service::storage::WriteCondition;
 use ff_service::{router, AppState, X_FRAMES_PROCESSED};
 
 mod common;
@@ -31,12 +33,13 @@ async fn process_measures_a_sparse_video_on_the_frames_it_decodes() {
     assert_eq!(info.frame_count, 51);
     assert!((info.duration - 60.04).abs() < 0.01, "{}", info.duration);
     let router = app(&[]);
-    let form = Form::default()
-        .file("source", "obama.jpg", &asset("obama.jpg"))
-        .file("target", "sparse.mp4", &std::fs::read(&sparse).unwrap());
-    let message = send(&router, form.post("/api/v1/process"))
-        .await
-        .assert_error(StatusCode::PAYLOAD_TOO_LARGE, "video_too_long");
+    let form = Form::default().file("source", "obama.jpg", &asset("obama.jpg")).file(
+        "target",
+        "sparse.mp4",
+        &std::fs::read(&sparse).unwrap(),
+    );
+    let message =
+        send(&router, form.post("/api/v1/process")).await.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "video_too_long");
     assert!(message.contains("1501 frames"), "{message}");
 
     // The same 51 frames without the gap: 2 s, processed frame for frame.
@@ -75,7 +78,9 @@ async fn output_sizes_over_the_pixel_limit_are_refused_before_any_work() {
         .assert_error(StatusCode::PAYLOAD_TOO_LARGE, "image_too_large");
     assert!(message.contains("frame_enhancer_model"), "{message}");
     // A job is refused at creation the same way.
-    send(&small_limit, enhanced().post("/api/v1/jobs")).await.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "image_too_large");
+    send(&small_limit, enhanced().post("/api/v1/jobs"))
+        .await
+        .assert_error(StatusCode::PAYLOAD_TOO_LARGE, "image_too_large");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,12 +111,14 @@ async fn forms_are_bounded_while_they_are_read() {
     for _ in 0..300 {
         many = many.text("face_selector_mode", "one");
     }
-    let message = send(&router, many.post("/api/v1/process")).await.assert_error(StatusCode::BAD_REQUEST, "form_too_large");
+    let message =
+        send(&router, many.post("/api/v1/process")).await.assert_error(StatusCode::BAD_REQUEST, "form_too_large");
     assert!(message.contains("256"), "{message}");
 
     let long_value = "x".repeat(64 * 1024 + 1);
     let long = Form::default().file("target", "biden.jpg", &asset("biden.jpg")).text("options", &long_value);
-    let message = send(&router, long.post("/api/v1/jobs")).await.assert_error(StatusCode::BAD_REQUEST, "form_too_large");
+    let message =
+        send(&router, long.post("/api/v1/jobs")).await.assert_error(StatusCode::BAD_REQUEST, "form_too_large");
     assert!(message.contains("`options`"), "{message}");
 }
 
@@ -122,7 +129,9 @@ async fn photo_formats_we_do_not_read_are_unsupported_media() {
     heic.resize(4096, 0);
     let mut avif = b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf".to_vec();
     avif.resize(4096, 0);
-    let gif = b"GIF89a\x01\0\x01\0\x80\0\0\0\0\0\xff\xff\xff!\xf9\x04\x01\0\0\0\0,\0\0\0\0\x01\0\x01\0\0\x02\x02D\x01\0;".to_vec();
+    let gif =
+        b"GIF89a\x01\0\x01\0\x80\0\0\0\0\0\xff\xff\xff!\xf9\x04\x01\0\0\0\0,\0\0\0\0\x01\0\x01\0\0\x02\x02D\x01\0;"
+            .to_vec();
     let tiff = b"II*\0\x08\0\0\0\0\0".to_vec();
     for (name, bytes) in [("photo.heic", heic), ("photo.avif", avif), ("anim.gif", gif), ("scan.tiff", tiff)] {
         let form = Form::default().file("source", "obama.jpg", &asset("obama.jpg")).file("target", name, &bytes);
@@ -142,15 +151,46 @@ async fn jobs_refuse_undecodable_or_oversized_images_at_creation() {
     let mut broken_png = blank_png(8, 8)[..16].to_vec();
     broken_png.extend(std::iter::repeat_n(0u8, 64));
     for path in ["/api/v1/process", "/api/v1/jobs"] {
-        let form = Form::default().file("source", "obama.jpg", &asset("obama.jpg")).file("target", "x.png", &broken_png);
+        let form =
+            Form::default().file("source", "obama.jpg", &asset("obama.jpg")).file("target", "x.png", &broken_png);
         let message =
             send(&router, form.post(path)).await.assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media");
         assert!(message.contains("`target`"), "{path}: {message}");
-        let form = Form::default().file("source", "broken.jpg", &broken).file("target", "biden.jpg", &asset("biden.jpg"));
+        let form =
+            Form::default().file("source", "broken.jpg", &broken).file("target", "biden.jpg", &asset("biden.jpg"));
         let message =
             send(&router, form.post(path)).await.assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media");
         assert!(message.contains("`source` 0"), "{path}: {message}");
     }
-    let big = Form::default().file("source", "obama.jpg", &asset("obama.jpg")).file("target", "big.png", &blank_png(1200, 1000));
+    let big = Form::default().file("source", "obama.jpg", &asset("obama.jpg")).file(
+        "target",
+        "big.png",
+        &blank_png(1200, 1000),
+    );
     send(&router, big.post("/api/v1/jobs")).await.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "image_too_large");
+}
+
+/// A batch sidecar naming too many sources, or one twice, fails to a report with its code before
+/// any source is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_documents_are_bounded_like_jobs() {
+    let backend = fs_backend();
+    let state = AppState::new(common::test_config(&[("FF_MAX_SOURCES", "2")], &[("FF_WORKERS", "0")]))
+        .expect("engine builds")
+        .with_storage(std::sync::Arc::clone(&backend.storage));
+    let storage = &backend.storage;
+    let put = |key: String, bytes: Vec<u8>| async move {
+        storage.put_bytes(&key, bytes.into(), WriteCondition::None).await.expect("stored")
+    };
+    put("sources/obama.jpg".into(), asset("obama.jpg")).await;
+    for (name, sources, code) in [
+        ("three", serde_json::json!(["sources/obama.jpg", "sources/b.jpg", "sources/c.jpg"]), "too_many_sources"),
+        ("twice", serde_json::json!(["sources/obama.jpg", "sources/obama.jpg"]), "duplicate_source"),
+    ] {
+        let key = format!("inbox/{name}.jpg");
+        put(format!("{key}.json"), serde_json::json!({"sources": sources}).to_string().into_bytes()).await;
+        put(key.clone(), asset("biden.jpg")).await;
+        let outcome = process_inbox_object(&state, &key).await.expect("storage works");
+        assert!(matches!(&outcome, BatchOutcome::Failed { code: found, .. } if found == code), "{name}: {outcome:?}");
+    }
 }
