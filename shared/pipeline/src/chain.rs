@@ -2,11 +2,12 @@
 //! per-run state once (sessions, the source identity, voice windows, a model's size) and then
 //! processes frames given the original frame, the running frame and the faces selected for it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::audio::VoiceFrames;
 use crate::content_analyser;
-use crate::error::{PipelineError, Result};
+use crate::error::{MediaFailure, PipelineError, Result};
 use crate::face::analyser::{self, FaceAnalyser, FaceNeeds};
 use crate::face::selector::{select_faces, sort_and_filter};
 use crate::face::Face;
@@ -45,6 +46,22 @@ pub struct FrameInput<'f> {
     /// 0-based among the processed frames of a video (picks the lip syncer's voice window); `None`
     /// for an image.
     pub frame_index: Option<usize>,
+    /// Set when the run's caller went away (a timed-out request, a cancelled job): checked between
+    /// faces, so a long chain over many faces stops within one face.
+    pub cancel: &'f AtomicBool,
+}
+
+/// The error of a run stopped through its cancel flag.
+pub fn cancelled() -> PipelineError {
+    PipelineError::media(MediaFailure::Cancelled, "the processing was cancelled")
+}
+
+/// Stops the run when its caller cancelled it.
+pub fn check_cancelled(cancel: &AtomicBool) -> Result<()> {
+    match cancel.load(Ordering::Relaxed) {
+        true => Err(cancelled()),
+        false => Ok(()),
+    }
 }
 
 /// One processor, built for a run.
@@ -199,11 +216,14 @@ impl<'a> FrameChain<'a> {
     /// Runs the processors in order on one frame (spec §1.4-1.6). Faces are always found on the
     /// original frame and rescaled to the running frame, which a frame enhancer may have enlarged; so
     /// chained face processors all work on the faces of the unprocessed frame, as in FaceFusion.
+    /// `cancel` is checked before every processor and every face: a cancelled run returns the
+    /// `cancelled` error instead of finishing work nobody waits for.
     pub fn process(
         &self,
         original: &Frame,
         alpha: Option<Raster<u8>>,
         frame_index: Option<usize>,
+        cancel: &AtomicBool,
         timings: &mut StageTimings,
     ) -> Result<ProcessedFrame> {
         let options = self.options;
@@ -216,6 +236,7 @@ impl<'a> FrameChain<'a> {
         // The original at the canvas's size, made again only when an enhancer changed the size.
         let mut resized_original: Option<Frame> = None;
         for (processor, stage) in &self.stages {
+            check_cancelled(cancel)?;
             let selected = if processor.works_on_faces() {
                 let started = Instant::now();
                 let selected = self.selected_faces(&analyser, original)?;
@@ -236,7 +257,7 @@ impl<'a> FrameChain<'a> {
                 }
                 resized_original.as_ref().unwrap_or(original)
             };
-            let input = FrameInput { original: original_here, faces: &faces, frame_index };
+            let input = FrameInput { original: original_here, faces: &faces, frame_index, cancel };
             let started = Instant::now();
             stage.process(&input, &mut canvas)?;
             timings.add_processor(processor.name(), started.elapsed());
@@ -272,6 +293,7 @@ fn each_face(
     mut change: impl FnMut(&Frame, &Face) -> Result<Frame>,
 ) -> Result<()> {
     for face in input.faces {
+        check_cancelled(input.cancel)?;
         canvas.frame = change(&canvas.frame, face)?;
     }
     Ok(())

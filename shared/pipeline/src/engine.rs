@@ -12,6 +12,7 @@ use crate::content_analyser;
 use crate::error::{MediaFailure, PipelineError, Result};
 use crate::face::analyser::FaceAnalyser;
 use crate::face::Face;
+use crate::frame_size::check_frame_sizes;
 use crate::image_io::{self, DecodedImage, ImageFormat};
 use crate::imgproc::resize::resize_cubic;
 use crate::media::{self, MediaKind};
@@ -211,10 +212,19 @@ impl Engine {
 
     /// Decodes, runs the processors in order and encodes. CPU-bound: call from a blocking thread.
     pub fn process_image(&self, request: ImageRequest) -> Result<ImageOutput> {
+        self.process_image_with_cancel(request, &AtomicBool::new(false))
+    }
+
+    /// [`Engine::process_image`], stopped with the `cancelled` error once `cancel` is set: checked
+    /// before each stage, each processor and each face, so a request that timed out or whose client
+    /// left frees its processing slot within one face's work.
+    pub fn process_image_with_cancel(&self, request: ImageRequest, cancel: &AtomicBool) -> Result<ImageOutput> {
+        chain::check_cancelled(cancel)?;
         let mut timings = StageTimings::default();
         let started = Instant::now();
         let prepared = self.decode(&request)?;
         timings.decode = started.elapsed();
+        chain::check_cancelled(cancel)?;
         self.prepare_models(&request.options)?;
         let format = request.output_format.unwrap_or(prepared.target.format);
         if self.config.content_analysis {
@@ -223,7 +233,8 @@ impl Engine {
             self.verdicts.judged(key, || content_analyser::check(&self.registry, &prepared.original))?;
             timings.content = started.elapsed();
         }
-        let processed = self.process_frames(&prepared, &request.options, &mut timings)?;
+        let processed = self.process_frames(&prepared, &request.options, cancel, &mut timings)?;
+        chain::check_cancelled(cancel)?;
         let faces_processed = processed.faces_processed;
         let started = Instant::now();
         let output = scale_output(processed, &prepared, request.options.output.image_scale);
@@ -236,9 +247,12 @@ impl Engine {
         // An image target's lip sync is silent (FaceFusion's empty audio frame), so the audio itself is
         // only checked for presence, not decoded.
         let sources = self.sort_sources(&request.sources, &request.options)?;
-        let mut target = image_io::decode(&request.target, self.config.max_image_pixels)?;
-        let original = target.frame.clone();
         let scale = request.options.output.image_scale;
+        let mut target = image_io::decode(&request.target, self.config.max_image_pixels)?;
+        // Before the copy below and anything scaled is allocated.
+        let size = (target.frame.width, target.frame.height);
+        check_frame_sizes(size, scale, "output_image_scale", &request.options, self.config.max_image_pixels)?;
+        let original = target.frame.clone();
         if scale < 1.0 {
             // FaceFusion copies the target at min(original, scaled) before processing.
             let (width, height) = image_io::scaled_resolution(target.frame.width, target.frame.height, scale);
@@ -288,6 +302,7 @@ impl Engine {
         &self,
         prepared: &PreparedImage,
         options: &ProcessOptions,
+        cancel: &AtomicBool,
         timings: &mut StageTimings,
     ) -> Result<ProcessedFrame> {
         let inputs = ChainInputs {
@@ -298,7 +313,7 @@ impl Engine {
             max_image_pixels: self.config.max_image_pixels,
         };
         let chain = FrameChain::build(&self.registry, options, inputs, timings)?;
-        chain.process(&prepared.target.frame, prepared.target.alpha.clone(), None, timings)
+        chain.process(&prepared.target.frame, prepared.target.alpha.clone(), None, cancel, timings)
     }
 
     /// A video target through the processor chain (spec §11.2), streamed: ffmpeg decodes the trim
@@ -347,6 +362,13 @@ impl Engine {
                 limit: self.config.max_image_pixels,
             });
         }
+        check_frame_sizes(
+            (width, height),
+            video.video_scale,
+            "output_video_scale",
+            options,
+            self.config.max_image_pixels,
+        )?;
         let (encoder, audio_encoder) = choose_encoders(&toolchain, video)?;
         self.prepare_models(options)?;
         if self.config.content_analysis {
@@ -364,7 +386,7 @@ impl Engine {
         let scaled = image_io::scaled_resolution(width, height, video.video_scale);
         let temp_resolution = if (width, height) < scaled { (width, height) } else { scaled };
         let output_fps = video.video_fps.map_or(info.fps, |fps| fps.clamp(1.0, 60.0));
-        let temp_fps = info.fps.min(output_fps);
+        let temp_fps = info.decode_fps(video.video_fps);
 
         let uses_faces = options.uses_faces();
         let started = Instant::now();
@@ -461,7 +483,7 @@ impl Engine {
         let shared = Mutex::new((StageTimings::default(), 0usize));
         let process = |index: usize, frame: Frame| -> Result<Frame> {
             let mut frame_timings = StageTimings::default();
-            let processed = chain.process(&frame, None, Some(index), &mut frame_timings)?;
+            let processed = chain.process(&frame, None, Some(index), cancel, &mut frame_timings)?;
             if let Ok(mut guard) = shared.lock() {
                 guard.0.merge(&frame_timings);
                 guard.1 += processed.faces_processed;
@@ -713,7 +735,7 @@ fn sniff_file(path: &Path) -> Result<Option<MediaKind>> {
     use std::io::Read;
     let file = std::fs::File::open(path).map_err(|error| match error.kind() {
         std::io::ErrorKind::NotFound => {
-            PipelineError::MissingInput(format!("target `{}` does not exist", path.display()))
+            PipelineError::MissingInput(format!("target `{}` does not exist", file_name_of(path)))
         }
         _ => PipelineError::io(path, error),
     })?;
@@ -735,4 +757,10 @@ fn write_temp_file(bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
 
 fn extension_of(path: &Path) -> String {
     path.extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default()
+}
+
+/// A path's last component: what an error message names, since a full path would show the server's
+/// directories to a client (the log keeps the full path).
+fn file_name_of(path: &Path) -> String {
+    path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default()
 }

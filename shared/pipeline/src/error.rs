@@ -21,6 +21,10 @@ pub enum PipelineError {
     UnsupportedMedia(String),
     #[error("image is too large: {width}x{height} exceeds the {limit} pixel limit")]
     ImageTooLarge { width: u32, height: u32, limit: u64 },
+    /// A run would make a frame larger than the pixel limit: `cause` names what enlarges it (the
+    /// output scale option or the frame enhancer). Refused before the frame is allocated.
+    #[error("the run would make a {width}x{height} frame (from `{cause}`), over the {limit} pixel limit: ask for a smaller scale or a smaller target")]
+    OutputTooLarge { width: u32, height: u32, cause: &'static str, limit: u64 },
     #[error("invalid option `{option}`: {reason}")]
     InvalidOption { option: String, reason: String },
     #[error("no face found in source image {index}")]

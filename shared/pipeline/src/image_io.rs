@@ -77,18 +77,32 @@ pub fn sniff(bytes: &[u8]) -> Option<ImageFormat> {
     image::guess_format(bytes).ok().and_then(ImageFormat::from_image)
 }
 
-/// Decodes `bytes`, refusing images larger than `max_pixels` before allocating their pixels.
-pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<DecodedImage> {
+/// The stored size of an image from its header, without decoding its pixels: the same checks
+/// [`decode`] makes first (a known format, a readable header, at most `max_pixels`), so a caller can
+/// refuse an input at once, before queueing it.
+pub fn read_dimensions(bytes: &[u8], max_pixels: u64) -> Result<(u32, u32)> {
+    let (_, decoder) = open_decoder(bytes, max_pixels)?;
+    Ok(decoder.dimensions())
+}
+
+/// The format and a decoder past the header, refusing images larger than `max_pixels`.
+fn open_decoder(bytes: &[u8], max_pixels: u64) -> Result<(ImageFormat, impl ImageDecoder + '_)> {
     let format = sniff(bytes)
         .ok_or_else(|| PipelineError::UnsupportedMedia("expected a JPEG, PNG, WebP or BMP image".into()))?;
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| PipelineError::UnsupportedMedia(e.to_string()))?;
-    let mut decoder = reader.into_decoder().map_err(unreadable)?;
+    let decoder = reader.into_decoder().map_err(unreadable)?;
     let (width, height) = decoder.dimensions();
     if width as u64 * height as u64 > max_pixels {
         return Err(PipelineError::ImageTooLarge { width, height, limit: max_pixels });
     }
+    Ok((format, decoder))
+}
+
+/// Decodes `bytes`, refusing images larger than `max_pixels` before allocating their pixels.
+pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<DecodedImage> {
+    let (format, mut decoder) = open_decoder(bytes, max_pixels)?;
     let orientation = decoder.orientation().map_err(unreadable)?;
     let mut image = DynamicImage::from_decoder(decoder).map_err(unreadable)?;
     image.apply_orientation(orientation);

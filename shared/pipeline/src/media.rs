@@ -185,7 +185,11 @@ fn sniff_video(bytes: &[u8]) -> Option<Container> {
     const MXF: &[u8] = &[0x06, 0x0E, 0x2B, 0x34];
     let head = &bytes[..bytes.len().min(64)];
     let contains = |needle: &[u8]| head.windows(needle.len()).any(|window| window == needle);
-    if matches!(bytes.get(4..8), Some(b"ftyp") | Some(b"moov") | Some(b"mdat") | Some(b"wide")) {
+    if is_still_image_in_iso_media(bytes) {
+        // HEIC and AVIF photos share MP4's box structure; ffmpeg cannot read them as video, so
+        // they are an unsupported kind (415), not a damaged video (422).
+        None
+    } else if matches!(bytes.get(4..8), Some(b"ftyp") | Some(b"moov") | Some(b"mdat") | Some(b"wide")) {
         Some(if bytes.get(8..12) == Some(b"qt  ") { Container::Mov } else { Container::Mp4 })
     } else if bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"AVI ") {
         Some(Container::Avi)
@@ -202,6 +206,14 @@ fn sniff_video(bytes: &[u8]) -> Option<Container> {
     } else {
         None
     }
+}
+
+/// Whether `bytes` are an HEIF/HEIC or AVIF image: an ISO media file whose major brand is one of
+/// the still-image (or image-sequence) brands.
+fn is_still_image_in_iso_media(bytes: &[u8]) -> bool {
+    const IMAGE_BRANDS: [&[u8]; 10] =
+        [b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis"];
+    bytes.get(4..8) == Some(b"ftyp") && bytes.get(8..12).is_some_and(|brand| IMAGE_BRANDS.contains(&brand))
 }
 
 /// Whether a run produces a video: a video target always does; an image target does when the lip
@@ -249,6 +261,22 @@ mod tests {
         assert_eq!(Container::Flv.for_output(), Container::Mp4);
         assert_eq!(sniff(&padded(b"RIFF\0\0\0\0WAVEfmt ")).map(MediaKind::extension), Some("wav"));
         assert_eq!(sniff(&mp4).map(MediaKind::extension), Some("mp4"));
+    }
+
+    #[test]
+    fn photo_formats_we_do_not_read_are_not_videos() {
+        for head in [
+            &b"\0\0\0\x18ftypheic\0\0\0\0mif1heic"[..],
+            b"\0\0\0\x18ftypmif1\0\0\0\0mif1heic",
+            b"\0\0\0\x1cftypavif\0\0\0\0avifmif1",
+            b"\0\0\0\x1cftypavis\0\0\0\0avismsf1",
+            b"GIF89a\x01\0\x01\0",
+            b"GIF87a\x01\0\x01\0",
+            b"II*\0\x08\0\0\0",
+            b"MM\0*\0\0\0\x08",
+        ] {
+            assert_eq!(sniff(&padded(head)), None, "{head:?}");
+        }
     }
 
     #[test]

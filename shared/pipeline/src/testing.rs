@@ -356,3 +356,22 @@ pub fn read_bgra(path: &Path) -> (Frame, Raster<u8>) {
     let alpha = raw.chunks_exact(4).map(|px| px[3]).collect();
     (Raster::from_vec(width, height, 3, frame), Raster::from_vec(width, height, 1, alpha))
 }
+
+/// Writes `dir/sparse.mp4`: `frames` 64x64 frames at 25 fps whose last frame has its timestamp at
+/// `last_pts_secs`, so the header's frame count is small while the stream lasts that long (the
+/// decoder's fps filter fills the gap with repeated frames). Needs ffmpeg (FF_FFMPEG or PATH).
+pub fn sparse_video(dir: &Path, frames: u64, last_pts_secs: u64) -> PathBuf {
+    let path = dir.join("sparse.mp4");
+    let last = frames - 1;
+    let setpts = format!("setpts='if(eq(N,{last}),{last_pts_secs}/TB,N/(25*TB))'");
+    let status = std::process::Command::new(crate::video::Toolchain::from_env().ffmpeg)
+        .args(["-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", "color=c=gray:s=64x64:r=25", "-frames:v"])
+        .arg(frames.to_string())
+        .args(["-vf", &setpts, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"])
+        .args(["-fps_mode", "passthrough"])
+        .arg(&path)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success(), "ffmpeg could not write the sparse video");
+    path
+}

@@ -67,6 +67,9 @@ pub struct ServiceConfig {
     pub max_sync_video_seconds: u64,
     /// FF_MAX_JOB_VIDEO_SECS: the longest video (after trimming) a job or a batch input may process.
     pub max_job_video_seconds: u64,
+    /// FF_MAX_SOURCES: the most source files (or stored source keys) one request, job or batch
+    /// document names; each is decoded and analysed, so the count multiplies a request's work.
+    pub max_sources: usize,
     /// FF_VIDEO_TIMEOUT_SECS: the whole-run limit of one video job or batch input; ffmpeg is killed
     /// past it. Videos through /process have FF_REQUEST_TIMEOUT_SECS instead.
     pub video_timeout: Duration,
@@ -164,6 +167,7 @@ impl ServiceConfig {
                 600,
                 1..=86_400,
             )?,
+            max_sources: parse_in_range(value("FF_MAX_SOURCES"), "FF_MAX_SOURCES", 8, 1..=64)?,
             video_timeout: Duration::from_secs(parse_in_range(
                 value("FF_VIDEO_TIMEOUT_SECS"),
                 "FF_VIDEO_TIMEOUT_SECS",
@@ -404,6 +408,11 @@ mod tests {
     fn video_limits_and_the_temp_dir_are_checked_at_start_up() {
         let defaults = parse(&[]).unwrap();
         assert_eq!((defaults.max_sync_video_seconds, defaults.max_job_video_seconds), (20, 600));
+        assert_eq!(defaults.max_sources, 8);
+        assert_eq!(parse(&[("FF_MAX_SOURCES", "64")]).unwrap().max_sources, 64);
+        for bad in ["0", "65", "many"] {
+            assert!(parse(&[("FF_MAX_SOURCES", bad)]).unwrap_err().to_string().contains("FF_MAX_SOURCES"), "{bad}");
+        }
         assert_eq!(defaults.video_timeout, Duration::from_secs(3_600));
         assert_eq!(defaults.temp_dir, std::env::temp_dir());
         let dir = std::env::temp_dir().to_string_lossy().into_owned();

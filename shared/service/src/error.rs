@@ -23,6 +23,15 @@ pub enum ApiError {
     BadRequest(String),
     #[error("invalid option `{option}`: {reason}")]
     InvalidOption { option: String, reason: String },
+    /// More sources than FF_MAX_SOURCES.
+    #[error("{0}")]
+    TooManySources(String),
+    /// A stored source key named twice in one job or batch document.
+    #[error("{0}")]
+    DuplicateSource(String),
+    /// A multipart form with too many fields, or a text field over its size bound.
+    #[error("{0}")]
+    FormTooLarge(String),
     #[error("{0}")]
     UnsupportedMedia(String),
     #[error("{0}")]
@@ -114,7 +123,7 @@ fn media_message(kind: MediaFailure) -> String {
     match kind {
         MediaFailure::FfmpegTimeout => "the video processing did not finish within its time limit".into(),
         MediaFailure::FfmpegMissing => "video processing is not available on this server (ffmpeg is missing)".into(),
-        MediaFailure::Cancelled => "the video processing was cancelled".into(),
+        MediaFailure::Cancelled => "the processing was cancelled".into(),
         other => format!("the video processing failed ({})", other.code()),
     }
 }
@@ -145,7 +154,11 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) | Self::InvalidOption { .. } => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_)
+            | Self::InvalidOption { .. }
+            | Self::TooManySources(_)
+            | Self::DuplicateSource(_)
+            | Self::FormTooLarge(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::ImageTooLarge(_) | Self::PayloadTooLarge { .. } | Self::VideoTooLong(_) => {
                 StatusCode::PAYLOAD_TOO_LARGE
@@ -190,6 +203,9 @@ impl ApiError {
         match self {
             Self::BadRequest(_) => "bad_request",
             Self::InvalidOption { .. } => "invalid_option",
+            Self::TooManySources(_) => "too_many_sources",
+            Self::DuplicateSource(_) => "duplicate_source",
+            Self::FormTooLarge(_) => "form_too_large",
             Self::UnsupportedMedia(_) => "unsupported_media",
             Self::ImageTooLarge(_) => "image_too_large",
             Self::PayloadTooLarge { .. } => "payload_too_large",
@@ -269,7 +285,9 @@ impl From<PipelineError> for ApiError {
             PipelineError::InvalidOption { option, reason } => Self::InvalidOption { option, reason },
             PipelineError::MissingInput(message) => Self::BadRequest(message),
             PipelineError::UnsupportedMedia(_) => Self::UnsupportedMedia(error.to_string()),
-            PipelineError::ImageTooLarge { .. } => Self::ImageTooLarge(error.to_string()),
+            PipelineError::ImageTooLarge { .. } | PipelineError::OutputTooLarge { .. } => {
+                Self::ImageTooLarge(error.to_string())
+            }
             PipelineError::NoSourceFace { .. } => Self::NoSourceFace(error.to_string()),
             PipelineError::ContentRejected => Self::ContentRejected(error.to_string()),
             PipelineError::ModelMissing { ref name, .. }

@@ -8,14 +8,34 @@
 //! `ProcessOptions`, the one place that knows them.
 
 use axum::extract::Multipart;
+use ff_pipeline::frame_size::check_frame_sizes;
+use ff_pipeline::image_io::read_dimensions;
 use ff_pipeline::media::{sniff, sniff_named, MediaKind};
+use ff_pipeline::PipelineError;
 
 use crate::document::OptionsDocument;
 use crate::error::ApiError;
 use crate::plan::Plan;
+use crate::sources::check_source_count;
 
 /// The longest download name we derive from the target's file name.
 const MAX_STEM_CHARS: usize = 64;
+
+/// The most parts a form may have: every option plus the files fit many times over; more is an
+/// attempt to make the server parse and hold many small parts.
+pub const MAX_FORM_FIELDS: usize = 256;
+
+/// The largest text field (an option value, the `options` JSON): far above any real option list.
+pub const MAX_TEXT_FIELD_BYTES: usize = 64 * 1024;
+
+/// What a form may hold besides the body limit.
+#[derive(Clone, Copy, Debug)]
+pub struct FormLimits {
+    /// FF_MAX_UPLOAD_SIZE_MB, in bytes (enforced by the body layer, reported here).
+    pub body_bytes: usize,
+    /// FF_MAX_SOURCES.
+    pub max_sources: usize,
+}
 
 /// One uploaded file part.
 #[derive(Debug)]
@@ -55,17 +75,66 @@ impl Submission {
     pub fn plan(&self) -> Result<Plan, ApiError> {
         Plan::decide(&self.source_kinds, self.target_kind, &self.document.options, self.document.output_format)
     }
+
+    /// Refuses image inputs the run would refuse, from their headers (no pixel is decoded): an
+    /// image that cannot be read (415), one over `max_pixels`, or an image target whose output
+    /// (`output_image_scale`, the frame enhancer) would be over it (413). `/process` and job
+    /// creation both call it, so a job is refused at once rather than failing in the worker.
+    pub fn check_images(&self, plan: &Plan, max_pixels: u64) -> Result<(), ApiError> {
+        for (index, (bytes, kind)) in self.sources.iter().zip(&self.source_kinds).enumerate() {
+            if kind.is_some_and(MediaKind::is_image) {
+                read_dimensions(bytes, max_pixels).map_err(|error| in_field(&format!("`source` {index}"), error))?;
+            }
+        }
+        if !self.target_kind.is_some_and(MediaKind::is_image) {
+            return Ok(());
+        }
+        let (width, height) = read_dimensions(&self.target, max_pixels).map_err(|error| in_field("`target`", error))?;
+        if let Plan::Image { .. } = plan {
+            let options = &self.document.options;
+            let size = (width as usize, height as usize);
+            check_frame_sizes(size, options.output.image_scale, "output_image_scale", options, max_pixels)?;
+        }
+        Ok(())
+    }
+}
+
+/// A pipeline error about one input, its message prefixed with the field it came from.
+fn in_field(field: &str, error: PipelineError) -> ApiError {
+    match ApiError::from(error) {
+        ApiError::UnsupportedMedia(message) => ApiError::UnsupportedMedia(format!("{field}: {message}")),
+        ApiError::ImageTooLarge(message) => ApiError::ImageTooLarge(format!("{field}: {message}")),
+        other => other,
+    }
 }
 
 impl ProcessForm {
-    /// Reads every part. The body limit surfaces here as `payload_too_large`.
-    pub async fn read(mut multipart: Multipart, limit_bytes: usize) -> Result<Self, ApiError> {
+    /// Reads every part. The body limit surfaces here as `payload_too_large`; too many parts, a text
+    /// field over [`MAX_TEXT_FIELD_BYTES`] or more sources than FF_MAX_SOURCES stop the reading at
+    /// once (400), before the rest of the body is taken in.
+    pub async fn read(mut multipart: Multipart, limits: FormLimits) -> Result<Self, ApiError> {
+        let body_error = |e| ApiError::from_multipart(e, limits.body_bytes);
         let mut form = Self::default();
-        while let Some(field) = multipart.next_field().await.map_err(|e| ApiError::from_multipart(e, limit_bytes))? {
+        let mut fields = 0;
+        while let Some(mut field) = multipart.next_field().await.map_err(body_error)? {
+            fields += 1;
+            if fields > MAX_FORM_FIELDS {
+                return Err(ApiError::FormTooLarge(format!("the form has more than {MAX_FORM_FIELDS} fields")));
+            }
             let name = field.name().map(str::to_owned);
             let file_name = field.file_name().map(str::to_owned);
-            let bytes = field.bytes().await.map_err(|e| ApiError::from_multipart(e, limit_bytes))?;
-            form.accept(name, file_name, Vec::from(bytes))?;
+            let bytes = if is_file_field(name.as_deref(), file_name.as_deref()) {
+                Vec::from(field.bytes().await.map_err(body_error)?)
+            } else {
+                let mut text = Vec::new();
+                while let Some(chunk) = field.chunk().await.map_err(body_error)? {
+                    check_text_size(name.as_deref(), text.len() + chunk.len())?;
+                    text.extend_from_slice(&chunk);
+                }
+                text
+            };
+            form.accept(name, file_name, bytes)?;
+            check_source_count(form.sources.len(), limits.max_sources)?;
         }
         Ok(form)
     }
@@ -111,6 +180,21 @@ impl ProcessForm {
             document,
         })
     }
+}
+
+/// Files go in `source` and `target`; any other part with a file name is refused by `accept`.
+fn is_file_field(name: Option<&str>, file_name: Option<&str>) -> bool {
+    matches!(name, Some("source" | "target")) || file_name.is_some()
+}
+
+fn check_text_size(name: Option<&str>, bytes: usize) -> Result<(), ApiError> {
+    if bytes > MAX_TEXT_FIELD_BYTES {
+        return Err(ApiError::FormTooLarge(format!(
+            "field `{}` is longer than {MAX_TEXT_FIELD_BYTES} bytes",
+            name.unwrap_or_default()
+        )));
+    }
+    Ok(())
 }
 
 fn set_once<T>(slot: &mut Option<T>, value: T, name: &str) -> Result<(), ApiError> {

@@ -28,6 +28,7 @@ pub mod plan;
 pub mod probe;
 pub mod run;
 pub mod server;
+pub mod sources;
 mod state;
 pub mod storage;
 pub mod sweep;

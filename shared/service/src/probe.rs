@@ -46,11 +46,20 @@ pub fn probe_video(path: &Path, options: &ProcessOptions, limit: DurationLimit) 
     Ok(info)
 }
 
-/// Refuses a video whose part to process (the trim range) is longer than `limit`.
-pub fn check_duration(info: &VideoInfo, options: &ProcessOptions, limit: DurationLimit) -> Result<(), ApiError> {
+/// Frames a run over `info` with `options` decodes and processes: the trim range at the decoding
+/// fps, with the frames the decoder fills into timestamp gaps (see [`VideoInfo::decoded_frames`]).
+pub fn planned_frames(info: &VideoInfo, options: &ProcessOptions) -> Result<u64, ApiError> {
     let video = &options.output.video;
-    let (start, end) = info.trim_range(video.trim_frame_start, video.trim_frame_end)?;
-    let seconds = (end - start) as f64 / info.fps.max(f64::MIN_POSITIVE);
+    let trim = info.trim_range(video.trim_frame_start, video.trim_frame_end)?;
+    Ok(info.decoded_frames(trim, info.decode_fps(video.video_fps)))
+}
+
+/// Refuses a video whose part to process (the trim range) is longer than `limit`, measured on the
+/// frames the decoder will really produce, not on the frame count the header states.
+pub fn check_duration(info: &VideoInfo, options: &ProcessOptions, limit: DurationLimit) -> Result<(), ApiError> {
+    let frames = planned_frames(info, options)?;
+    let fps = info.decode_fps(options.output.video.video_fps).max(f64::MIN_POSITIVE);
+    let seconds = frames as f64 / fps;
     let (max, place, advice) = match limit {
         DurationLimit::Unbounded => return Ok(()),
         DurationLimit::Sync(max) => (
@@ -62,9 +71,7 @@ pub fn check_duration(info: &VideoInfo, options: &ProcessOptions, limit: Duratio
     };
     if seconds > max as f64 {
         return Err(ApiError::VideoTooLong(format!(
-            "the video to process is {seconds:.1} s long ({} frames at {:.2} fps); {place} at most {max} s: {advice}",
-            end - start,
-            info.fps
+            "the video to process is {seconds:.1} s long ({frames} frames at {fps:.2} fps); {place} at most {max} s: {advice}"
         )));
     }
     Ok(())

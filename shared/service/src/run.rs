@@ -22,7 +22,7 @@ use ff_pipeline::{Engine, ImageOutput, ImageRequest};
 use crate::error::ApiError;
 use crate::jobs::store::StoreError;
 use crate::plan::Plan;
-use crate::probe::{check_duration, probe_video, DurationLimit};
+use crate::probe::{check_duration, planned_frames, probe_video, DurationLimit};
 use crate::storage::StorageError;
 use crate::workspace::Workspace;
 
@@ -89,9 +89,7 @@ impl VideoTarget {
 
     /// Frames the run will encode, when the probe says (a photo's count depends on its audio).
     pub fn frames_total(&self, options: &ProcessOptions) -> Option<u64> {
-        let video = &options.output.video;
-        let (start, end) = self.probe.as_ref()?.trim_range(video.trim_frame_start, video.trim_frame_end).ok()?;
-        Some(end - start)
+        planned_frames(self.probe.as_ref()?, options).ok()
     }
 }
 
@@ -133,7 +131,8 @@ impl Target {
 }
 
 /// Runs the engine. Blocking: call it on the blocking pool (see [`execute_on_cpu`]) or from a
-/// command line. `progress` hears about video frames; `cancel` stops a video within one frame.
+/// command line. `progress` hears about video frames; `cancel` stops a video within one frame and an
+/// image within one face.
 pub fn execute(
     engine: &Engine,
     run: Run,
@@ -144,7 +143,7 @@ pub fn execute(
     match target {
         Target::Image { bytes, output_format } => {
             let request = ImageRequest { sources, target: bytes, options, output_format };
-            Ok(Product::Image(engine.process_image(request)?))
+            Ok(Product::Image(engine.process_image_with_cancel(request, cancel)?))
         }
         Target::Video(VideoTarget { workspace, probe, limit, timeout }) => {
             let request = VideoRequest {
@@ -207,7 +206,7 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
 }
 
 /// Sets a cancel flag when dropped: a run whose caller went away (client gone, request timed out,
-/// worker stopped) stops within one frame instead of running on unobserved.
+/// worker stopped) stops within one frame (one face of an image) instead of running on unobserved.
 #[derive(Debug)]
 pub struct CancelOnDrop(pub Arc<AtomicBool>);
 

@@ -69,6 +69,38 @@ impl VideoInfo {
         }
         Ok((start, end))
     }
+
+    /// The rate frames are decoded at for processing: FaceFusion's temp fps, min(target fps, output
+    /// fps), the output fps (`--output-video-fps`) clamped to 1..60 as FaceFusion does.
+    pub fn decode_fps(&self, output_video_fps: Option<f64>) -> f64 {
+        let output_fps = output_video_fps.map_or(self.fps, |fps| fps.clamp(1.0, 60.0));
+        self.fps.min(output_fps)
+    }
+
+    /// Whether the stream lasts clearly longer than its frames at its frame rate: its timestamps
+    /// leave gaps, which the decoder's fps filter fills with repeated frames. A 51-frame MP4 whose
+    /// last frame is at 60 s decodes to 1,501 frames at 25 fps, not 51. A few percent of slack keeps
+    /// ordinary variable-rate phone videos on the exact count.
+    pub fn has_timestamp_gaps(&self) -> bool {
+        let timeline_frames = (self.duration * self.fps + 0.5).floor();
+        timeline_frames > (self.frame_count + self.frame_count / 50 + 2) as f64
+    }
+
+    /// How many frames the decoder produces for `(start, end)` (a [`VideoInfo::trim_range`]) at
+    /// `fps`: what a run really processes, and so what its length limit is measured on.
+    ///
+    /// Without gaps, FaceFusion's `predict_video_frame_total` (the range rescaled by the fps change;
+    /// the epsilon keeps 60·29.97/29.97 from flooring to 59). With gaps, where in the range they fall
+    /// is unknown before decoding, so the whole timeline at `fps` is counted: an upper bound, exact
+    /// for an untrimmed video.
+    pub fn decoded_frames(&self, (start, end): (u64, u64), fps: f64) -> u64 {
+        let frames = end - start;
+        let predicted = if fps == self.fps { frames } else { ((frames as f64) * fps / self.fps + 1e-9).floor() as u64 };
+        if !self.has_timestamp_gaps() {
+            return predicted;
+        }
+        predicted.max((self.duration * fps + 0.5).floor() as u64)
+    }
 }
 
 /// Probes `path` with the toolchain from the environment.
@@ -78,8 +110,10 @@ pub fn probe(path: &Path) -> Result<VideoInfo> {
 
 impl Toolchain {
     pub fn probe(&self, path: &Path) -> Result<VideoInfo> {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         if !path.is_file() {
-            return Err(PipelineError::MissingInput(format!("video `{}` does not exist", path.display())));
+            // The file name only: the directory is the server's business (a run directory).
+            return Err(PipelineError::MissingInput(format!("video `{name}` does not exist")));
         }
         let args: Vec<String> = ["-v", "error", "-print_format", "json", "-show_format", "-show_streams"]
             .iter()
@@ -87,7 +121,6 @@ impl Toolchain {
             .chain([path.to_string_lossy().into_owned()])
             .collect();
         let (status, stdout, stderr) = run_capture("ffprobe", &self.ffprobe, &args, PROBE_TIMEOUT, PROBE_OUTPUT_LIMIT)?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         if !status.success() {
             return Err(PipelineError::UnsupportedMedia(format!(
                 "`{name}` is not a readable video (corrupt or truncated?): {}",
@@ -206,6 +239,41 @@ mod tests {
         let info = parse_probe(&json).unwrap();
         assert_eq!((info.width, info.height, info.rotation, info.frame_count), (1080, 1920, 270, 60));
         assert!(!info.has_audio);
+    }
+
+    #[test]
+    fn sparse_timestamps_count_the_frames_the_decoder_fills_in() {
+        // ffprobe's answer for 51 frames at 25 fps whose last frame has its pts at 60 s.
+        let json = serde_json::json!({
+            "streams": [{"codec_type": "video", "codec_name": "h264", "width": 64, "height": 64,
+                "r_frame_rate": "25/1", "avg_frame_rate": "1275/1501", "duration": "60.040000",
+                "nb_frames": "51"}],
+            "format": {"duration": "60.040000"}
+        });
+        let info = parse_probe(&json).unwrap();
+        assert!(info.has_timestamp_gaps());
+        assert_eq!(info.decoded_frames((0, 51), 25.0), 1501);
+        assert_eq!(info.decoded_frames((0, 10), 25.0), 1501, "the gap may lie in any part of the range");
+        assert_eq!(info.decoded_frames((0, 51), 10.0), 600);
+    }
+
+    #[test]
+    fn regular_timestamps_keep_facefusions_prediction() {
+        let json = serde_json::json!({
+            "streams": [{"codec_type": "video", "codec_name": "h264", "width": 640, "height": 360,
+                "r_frame_rate": "2997/100", "avg_frame_rate": "2997/100", "nb_frames": "275",
+                "duration": "9.175843"}],
+            "format": {"duration": "10.008000"}
+        });
+        let info = parse_probe(&json).unwrap();
+        assert!(!info.has_timestamp_gaps());
+        assert_eq!(info.decoded_frames((0, 275), info.fps), 275);
+        assert_eq!(info.decoded_frames((120, 180), info.fps), 60);
+        assert_eq!(info.decoded_frames((0, 60), 29.97), 60);
+        assert_eq!(info.decoded_frames((0, 275), 10.0), 91);
+        assert_eq!(info.decode_fps(Some(120.0)), 29.97);
+        assert_eq!(info.decode_fps(Some(10.0)), 10.0);
+        assert_eq!(info.decode_fps(Some(0.1)), 1.0);
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub struct FrameReader {
     fps: f64,
     trim: (u64, u64),
     expected_frames: u64,
+    /// The most frames read before the stream is taken to lie about its length: what the length
+    /// limit was checked on, plus the slack of [`VideoInfo::has_timestamp_gaps`].
+    max_frames: u64,
     frames_read: u64,
     finished: bool,
 }
@@ -86,13 +89,12 @@ impl FrameReader {
         let stdout = child.take_stdout().ok_or_else(|| {
             super::command::media_error(MediaFailure::FfmpegFailed, "ffmpeg decoding: no stdout pipe")
         })?;
-        // FaceFusion's predict_video_frame_total: the trimmed count rescaled by the fps change.
-        // The epsilon keeps 60·29.97/29.97 from flooring to 59.
         let expected_frames = match sample_every {
+            // `select` counts the frames leaving the fps filter, which fills timestamp gaps.
+            Some(every) if info.has_timestamp_gaps() => info.decoded_frames((start, end), fps).div_ceil(every) + 1,
             // The multiples of `every` in [start, end).
             Some(every) => end.div_ceil(every) - start.div_ceil(every),
-            None if fps == info.fps => end - start,
-            None => (((end - start) as f64) * fps / info.fps + 1e-9).floor() as u64,
+            None => info.decoded_frames((start, end), fps),
         };
         Ok(Self {
             child,
@@ -103,6 +105,7 @@ impl FrameReader {
             fps,
             trim: (start, end),
             expected_frames,
+            max_frames: expected_frames + expected_frames / 50 + 3,
             frames_read: 0,
             finished: false,
         })
@@ -161,6 +164,16 @@ impl FrameReader {
             }
         }
         if filled == data.len() {
+            if self.frames_read == self.max_frames {
+                self.abort();
+                return Err(PipelineError::media(
+                    MediaFailure::VideoTooLong,
+                    format!(
+                        "`{}` decodes to more than the {} frames its header announces; refused",
+                        self.name, self.expected_frames
+                    ),
+                ));
+            }
             self.frames_read += 1;
             return Ok(Some(Frame::from_vec(self.width, self.height, 3, data)));
         }

@@ -177,7 +177,7 @@ impl FrameWriter {
         if !VIDEO_FORMATS.contains(&output_format.as_str()) {
             return Err(PipelineError::invalid_option(
                 "output_path",
-                format!("`{}` is not a video format ({})", output.display(), VIDEO_FORMATS.join(", ")),
+                format!("`.{output_format}` is not a video format ({})", VIDEO_FORMATS.join(", ")),
             ));
         }
         let temp_format = options.temp_format.clone().map(|f| f.to_lowercase()).unwrap_or(output_format);

@@ -40,6 +40,7 @@ use crate::format::OutputFormat;
 use crate::plan::Plan;
 use crate::probe::DurationLimit;
 use crate::run::{execute_on_cpu, CancelOnDrop, Failure, Product, Run, Target, MAX_INPUT_BYTES};
+use crate::sources::check_source_keys;
 use crate::state::AppState;
 use crate::storage::{download_to_file, Storage, StorageError, WriteCondition};
 use crate::workspace::Workspace;
@@ -151,6 +152,7 @@ async fn run(state: &AppState, key: &str, name: &str) -> Result<String, Failure>
     let storage = state.storage();
     let config = state.config();
     let batch = batch_options(state, key).await?;
+    check_source_keys(&batch.sources, config.max_sources)?;
     let mut sources = Vec::with_capacity(batch.sources.len());
     for source in &batch.sources {
         sources.push(read_input(storage.as_ref(), source).await?);

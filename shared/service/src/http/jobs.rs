@@ -17,7 +17,7 @@ use serde::Deserialize;
 use super::body::{refuse_unread, within_upload_deadline};
 use crate::document::OptionsDocument;
 use crate::error::ApiError;
-use crate::form::ProcessForm;
+use crate::form::{FormLimits, ProcessForm};
 use crate::format::mime_of;
 use crate::jobs::create::{self, CreateSettings};
 use crate::jobs::queue::QueuePlace;
@@ -84,9 +84,10 @@ async fn create_job(state: &AppState, upload: UploadPlace, request: Request) -> 
     let content_type = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let store = JobStore::new(Arc::clone(state.storage()));
     if content_type.starts_with("multipart/form-data") {
+        let form_limits = FormLimits { body_bytes: limit, max_sources: config.max_sources };
         let submission = within_upload_deadline(config.upload_timeout, async {
             let multipart = Multipart::from_request(request, state).await.map_err(ApiError::from)?;
-            ProcessForm::read(multipart, limit).await
+            ProcessForm::read(multipart, form_limits).await
         })
         .await?
         .into_submission()?;
@@ -95,6 +96,7 @@ async fn create_job(state: &AppState, upload: UploadPlace, request: Request) -> 
             temp_dir: &config.temp_dir,
             max_video_seconds: config.max_job_video_seconds,
             video_timeout: config.video_timeout,
+            max_image_pixels: config.max_image_pixels,
         };
         create::from_submission(&store, submission, settings).await
     } else if content_type.starts_with("application/json") {
@@ -105,7 +107,7 @@ async fn create_job(state: &AppState, upload: UploadPlace, request: Request) -> 
         drop(upload);
         let raw = body.options.unwrap_or_else(|| serde_json::json!({}));
         let document = OptionsDocument::from_json(raw, body.output_format.as_deref())?;
-        create::from_keys(&store, body.sources, body.target, document).await
+        create::from_keys(&store, body.sources, body.target, document, config.max_sources).await
     } else {
         Err(ApiError::BadRequest(
             "send the job as multipart/form-data (files like /process) or application/json (stored object keys)".into(),

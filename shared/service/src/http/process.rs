@@ -15,7 +15,7 @@ use ff_pipeline::ImageOutput;
 
 use super::body::{refuse_unread, within_upload_deadline};
 use crate::error::ApiError;
-use crate::form::{ProcessForm, Submission};
+use crate::form::{FormLimits, ProcessForm, Submission};
 use crate::limiter::UploadPlace;
 use crate::plan::Plan;
 use crate::probe::DurationLimit;
@@ -50,9 +50,10 @@ async fn process(State(state): State<AppState>, request: Request) -> Response {
 
 async fn process_upload(state: AppState, upload: UploadPlace, request: Request) -> Result<Response, ApiError> {
     let config = state.config();
+    let form_limits = FormLimits { body_bytes: config.max_upload_bytes, max_sources: config.max_sources };
     let submission = within_upload_deadline(config.upload_timeout, async {
         let multipart = Multipart::from_request(request, &state).await?;
-        ProcessForm::read(multipart, config.max_upload_bytes).await
+        ProcessForm::read(multipart, form_limits).await
     })
     .await?
     .into_submission()?;
@@ -60,6 +61,8 @@ async fn process_upload(state: AppState, upload: UploadPlace, request: Request) 
     drop(upload);
     let admission = state.limiter().try_admit()?;
     let plan = submission.plan()?;
+    // Undecodable or oversized images are refused now, before the request waits for a slot.
+    submission.check_images(&plan, config.max_image_pixels)?;
     let Submission { sources, target, document, download_stem, .. } = submission;
     let target = match plan {
         Plan::Image { output_format } => Target::Image { bytes: target, output_format },

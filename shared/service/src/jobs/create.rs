@@ -17,6 +17,7 @@ use crate::format::stored_extension;
 use crate::plan::Plan;
 use crate::probe::DurationLimit;
 use crate::run::VideoTarget;
+use crate::sources::check_source_keys;
 use crate::storage::{validate_key, StorageError, WriteCondition};
 use crate::workspace::Workspace;
 
@@ -28,6 +29,8 @@ pub struct CreateSettings<'a> {
     pub max_video_seconds: u64,
     /// FF_VIDEO_TIMEOUT_SECS (bounds the probe's ffmpeg too).
     pub video_timeout: Duration,
+    /// FF_MAX_IMAGE_PIXELS: image inputs are checked against it at creation, as `/process` does.
+    pub max_image_pixels: u64,
 }
 
 /// A job from a submitted form, its inputs stored under `jobs/<id>/inputs/`. A video target is
@@ -39,7 +42,10 @@ pub async fn from_submission(
     settings: CreateSettings<'_>,
 ) -> Result<Job, ApiError> {
     require_sources(&submission.document, submission.sources.len())?;
-    let target_video = match submission.plan()? {
+    let plan = submission.plan()?;
+    // An image that cannot be decoded or is too large fails now (as on /process), not in the worker.
+    submission.check_images(&plan, settings.max_image_pixels)?;
+    let target_video = match plan {
         Plan::Video { target, container } if !target.is_image() => {
             Some(probe_upload(&submission.target, target, container, &submission.document, &settings).await?)
         }
@@ -92,13 +98,16 @@ async fn probe_upload(
     probed.probe.ok_or_else(|| ApiError::internal("a video target was not probed"))
 }
 
-/// A job over objects already in storage; they are read when it runs.
+/// A job over objects already in storage; they are read when it runs. At most `max_sources`
+/// (FF_MAX_SOURCES) distinct source keys.
 pub async fn from_keys(
     store: &JobStore,
     sources: Vec<String>,
     target: String,
     document: OptionsDocument,
+    max_sources: usize,
 ) -> Result<Job, ApiError> {
+    check_source_keys(&sources, max_sources)?;
     require_sources(&document, sources.len())?;
     for key in sources.iter().chain(std::iter::once(&target)) {
         validate_key(key).map_err(|e| ApiError::BadRequest(e.to_string()))?;
