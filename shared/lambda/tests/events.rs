@@ -73,13 +73,15 @@ const FIXTURE_JOB_ID: &str = "0192f1a2-3b4c-7d5e-8f60-718293a4b5c6";
 /// The bucket the S3 fixtures name, as template.yaml would name it.
 const FIXTURE_BUCKET: &str = "ff-data-123456789012-eu-west-1";
 
-/// The stand-in models, never a download, so the fixtures answer the same on every machine; the
-/// bucket of the fixtures over `storage`, as the Lambda functions see S3 (FF_WORKERS=0).
+/// The stand-in models, all present, so nothing is ever fetched and the fixtures answer the same on
+/// every machine (downloads are allowed only so that the download fixture, which names models
+/// already there, gets its 200 rather than 403 `model_download_disabled`); the bucket of the
+/// fixtures over `storage`, as the Lambda functions see S3 (FF_WORKERS=0).
 fn state_with(storage: Arc<dyn Storage>) -> AppState {
     let models = assets_dir().join("standins/light").to_string_lossy().into_owned();
     let vars = [
         ("FF_MODELS_DIR", models.as_str()),
-        ("FF_ALLOW_MODEL_DOWNLOAD", "false"),
+        ("FF_ALLOW_MODEL_DOWNLOAD", "true"),
         ("FF_EXECUTION_THREAD_COUNT", "1"),
         ("FF_MAX_CONCURRENT_REQUESTS", "2"),
         ("FF_MAX_QUEUED_REQUESTS", "3"),

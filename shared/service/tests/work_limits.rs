@@ -145,7 +145,8 @@ async fn photo_formats_we_do_not_read_are_unsupported_media() {
 /// What /process refuses at once, job creation refuses too, instead of a 202 and a failed job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_refuse_undecodable_or_oversized_images_at_creation() {
-    let router = app(&[("FF_MAX_IMAGE_PIXELS", "1000000")]);
+    // biden.jpg (910x1137) fits; the blank PNG below (1500x1400) does not.
+    let router = app(&[("FF_MAX_IMAGE_PIXELS", "2000000")]);
     let mut broken = asset("biden.jpg")[..2].to_vec();
     broken.extend(std::iter::repeat_n(0u8, 512));
     let mut broken_png = blank_png(8, 8)[..16].to_vec();
@@ -165,7 +166,7 @@ async fn jobs_refuse_undecodable_or_oversized_images_at_creation() {
     let big = Form::default().file("source", "obama.jpg", &asset("obama.jpg")).file(
         "target",
         "big.png",
-        &blank_png(1200, 1000),
+        &blank_png(1500, 1400),
     );
     send(&router, big.post("/api/v1/jobs")).await.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "image_too_large");
 }
