@@ -78,7 +78,7 @@ pub struct ServiceConfig {
     pub temp_dir: PathBuf,
     /// FF_SWEEP_INTERVAL_SECS: how often `ff serve` removes what killed runs left (run
     /// directories, the filesystem storage's temporary files, inputs of jobs never created), after
-    /// a first sweep at start-up; `None` (0) turns the sweep off. See `crate::sweep`.
+    /// a first sweep at start-up; `None` (0) turns the sweep off. See `sweep.rs`.
     pub sweep_interval: Option<Duration>,
 }
 

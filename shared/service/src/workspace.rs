@@ -15,7 +15,7 @@ use crate::error::ApiError;
 /// Bytes read from a target file to tell what it is.
 const SNIFF_BYTES: usize = 4096;
 /// Run directories are named `ff-video-` and this many random letters and digits, a pattern the
-/// start-up sweep (`crate::sweep`) matches exactly, so it never touches anything else in a shared
+/// start-up sweep (`sweep.rs`) matches exactly, so it never touches anything else in a shared
 /// FF_TEMP_DIR.
 const RUN_DIR_PREFIX: &str = "ff-video-";
 const RUN_DIR_RANDOM_CHARS: usize = 6;

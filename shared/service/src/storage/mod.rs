@@ -158,7 +158,7 @@ pub trait Storage: Send + Sync + fmt::Debug {
 
     /// Removes this backend's own temporary files last written more than `older_than` ago, at
     /// most `limit` of them, and says how many went: the `.ff-tmp/` files of the filesystem
-    /// backend that a killed writer left (see `crate::sweep`). S3 has none: a failed multipart
+    /// backend that a killed writer left (see `sweep.rs`). S3 has none: a failed multipart
     /// upload is aborted, and a bucket lifecycle rule catches one a killed process left.
     async fn remove_stale_temp_files(&self, _older_than: Duration, _limit: usize) -> Result<usize> {
         Ok(0)
