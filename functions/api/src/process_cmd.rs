@@ -263,5 +263,8 @@ fn log_video(output: &VideoOutput) {
 /// The CLI reads the same FF_* variables as the server.
 fn engine_config() -> Result<EngineConfig> {
     let config = ff_service::config::ServiceConfig::from_env()?;
-    Ok(EngineConfig { sessions_per_model: 1, ..config.to_engine_config() })
+    // One session per video worker (the server's default too): with fewer, frames processed at once
+    // wait for each other's model calls.
+    let engine = config.to_engine_config();
+    Ok(EngineConfig { sessions_per_model: engine.video_workers(), ..engine })
 }

@@ -4,7 +4,8 @@
 //! RSS, and the bytes this run wrote to disk besides the output (FaceFusion writes every frame twice).
 //!
 //! `cargo bench -p ff-pipeline --bench video_swap` (FF_TEST_ASSETS points at ../shared/assets).
-//! FF_BENCH_FRAMES: frames from the start (default 60; 0 = the whole clip, 275 frames);
+//! FF_BENCH_FRAMES: frames (default 60; 0 = the whole clip, 275 frames) from FF_BENCH_START (default 0);
+//! FF_BENCH_OPTIONS: extra options as `name=value` pairs separated by spaces;
 //! FF_BENCH_WORKERS: frames processed at once (default: the cores); FF_BENCH_INTRA: ONNX Runtime
 //! threads per session (default 1: the workers already fill the cores).
 

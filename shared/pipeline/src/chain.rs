@@ -10,6 +10,7 @@ use crate::content_analyser;
 use crate::error::{MediaFailure, PipelineError, Result};
 use crate::face::analyser::{self, FaceAnalyser, FaceNeeds};
 use crate::face::selector::{select_faces, sort_and_filter};
+use crate::face::source_cache::SourceFaceCache;
 use crate::face::Face;
 use crate::imgproc::resize::{resize_cubic, resize_linear};
 use crate::mask::occluder_models;
@@ -81,6 +82,8 @@ pub struct ProcessedFrame {
 pub struct ChainInputs<'i> {
     /// The decoded source images (the swapper's identity).
     pub sources: &'i [Frame],
+    /// The faces chosen in source images by earlier runs of this engine.
+    pub source_faces: &'i SourceFaceCache,
     /// The voice mel windows per frame; `None` gives the lip syncer silence (images).
     pub voice: Option<VoiceFrames>,
     /// The reference frame's faces; `None` makes every frame its own reference (images).
@@ -166,13 +169,13 @@ impl<'a> FrameChain<'a> {
         inputs: ChainInputs<'_>,
         timings: &mut StageTimings,
     ) -> Result<Self> {
-        let ChainInputs { sources, mut voice, reference_faces, still_faces, max_image_pixels } = inputs;
+        let ChainInputs { sources, source_faces, mut voice, reference_faces, still_faces, max_image_pixels } = inputs;
         let mut stages: Vec<(Processor, Box<dyn FrameProcessor + 'a>)> = Vec::new();
         for &processor in &options.processors {
             let stage: Box<dyn FrameProcessor + 'a> = match processor {
                 Processor::FaceSwapper => {
                     let started = Instant::now();
-                    let source = source_face(registry, sources, options)?;
+                    let source = source_face(registry, sources, source_faces, options)?;
                     timings.analyse += started.elapsed();
                     Box::new(SwapStage { swapper: FaceSwapper::new(registry, &options.swapper, &source)?, options })
                 }
@@ -276,12 +279,22 @@ impl<'a> FrameChain<'a> {
     }
 }
 
-/// The averaged identity of the source images: each image's first face in selector order.
-fn source_face(registry: &ModelRegistry, sources: &[Frame], options: &ProcessOptions) -> Result<SourceFace> {
+/// The averaged identity of the source images: each image's first face in selector order, analysed
+/// only when no earlier run chose it with the same options.
+fn source_face(
+    registry: &ModelRegistry,
+    sources: &[Frame],
+    cache: &SourceFaceCache,
+    options: &ProcessOptions,
+) -> Result<SourceFace> {
     let analyser = FaceAnalyser::new(registry, &options.detector, &options.landmarker);
     let faces = sources
         .iter()
-        .map(|frame| Ok(sort_and_filter(analyser.faces(frame)?, &options.selector).into_iter().next()))
+        .map(|frame| {
+            cache.chosen_face(frame, options, || {
+                Ok(sort_and_filter(analyser.faces(frame)?, &options.selector).into_iter().next())
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
     SourceFace::average(sources, &faces)
 }

@@ -4,7 +4,7 @@
 use crate::error::{PipelineError, Result};
 use crate::imgproc::resize::resize_linear;
 use crate::raster::Frame;
-use crate::runtime::Input;
+use crate::runtime::{Input, Output};
 use crate::sessions::ModelRegistry;
 
 pub const MODELS: &[&str] = &["nsfw_1", "nsfw_2", "nsfw_3"];
@@ -29,18 +29,29 @@ pub struct Scores {
 impl Scores {
     /// Each model's vote, with FaceFusion's thresholds.
     pub fn votes(&self) -> [bool; 3] {
-        let at = |v: &[f32], i: usize| v.get(i).copied().unwrap_or(0.0);
-        [
-            self.nsfw_1 > 0.2,
-            at(&self.nsfw_2, 0) - at(&self.nsfw_2, 1) > 0.25,
-            (at(&self.nsfw_3, 2) + at(&self.nsfw_3, 3)) - (at(&self.nsfw_3, 0) + at(&self.nsfw_3, 1)) > 10.5,
-        ]
+        [vote_1(self.nsfw_1), vote_2(&self.nsfw_2), vote_3(&self.nsfw_3)]
     }
 
     /// NSFW when at least two of the three vote yes.
     pub fn is_nsfw(&self) -> bool {
         self.votes().iter().filter(|&&v| v).count() >= 2
     }
+}
+
+fn score_at(scores: &[f32], index: usize) -> f32 {
+    scores.get(index).copied().unwrap_or(0.0)
+}
+
+fn vote_1(highest: f32) -> bool {
+    highest > 0.2
+}
+
+fn vote_2(scores: &[f32]) -> bool {
+    score_at(scores, 0) - score_at(scores, 1) > 0.25
+}
+
+fn vote_3(scores: &[f32]) -> bool {
+    (score_at(scores, 2) + score_at(scores, 3)) - (score_at(scores, 0) + score_at(scores, 1)) > 10.5
 }
 
 /// FaceFusion's `fit_contain_frame`: scale by the smaller ratio (bilinear, sizes truncated), centre
@@ -74,36 +85,51 @@ fn prepare(frame: &Frame, model: &str) -> (Vec<f32>, usize) {
     (tensor, size)
 }
 
-/// Runs the three models on a BGR frame.
+/// Runs the three models on a BGR frame and keeps every score (the parity tests compare them).
 pub fn analyse(registry: &ModelRegistry, frame: &Frame) -> Result<Scores> {
-    let mut results = Vec::with_capacity(3);
-    for model in MODELS {
-        let (tensor, size) = prepare(frame, model);
-        let outputs = registry.get(model)?.run(vec![Input::f32("input", &[1, 3, size, size], tensor)])?;
-        let output = outputs
-            .into_iter()
-            .next()
-            .ok_or_else(|| PipelineError::ModelContract { name: model.to_string(), reason: "no output".into() })?;
-        results.push(output);
+    Ok(Scores {
+        nsfw_1: highest_class_score(&run_model(registry, frame, MODELS[0])?)?,
+        nsfw_2: run_model(registry, frame, MODELS[1])?.data,
+        nsfw_3: run_model(registry, frame, MODELS[2])?.data,
+    })
+}
+
+/// The gate's verdict, FaceFusion's two-of-three vote: the third model runs only when the first two
+/// disagree, since otherwise it cannot change the outcome.
+pub fn is_nsfw(registry: &ModelRegistry, frame: &Frame) -> Result<bool> {
+    let first = vote_1(highest_class_score(&run_model(registry, frame, MODELS[0])?)?);
+    let second = vote_2(&run_model(registry, frame, MODELS[1])?.data);
+    if first == second {
+        return Ok(first);
     }
-    let nsfw_1 = &results[0];
-    // (1, 4 + classes, anchors): the highest score of any class row at any anchor.
-    let anchors = nsfw_1.shape.last().copied().unwrap_or(0);
-    if anchors == 0 || nsfw_1.data.len() < 5 * anchors {
+    Ok(vote_3(&run_model(registry, frame, MODELS[2])?.data))
+}
+
+fn run_model(registry: &ModelRegistry, frame: &Frame, model: &str) -> Result<Output> {
+    let (tensor, size) = prepare(frame, model);
+    let outputs = registry.get(model)?.run(vec![Input::f32("input", &[1, 3, size, size], tensor)])?;
+    outputs
+        .into_iter()
+        .next()
+        .ok_or_else(|| PipelineError::ModelContract { name: model.to_string(), reason: "no output".into() })
+}
+
+/// nsfw_1's (1, 4 + classes, anchors) output: the highest score of any class row at any anchor.
+fn highest_class_score(output: &Output) -> Result<f32> {
+    let anchors = output.shape.last().copied().unwrap_or(0);
+    if anchors == 0 || output.data.len() < 5 * anchors {
         return Err(PipelineError::ModelContract {
             name: "nsfw_1".into(),
-            reason: format!("expected a (1, 4 + classes, anchors) output, got {:?}", nsfw_1.shape),
+            reason: format!("expected a (1, 4 + classes, anchors) output, got {:?}", output.shape),
         });
     }
-    let nsfw_1 = nsfw_1.data[4 * anchors..].iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    Ok(Scores { nsfw_1, nsfw_2: results[1].data.clone(), nsfw_3: results[2].data.clone() })
+    Ok(output.data[4 * anchors..].iter().copied().fold(f32::NEG_INFINITY, f32::max))
 }
 
 /// Fails with `ContentRejected` when the frame is NSFW.
 pub fn check(registry: &ModelRegistry, frame: &Frame) -> Result<()> {
-    let scores = analyse(registry, frame)?;
-    if scores.is_nsfw() {
-        tracing::info!(votes = ?scores.votes(), "target rejected by the content analyser");
+    if is_nsfw(registry, frame)? {
+        tracing::info!("target rejected by the content analyser");
         return Err(PipelineError::ContentRejected);
     }
     Ok(())

@@ -11,6 +11,7 @@ use crate::chain::{self, ChainInputs, FrameChain};
 use crate::content_analyser;
 use crate::error::{MediaFailure, PipelineError, Result};
 use crate::face::analyser::FaceAnalyser;
+use crate::face::source_cache::SourceFaceCache;
 use crate::face::Face;
 use crate::frame_size::check_frame_sizes;
 use crate::image_io::{self, DecodedImage, ImageFormat};
@@ -52,6 +53,14 @@ pub struct EngineConfig {
     pub content_analysis: bool,
     /// FF_VIDEO_MEMORY_STRATEGY: how many video frames may be held per worker.
     pub video_memory_strategy: VideoMemoryStrategy,
+}
+
+impl EngineConfig {
+    /// Video frames processed at once: FaceFusion's execution thread count, at most the cores.
+    pub fn video_workers(&self) -> usize {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        self.intra_threads.clamp(1, cores)
+    }
 }
 
 /// One image job: encoded source images, an encoded target, validated options.
@@ -158,7 +167,12 @@ pub struct Engine {
     registry: ModelRegistry,
     /// The NSFW gate's verdicts by target content: a retried or repeated target is judged once.
     verdicts: content_analyser::VerdictCache,
+    /// The faces chosen in source images: a source sent again is not analysed again.
+    source_faces: SourceFaceCache,
 }
+
+/// Source images whose chosen face is remembered (a few KB each).
+const SOURCE_FACE_CACHE_SIZE: usize = 1024;
 
 /// Targets whose NSFW verdict is remembered.
 const VERDICT_CACHE_SIZE: usize = 4096;
@@ -181,7 +195,13 @@ impl Engine {
             config.intra_threads,
             config.sessions_per_model,
         );
-        Ok(Self { config, store, registry, verdicts: content_analyser::VerdictCache::new(VERDICT_CACHE_SIZE) })
+        Ok(Self {
+            config,
+            store,
+            registry,
+            verdicts: content_analyser::VerdictCache::new(VERDICT_CACHE_SIZE),
+            source_faces: SourceFaceCache::new(SOURCE_FACE_CACHE_SIZE),
+        })
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -194,6 +214,11 @@ impl Engine {
 
     pub fn registry(&self) -> &ModelRegistry {
         &self.registry
+    }
+
+    /// The source-face cache's (hits, misses) since the engine started.
+    pub fn source_face_cache_stats(&self) -> (u64, u64) {
+        self.source_faces.stats()
     }
 
     /// Every model a run with these options loads; used to fetch them up front.
@@ -307,6 +332,7 @@ impl Engine {
     ) -> Result<ProcessedFrame> {
         let inputs = ChainInputs {
             sources: &prepared.sources,
+            source_faces: &self.source_faces,
             voice: None,
             reference_faces: None,
             still_faces: None,
@@ -413,6 +439,7 @@ impl Engine {
         };
         let inputs = ChainInputs {
             sources: &sources.images,
+            source_faces: &self.source_faces,
             voice,
             reference_faces,
             still_faces,
@@ -570,8 +597,7 @@ impl Engine {
     /// Frames at once and frames in flight: FaceFusion's execution thread count (the host's
     /// FF_EXECUTION_THREAD_COUNT, at most the cores) and a bound set by the memory strategy.
     pub fn video_parallelism(&self, strategy: VideoMemoryStrategy) -> Parallelism {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let workers = self.config.intra_threads.clamp(1, cores);
+        let workers = self.config.video_workers();
         let per_worker = match strategy {
             VideoMemoryStrategy::Strict => 1,
             VideoMemoryStrategy::Moderate => 2,
@@ -595,7 +621,7 @@ impl Engine {
             // No frame number in the range is a multiple of the step: nothing is judged, as in FaceFusion.
             return Ok(());
         }
-        let mut reader = FrameReader::open(
+        let reader = FrameReader::open(
             toolchain,
             &request.target,
             info,
@@ -607,17 +633,38 @@ impl Engine {
                 ..ReadOptions::default()
             },
         )?;
-        let (mut checked, mut positive) = (0u64, 0u64);
-        while let Some(frame) = reader.next_frame()? {
-            if cancel.load(Ordering::Relaxed) {
-                reader.abort();
-                return Err(cancelled_error());
+        // The sampled frames are judged on as many threads as the run has workers: the sessions run
+        // single-threaded when the workers fill the cores, and one thread alone would leave the
+        // others idle while the gate holds the run back.
+        let workers = request.parallelism.unwrap_or_else(|| self.video_parallelism(self.config.video_memory_strategy));
+        let reader = Mutex::new(reader);
+        let tally = Mutex::new((0u64, 0u64));
+        let judge = || -> Result<()> {
+            loop {
+                let frame = {
+                    let mut reader = reader.lock().unwrap_or_else(|p| p.into_inner());
+                    if cancel.load(Ordering::Relaxed) {
+                        reader.abort();
+                        return Err(cancelled_error());
+                    }
+                    match reader.next_frame()? {
+                        Some(frame) => frame,
+                        None => return Ok(()),
+                    }
+                };
+                let nsfw = content_analyser::is_nsfw(&self.registry, &frame)?;
+                let mut tally = tally.lock().unwrap_or_else(|p| p.into_inner());
+                tally.0 += 1;
+                tally.1 += u64::from(nsfw);
             }
-            checked += 1;
-            if content_analyser::analyse(&self.registry, &frame)?.is_nsfw() {
-                positive += 1;
-            }
-        }
+        };
+        std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..workers.workers.max(1)).map(|_| scope.spawn(judge)).collect();
+            let mine = judge();
+            let theirs = helpers.into_iter().map(|helper| helper.join().unwrap_or_else(|_| Err(gate_panicked())));
+            std::iter::once(mine).chain(theirs).collect::<Result<Vec<()>>>()
+        })?;
+        let (checked, positive) = tally.into_inner().unwrap_or_else(|p| p.into_inner());
         if checked > 0 && positive as f64 / checked as f64 * 100.0 > 10.0 {
             tracing::info!(checked, positive, "video target rejected by the content analyser");
             return Err(PipelineError::ContentRejected);
@@ -763,4 +810,9 @@ fn extension_of(path: &Path) -> String {
 /// directories to a client (the log keeps the full path).
 fn file_name_of(path: &Path) -> String {
     path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// A content-analyser thread that panicked fails the run like a panicking frame does.
+fn gate_panicked() -> PipelineError {
+    PipelineError::media(MediaFailure::ProcessingPanicked, "the content analyser panicked")
 }

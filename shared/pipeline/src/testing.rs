@@ -210,6 +210,7 @@ pub fn run_video_benchmark(title: &str, sources: &[&str], target: &str, pairs: &
     use std::time::{Duration, Instant};
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let frames = env_number("FF_BENCH_FRAMES", default_frames);
+    let start = env_number("FF_BENCH_START", 0);
     let workers = env_number("FF_BENCH_WORKERS", cores).max(1);
     let intra_threads = env_number("FF_BENCH_INTRA", 1).max(1);
     let config =
@@ -217,8 +218,18 @@ pub fn run_video_benchmark(title: &str, sources: &[&str], target: &str, pairs: &
     let engine = crate::engine::Engine::new(config).expect("engine");
     let mut pairs: Vec<(String, Vec<String>)> =
         pairs.iter().map(|(name, value)| (name.to_string(), vec![value.to_string()])).collect();
+    // `FF_BENCH_OPTIONS="face_selector_mode=one face_swapper_model=hyperswap_1a_256"` replaces or adds
+    // options, so one benchmark covers the variants compared with FaceFusion.
+    for pair in std::env::var("FF_BENCH_OPTIONS").unwrap_or_default().split_whitespace() {
+        let (name, value) = pair.split_once('=').expect("FF_BENCH_OPTIONS holds name=value pairs");
+        pairs.retain(|(existing, _)| existing != name);
+        pairs.push((name.to_string(), vec![value.to_string()]));
+    }
+    if start > 0 {
+        pairs.push(("trim_frame_start".into(), vec![start.to_string()]));
+    }
     if frames > 0 {
-        pairs.push(("trim_frame_end".into(), vec![frames.to_string()]));
+        pairs.push(("trim_frame_end".into(), vec![(start + frames).to_string()]));
     }
     let out_dir = tempfile::tempdir().expect("output dir");
     let output = out_dir.path().join("benchmark.mp4");

@@ -363,14 +363,19 @@ fn an_nsfw_target_is_rejected() {
         .unwrap();
         let opts = options(&[("processors", "face_enhancer")]);
         let result = engine.process_image(request(&[], image("biden.jpg"), opts, ImageFormat::Png));
-        let enhancer_runs = engine.registry().get("gfpgan_1.4").unwrap().run_stats().0;
-        (result, enhancer_runs)
+        let runs = |model: &str| engine.registry().get(model).unwrap().run_stats().0;
+        (result, runs("gfpgan_1.4"), runs("nsfw_3"))
     };
-    let (rejected, enhancer_runs) = run([true, true, false], true);
+    let (rejected, enhancer_runs, third_runs) = run([true, true, false], true);
     assert!(matches!(rejected, Err(PipelineError::ContentRejected)), "{:?}", rejected.err());
     assert_eq!(enhancer_runs, 0, "nothing is processed once the target is rejected");
-    assert!(matches!(run([false, true, true], true).0, Err(PipelineError::ContentRejected)));
+    assert_eq!(third_runs, 0, "two agreeing votes decide: the third model is not run");
+    let (rejected, _, third_runs) = run([false, true, true], true);
+    assert!(matches!(rejected, Err(PipelineError::ContentRejected)));
+    assert_eq!(third_runs, 1, "the third model breaks a tie");
     assert_eq!(run([true, false, false], true).0.unwrap().faces_processed, 1, "one vote is not enough");
+    let (passed, _, third_runs) = run([false, false, true], true);
+    assert_eq!((passed.unwrap().faces_processed, third_runs), (1, 0), "the third vote cannot outweigh two");
     assert_eq!(run([true, true, true], false).0.unwrap().faces_processed, 1, "the operator turned the gate off");
 }
 
@@ -436,4 +441,51 @@ fn target_analysis_runs_only_the_models_the_selector_reads() {
     let (embeds, classifies, _) = runs(&[("face_selector_mode", "many"), ("face_selector_gender", "male")]);
     assert_eq!((embeds, classifies), (0, 1), "a gender filter needs the classifier");
     assert_eq!(reference, many, "one face either way: the same output");
+}
+
+/// The swapper reads a target face's embedding only when its weight gives the target's identity a
+/// share: at the default weight the mix is the source identity exactly, so target faces get no
+/// recognizer call and the output is the one reference mode (which embeds them) gives.
+#[test]
+fn a_swap_at_the_default_weight_does_not_embed_target_faces() {
+    let runs = |pairs: &[(&str, &str)]| {
+        let engine = Engine::new(EngineConfig { content_analysis: false, ..stand_in_config("light") }).unwrap();
+        let mut all = vec![("processors", "face_swapper"), ("face_swapper_model", "inswapper_128")];
+        all.extend_from_slice(pairs);
+        let output =
+            engine.process_image(request(&["obama.jpg"], image("biden.jpg"), options(&all), ImageFormat::Png)).unwrap();
+        (engine.registry().get("arcface_w600k_r50").unwrap().run_stats().0, output.bytes)
+    };
+    let (embeds, one) = runs(&[("face_selector_mode", "one")]);
+    assert_eq!(embeds, 1, "the source only");
+    let (embeds, reference) = runs(&[]);
+    assert_eq!(embeds, 2, "reference mode embeds the target face");
+    assert!(one == reference, "one face either way: the same output");
+    let (embeds, _) = runs(&[("face_selector_mode", "one"), ("face_swapper_weight", "0.7")]);
+    assert_eq!(embeds, 2, "a weight off the default mixes in the target's identity");
+}
+
+/// A source image sent again is not analysed again: its chosen face is remembered by content and
+/// analysis options, and the output is the same. Other options mean another analysis.
+#[test]
+fn a_repeated_source_skips_its_analysis() {
+    let engine = Engine::new(EngineConfig { content_analysis: false, ..stand_in_config("light") }).unwrap();
+    let swap = |extra: &[(&str, &str)]| {
+        let mut all = vec![("processors", "face_swapper"), ("face_swapper_model", "inswapper_128")];
+        all.extend_from_slice(extra);
+        engine
+            .process_image(request(&["obama.jpg"], image("biden.jpg"), options(&all), ImageFormat::Png))
+            .unwrap()
+            .bytes
+    };
+    let detections = || engine.registry().get("yoloface_8n").unwrap().run_stats().0;
+    let first = swap(&[]);
+    assert_eq!(detections(), 2, "the source and the target");
+    let second = swap(&[]);
+    assert_eq!(detections(), 3, "the target only");
+    assert!(first == second, "the remembered face gives the same output");
+    assert_eq!(engine.source_face_cache_stats(), (1, 1));
+    swap(&[("face_detector_score", "0.6")]);
+    assert_eq!(detections(), 5, "another detector score analyses the source again");
+    assert_eq!(engine.source_face_cache_stats(), (1, 2));
 }

@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::face::detector::{self, Detection};
 use crate::face::{classifier, landmarker, recognizer, Face};
 use crate::options::{DetectorOptions, Gender, LandmarkerOptions, ProcessOptions, Race, SelectorMode};
+use crate::processors::face_swapper;
 use crate::raster::Frame;
 use crate::sessions::ModelRegistry;
 
@@ -35,15 +36,16 @@ impl FaceNeeds {
 
     /// What a run reads of a target frame's faces: the selector compares embeddings in reference mode
     /// and filters by age, gender and race; the swapper weighs the source identity against the
-    /// target face's embedding.
+    /// target face's embedding unless its weight leaves the target's share at zero (the default).
     pub fn for_targets(options: &ProcessOptions) -> Self {
         let selector = &options.selector;
         let filtered = selector.gender.is_some()
             || selector.race.is_some()
             || selector.age_start.is_some()
             || selector.age_end.is_some();
-        let swaps = options.uses(crate::processor::Processor::FaceSwapper);
-        Self { embedding: selector.mode == SelectorMode::Reference || swaps, classification: filtered }
+        let swap_reads_embedding = options.uses(crate::processor::Processor::FaceSwapper)
+            && face_swapper::reads_target_embedding(&options.swapper);
+        Self { embedding: selector.mode == SelectorMode::Reference || swap_reads_embedding, classification: filtered }
     }
 }
 

@@ -6,6 +6,7 @@ pub mod detector;
 pub mod landmarker;
 pub mod recognizer;
 pub mod selector;
+pub mod source_cache;
 
 pub use analyser::FaceAnalyser;
 

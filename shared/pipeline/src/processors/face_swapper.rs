@@ -198,10 +198,12 @@ impl<'a> FaceSwapper<'a> {
 
     /// The source identity pulled towards or pushed away from the target's by the weight option.
     fn balanced_source(&self, target: &Face) -> Vec<f32> {
-        if matches!(self.model.kind, SwapperType::Blendswap | SwapperType::Uniface) {
+        let w = target_identity_share(self.weight);
+        // A zero share leaves the source exactly (s · 1 + t · 0); the target's embedding is then not
+        // computed at all (`reads_target_embedding`).
+        if w == 0.0 || matches!(self.model.kind, SwapperType::Blendswap | SwapperType::Uniface) {
             return self.source_input.clone();
         }
-        let w = interp(self.weight as f64, [0.0, 1.0], [0.35, -0.35]) as f32;
         let target_embedding = match self.model.kind {
             SwapperType::Ghost => target.embedding.clone(),
             _ => normalize(&target.embedding),
@@ -294,6 +296,22 @@ fn inswapper_emap(session: &ModelSession) -> Result<Arc<Vec<f32>>> {
     let emap = Arc::new(initializer.values);
     cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key, emap.clone());
     Ok(emap)
+}
+
+/// How much of the target's own identity the weight option mixes into the source's: FaceFusion's
+/// interpolation of the weight onto [0.35, −0.35], in float32 as it casts it. Exactly 0 at the
+/// default weight 0.5.
+fn target_identity_share(weight: f32) -> f32 {
+    interp(weight as f64, [0.0, 1.0], [0.35, -0.35]) as f32
+}
+
+/// Whether the swap reads the target face's embedding. At a zero share the mix is the source
+/// embedding exactly (s · 1 + t · 0), so the recognizer need not run on target faces; blendswap and
+/// uniface take the source's pixels and never read it.
+pub fn reads_target_embedding(options: &SwapperOptions) -> bool {
+    let pixel_source = swapper_model(&options.model)
+        .is_some_and(|model| matches!(model.kind, SwapperType::Blendswap | SwapperType::Uniface));
+    !pixel_source && target_identity_share(options.weight) != 0.0
 }
 
 /// embedding · emap / ‖embedding‖ (row vector times matrix).
