@@ -257,6 +257,9 @@ pub fn run_video_benchmark(title: &str, sources: &[&str], target: &str, pairs: &
         "{title} ({}x{}, {} frames), costed stand-ins, {workers} workers x {intra_threads} ORT threads, NSFW gate on",
         result.info.width, result.info.height, result.frames
     );
+    if let Ok(extra) = std::env::var("FF_BENCH_OPTIONS") {
+        println!("options replaced or added: {extra}");
+    }
     print_video_summary(&result, wall, (&ort_before, &ort_after), output_bytes, written);
 }
 
