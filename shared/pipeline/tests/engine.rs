@@ -489,3 +489,27 @@ fn a_repeated_source_skips_its_analysis() {
     assert_eq!(detections(), 5, "another detector score analyses the source again");
     assert_eq!(engine.source_face_cache_stats(), (1, 2));
 }
+
+/// The `one` selector's face is decided by its detection (box and score), so the other faces get no
+/// landmarks: two people, one 68-point landmarker call. A filter (here one every face passes) needs
+/// every face described first; the output is the same.
+#[test]
+fn the_one_selector_describes_only_the_face_it_picks() {
+    let runs = |pairs: &[(&str, &str)]| {
+        let engine = Engine::new(EngineConfig { content_analysis: false, ..stand_in_config("light") }).unwrap();
+        let mut all = vec![("processors", "face_enhancer"), ("face_selector_mode", "one")];
+        all.extend_from_slice(pairs);
+        let target = image("two_people.jpg");
+        let output = engine.process_image(request(&[], target, options(&all), ImageFormat::Png)).unwrap();
+        (engine.registry().get("2dfan4").unwrap().run_stats().0, output.bytes)
+    };
+    for order in ["large-small", "left-right", "best-worst"] {
+        let (landmarks, picked) = runs(&[("face_selector_order", order)]);
+        assert_eq!(landmarks, 1, "{order}");
+        let everyone =
+            [("face_selector_order", order), ("face_selector_age_start", "0"), ("face_selector_age_end", "100")];
+        let (landmarks, filtered) = runs(&everyone);
+        assert_eq!(landmarks, 2, "{order}: a filter describes every face");
+        assert!(picked == filtered, "{order}: the same face either way");
+    }
+}

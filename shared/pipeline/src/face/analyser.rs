@@ -5,8 +5,9 @@ use std::sync::Mutex;
 
 use crate::error::Result;
 use crate::face::detector::{self, Detection};
+use crate::face::selector::order_key;
 use crate::face::{classifier, landmarker, recognizer, Face};
-use crate::options::{DetectorOptions, Gender, LandmarkerOptions, ProcessOptions, Race, SelectorMode};
+use crate::options::{DetectorOptions, FaceOrder, Gender, LandmarkerOptions, ProcessOptions, Race, SelectorMode};
 use crate::processors::face_swapper;
 use crate::raster::Frame;
 use crate::sessions::ModelRegistry;
@@ -29,10 +30,13 @@ pub struct FaceAnalyser<'a> {
 pub struct FaceNeeds {
     pub embedding: bool,
     pub classification: bool,
+    /// Only the face the selector's `one` mode picks, first in this order: its detection (box and
+    /// score) decides, so the other faces need no landmarks, embedding or classification.
+    pub only_first: Option<FaceOrder>,
 }
 
 impl FaceNeeds {
-    pub const ALL: Self = Self { embedding: true, classification: true };
+    pub const ALL: Self = Self { embedding: true, classification: true, only_first: None };
 
     /// What a run reads of a target frame's faces: the selector compares embeddings in reference mode
     /// and filters by age, gender and race; the swapper weighs the source identity against the
@@ -45,7 +49,12 @@ impl FaceNeeds {
             || selector.age_end.is_some();
         let swap_reads_embedding = options.uses(crate::processor::Processor::FaceSwapper)
             && face_swapper::reads_target_embedding(&options.swapper);
-        Self { embedding: selector.mode == SelectorMode::Reference || swap_reads_embedding, classification: filtered }
+        Self {
+            embedding: selector.mode == SelectorMode::Reference || swap_reads_embedding,
+            classification: filtered,
+            // With a filter every face must be classified before the first survivor is known.
+            only_first: (selector.mode == SelectorMode::One && !filtered).then_some(selector.order),
+        }
     }
 }
 
@@ -66,13 +75,19 @@ impl<'a> FaceAnalyser<'a> {
         Self { registry, detector, landmarker, needs, cache: Mutex::new(HashMap::new()) }
     }
 
-    /// Every face in the frame in detection order (descending score).
+    /// Every face in the frame in detection order (descending score), or only the one the `one`
+    /// selector picks when the needs say so.
     pub fn faces(&self, frame: &Frame) -> Result<Vec<Face>> {
         let key = (crc32fast::hash(&frame.data), frame.width, frame.height);
         if let Some(faces) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(faces.clone());
         }
-        let detections = detector::detect(self.registry, frame, self.detector)?;
+        let mut detections = detector::detect(self.registry, frame, self.detector)?;
+        if let Some(order) = self.needs.only_first {
+            // `min_by` keeps the first of equal keys, as the selector's stable sort does.
+            let key = |d: &Detection| order_key(order, &d.bounding_box, d.score);
+            detections = detections.into_iter().min_by(|a, b| key(a).total_cmp(&key(b))).into_iter().collect();
+        }
         let faces = detections.into_iter().map(|d| self.describe(frame, d)).collect::<Result<Vec<_>>>()?;
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key, faces.clone());
         Ok(faces)

@@ -1,23 +1,25 @@
 //! Face selection (spec §5): order, gender/race/age filters, and the one / many / reference modes.
 
-use crate::face::{face_distance, Face};
+use crate::face::{face_distance, BoundingBox, Face};
 use crate::options::{FaceOrder, SelectorMode, SelectorOptions};
+
+/// A face's place in `order`, ascending; only the detection decides it (box and score).
+pub fn order_key(order: FaceOrder, b: &BoundingBox, detector_score: f32) -> f64 {
+    match order {
+        FaceOrder::LeftRight => b.x1,
+        FaceOrder::RightLeft => -b.x1,
+        FaceOrder::TopBottom => b.y1,
+        FaceOrder::BottomTop => -b.y1,
+        FaceOrder::SmallLarge => b.area(),
+        FaceOrder::LargeSmall => -b.area(),
+        FaceOrder::BestWorst => -(detector_score as f64),
+        FaceOrder::WorstBest => detector_score as f64,
+    }
+}
 
 /// Stable sort by the order option, then the gender, race and age filters.
 pub fn sort_and_filter(mut faces: Vec<Face>, options: &SelectorOptions) -> Vec<Face> {
-    let key = |face: &Face| -> f64 {
-        let b = &face.bounding_box;
-        match options.order {
-            FaceOrder::LeftRight => b.x1,
-            FaceOrder::RightLeft => -b.x1,
-            FaceOrder::TopBottom => b.y1,
-            FaceOrder::BottomTop => -b.y1,
-            FaceOrder::SmallLarge => b.area(),
-            FaceOrder::LargeSmall => -b.area(),
-            FaceOrder::BestWorst => -(face.detector_score as f64),
-            FaceOrder::WorstBest => face.detector_score as f64,
-        }
-    };
+    let key = |face: &Face| order_key(options.order, &face.bounding_box, face.detector_score);
     faces.sort_by(|a, b| key(a).total_cmp(&key(b)));
     faces.retain(|face| {
         options.gender.is_none_or(|gender| face.gender == gender)
