@@ -88,8 +88,8 @@ pub struct ChainInputs<'i> {
     pub voice: Option<VoiceFrames>,
     /// The reference frame's faces; `None` makes every frame its own reference (images).
     pub reference_faces: Option<Vec<Face>>,
-    /// The faces of every frame when all frames are the same still image: analysed once.
-    pub still_faces: Option<Vec<Face>>,
+    /// Where the target faces of each frame come from.
+    pub target_faces: TargetFaces,
     /// The host's pixel limit, which an enlarged frame must stay under.
     pub max_image_pixels: u64,
 }
@@ -100,7 +100,18 @@ pub struct FrameChain<'a> {
     options: &'a ProcessOptions,
     stages: Vec<(Processor, Box<dyn FrameProcessor + 'a>)>,
     reference_faces: Option<Vec<Face>>,
-    still_faces: Option<Vec<Face>>,
+    target_faces: TargetFaces,
+}
+
+/// The faces a frame's processors choose from.
+pub enum TargetFaces {
+    /// Found in each frame as it is processed.
+    PerFrame,
+    /// Every frame is the same still image: its faces, analysed once.
+    Still(Vec<Face>),
+    /// Analysed ahead for a whole video (the tracker, the detector interval), by frame index; a
+    /// frame past the end is analysed as it comes.
+    Tracked(Vec<Vec<Face>>),
 }
 
 /// Every model a run with these options loads, without repeats; used to fetch them up front.
@@ -169,7 +180,7 @@ impl<'a> FrameChain<'a> {
         inputs: ChainInputs<'_>,
         timings: &mut StageTimings,
     ) -> Result<Self> {
-        let ChainInputs { sources, source_faces, mut voice, reference_faces, still_faces, max_image_pixels } = inputs;
+        let ChainInputs { sources, source_faces, mut voice, reference_faces, target_faces, max_image_pixels } = inputs;
         let mut stages: Vec<(Processor, Box<dyn FrameProcessor + 'a>)> = Vec::new();
         for &processor in &options.processors {
             let stage: Box<dyn FrameProcessor + 'a> = match processor {
@@ -213,7 +224,7 @@ impl<'a> FrameChain<'a> {
             };
             stages.push((processor, stage));
         }
-        Ok(Self { registry, options, stages, reference_faces, still_faces })
+        Ok(Self { registry, options, stages, reference_faces, target_faces })
     }
 
     /// Runs the processors in order on one frame (spec §1.4-1.6). Faces are always found on the
@@ -242,7 +253,7 @@ impl<'a> FrameChain<'a> {
             check_cancelled(cancel)?;
             let selected = if processor.works_on_faces() {
                 let started = Instant::now();
-                let selected = self.selected_faces(&analyser, original)?;
+                let selected = self.selected_faces(&analyser, original, frame_index)?;
                 timings.analyse += started.elapsed();
                 faces_processed = faces_processed.max(selected.len());
                 selected
@@ -269,8 +280,18 @@ impl<'a> FrameChain<'a> {
     }
 
     /// The faces of the original frame the selector picks, against the run's reference faces.
-    fn selected_faces(&self, analyser: &FaceAnalyser<'_>, original: &Frame) -> Result<Vec<Face>> {
-        let target_faces = match &self.still_faces {
+    fn selected_faces(
+        &self,
+        analyser: &FaceAnalyser<'_>,
+        original: &Frame,
+        frame_index: Option<usize>,
+    ) -> Result<Vec<Face>> {
+        let known = match &self.target_faces {
+            TargetFaces::PerFrame => None,
+            TargetFaces::Still(faces) => Some(faces),
+            TargetFaces::Tracked(frames) => frame_index.and_then(|index| frames.get(index)),
+        };
+        let target_faces = match known {
             Some(faces) => faces.clone(),
             None => analyser.faces(original)?,
         };

@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use crate::audio::{decode_audio, Audio, VoiceFrames};
 pub use crate::chain::ProcessedFrame;
-use crate::chain::{self, ChainInputs, FrameChain};
+use crate::chain::{self, ChainInputs, FrameChain, TargetFaces};
 use crate::content_analyser;
 use crate::error::{MediaFailure, PipelineError, Result};
 use crate::face::analyser::FaceAnalyser;
 use crate::face::source_cache::SourceFaceCache;
+use crate::face::tracker;
 use crate::face::Face;
 use crate::frame_size::check_frame_sizes;
 use crate::image_io::{self, DecodedImage, ImageFormat};
@@ -28,6 +29,7 @@ use crate::video::{
     FrameWriter, Parallelism, Progress, Rational, ReadOptions, StillFrames, Toolchain, VideoEncoder, VideoInfo,
     VIDEO_FORMATS,
 };
+use crate::video_faces;
 
 /// The longest audio source the lip syncer accepts; its voice extraction holds the whole file.
 pub const MAX_AUDIO_DURATION: Duration = Duration::from_secs(600);
@@ -335,7 +337,7 @@ impl Engine {
             source_faces: &self.source_faces,
             voice: None,
             reference_faces: None,
-            still_faces: None,
+            target_faces: TargetFaces::PerFrame,
             max_image_pixels: self.config.max_image_pixels,
         };
         let chain = FrameChain::build(&self.registry, options, inputs, timings)?;
@@ -426,6 +428,23 @@ impl Engine {
             }
             _ => (None, None),
         };
+        let parallelism =
+            request.parallelism.unwrap_or_else(|| self.video_parallelism(self.config.video_memory_strategy));
+        let target_faces = match (&target, still_faces) {
+            (_, Some(faces)) => TargetFaces::Still(faces),
+            (VideoTarget::File { trim, .. }, None) if uses_faces && options.tracker.active() => {
+                let read = TrackedRead { trim: *trim, resolution: temp_resolution, fps: temp_fps };
+                TargetFaces::Tracked(self.tracked_faces(
+                    &toolchain,
+                    &request,
+                    &info,
+                    read,
+                    parallelism.workers,
+                    cancel,
+                )?)
+            }
+            _ => TargetFaces::PerFrame,
+        };
         timings.analyse += started.elapsed();
         let voice = match &audio {
             Some(audio) => {
@@ -442,7 +461,7 @@ impl Engine {
             source_faces: &self.source_faces,
             voice,
             reference_faces,
-            still_faces,
+            target_faces,
             max_image_pixels: self.config.max_image_pixels,
         };
         let chain = FrameChain::build(&self.registry, options, inputs, &mut timings)?;
@@ -501,8 +520,6 @@ impl Engine {
             timeout: request.timeout,
         };
         let writer = FrameWriter::create(&toolchain, &request.output, encode)?;
-        let parallelism =
-            request.parallelism.unwrap_or_else(|| self.video_parallelism(self.config.video_memory_strategy));
 
         // The background remover's matte goes into the video where the encoder keeps alpha (VP9 in
         // webm); other encoders get its colour composite only.
@@ -672,6 +689,46 @@ impl Engine {
         Ok(())
     }
 
+    /// The target faces of every frame of the trim range, analysed ahead on `workers` threads: linked
+    /// by the tracker when its score is set, followed between detections when the interval is. The
+    /// tracker's window reaches past the trim range into the video, as FaceFusion's reads the
+    /// original video around each frame; when the frame rate changes, decoded frames no longer map
+    /// one to one onto the video's, and the window stops at the range's ends.
+    fn tracked_faces(
+        &self,
+        toolchain: &Toolchain,
+        request: &VideoRequest,
+        info: &VideoInfo,
+        read: TrackedRead,
+        workers: usize,
+        cancel: &AtomicBool,
+    ) -> Result<Vec<Vec<Face>>> {
+        let options = &request.options;
+        let (start, end) = read.trim;
+        let tracking = options.tracker.score > 0.0;
+        let reach = if tracking && read.fps == info.fps { tracker::WINDOW as u64 } else { 0 };
+        let lead = start.min(reach);
+        let reader = FrameReader::open(
+            toolchain,
+            &request.target,
+            info,
+            &ReadOptions {
+                trim_frame_start: Some(start - lead),
+                trim_frame_end: Some(end + reach),
+                resolution: Some((read.resolution.0 as u32, read.resolution.1 as u32)),
+                fps: Some(read.fps),
+                sample_every: None,
+                timeout: request.timeout,
+            },
+        )?;
+        let mut faces = video_faces::analyse_frames(&self.registry, options, reader, workers, cancel)?;
+        let lead = (lead as usize).min(faces.len());
+        Ok(match tracking {
+            true => tracker::track_range(&faces, lead..faces.len(), options.tracker.score),
+            false => faces.split_off(lead),
+        })
+    }
+
     /// The faces of the reference frame: frame `reference_frame_number` of the original video, which
     /// FaceFusion reads with OpenCV at index n − 1, clamped to the video.
     fn reference_faces(&self, toolchain: &Toolchain, request: &VideoRequest, info: &VideoInfo) -> Result<Vec<Face>> {
@@ -702,6 +759,14 @@ impl Engine {
 /// frame is scaled back unless the scale asks for that size. FaceFusion rescales with ffmpeg's
 /// bicubic scaler; OpenCV's bicubic is the closest here. A frame already at the output size is
 /// passed through untouched, as ffmpeg's copy of a same-size PNG is lossless.
+/// Which frames the tracker's pass decodes: the run's trim range at its resolution and rate.
+#[derive(Clone, Copy)]
+struct TrackedRead {
+    trim: (u64, u64),
+    resolution: (usize, usize),
+    fps: f64,
+}
+
 fn scale_output(processed: ProcessedFrame, prepared: &PreparedImage, scale: f32) -> (Frame, Option<Raster<u8>>) {
     let target = &prepared.target.frame;
     let (width, height) = if scale <= 1.0 {

@@ -34,6 +34,7 @@ pub mod test_assets;
 pub mod testing;
 pub mod timings;
 pub mod video;
+pub mod video_faces;
 
 pub use engine::{Engine, EngineConfig, ImageOutput, ImageRequest};
 pub use error::{MediaFailure, PipelineError, Result};

@@ -316,6 +316,20 @@ pub static OPTIONS: &[OptionSpec] = &[
         "frame of a video target to take the reference face from",
     ),
     opt(
+        "face_tracker_score",
+        float(0.0, 0.5, 0.05),
+        "0",
+        "video: link faces across ±2 frames by box overlap above this score and refill faces the detector \
+         missed (FaceFusion 3.7's tracker; 0 = off)",
+    ),
+    opt(
+        "face_detector_interval",
+        OptionKind::Int { min: 1, max: 10 },
+        "1",
+        "video: run the detector every N frames and follow the faces between with the landmarker (ff's fast \
+         mode; 1 = every frame)",
+    ),
+    opt(
         "face_occluder_model",
         OptionKind::Choice { choices: &["many", "xseg_1", "xseg_2", "xseg_3"] },
         "xseg_1",
@@ -718,6 +732,22 @@ pub struct SelectorOptions {
     pub reference_frame_number: usize,
 }
 
+/// How a video's faces are followed from frame to frame (not in FaceFusion 3.5.3).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrackerOptions {
+    /// FaceFusion 3.7's `--face-tracker-score`: the box overlap that links faces; 0 is off.
+    pub score: f32,
+    /// Frames per detection; the faces of the frames between follow the last detection.
+    pub detector_interval: usize,
+}
+
+impl TrackerOptions {
+    /// Whether a video's faces are analysed ahead of processing, for the tracker or the interval.
+    pub fn active(&self) -> bool {
+        self.score > 0.0 || self.detector_interval > 1
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct MaskOptions {
     pub types: Vec<MaskType>,
@@ -875,6 +905,7 @@ pub struct ProcessOptions {
     pub detector: DetectorOptions,
     pub landmarker: LandmarkerOptions,
     pub selector: SelectorOptions,
+    pub tracker: TrackerOptions,
     pub masks: MaskOptions,
     pub swapper: SwapperOptions,
     pub face_enhancer: FaceEnhancerOptions,
@@ -1069,6 +1100,10 @@ impl RawValues {
                 score: self.float("face_landmarker_score"),
             },
             selector,
+            tracker: TrackerOptions {
+                score: self.float("face_tracker_score"),
+                detector_interval: self.int("face_detector_interval").unwrap_or(1).max(1) as usize,
+            },
             masks,
             swapper: SwapperOptions { model: swapper_model, pixel_boost, weight: self.float("face_swapper_weight") },
             face_enhancer: FaceEnhancerOptions {

@@ -229,6 +229,13 @@ where
 
 /// S3's bucket naming rules: 3-63 lowercase letters, digits, dots and hyphens.
 fn parse_bucket(text: String) -> Result<String, ConfigError> {
+    if cfg!(not(feature = "s3")) {
+        return Err(ConfigError {
+            variable: "FF_S3_BUCKET",
+            value: text,
+            expected: "unset: this build has no S3 backend (ff-service without its `s3` feature)".into(),
+        });
+    }
     let valid_chars = text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
     if (3..=63).contains(&text.len()) && valid_chars {
         Ok(text)

@@ -9,7 +9,9 @@ use crate::config::ServiceConfig;
 use crate::jobs::cancel::JobCancels;
 use crate::jobs::queue::JobQueue;
 use crate::limiter::{BusyLog, ConcurrencyLimiter};
-use crate::storage::{FsStorage, S3Settings, S3Storage, Storage, DEFAULT_CALL_TIMEOUT};
+use crate::storage::{FsStorage, Storage};
+#[cfg(feature = "s3")]
+use crate::storage::{S3Settings, S3Storage, DEFAULT_CALL_TIMEOUT};
 
 /// Cheap to clone: everything inside is shared.
 #[derive(Clone)]
@@ -89,6 +91,7 @@ impl AppState {
 /// directory `FF_DATA_DIR`. Nothing is created or contacted until the first call.
 pub fn storage_from_config(config: &ServiceConfig) -> Arc<dyn Storage> {
     match &config.s3_bucket {
+        #[cfg(feature = "s3")]
         Some(bucket) => Arc::new(S3Storage::new(S3Settings {
             bucket: bucket.clone(),
             prefix: config.s3_prefix.clone(),
@@ -98,6 +101,7 @@ pub fn storage_from_config(config: &ServiceConfig) -> Arc<dyn Storage> {
             static_credentials: None,
             call_timeout: DEFAULT_CALL_TIMEOUT,
         })),
-        None => Arc::new(FsStorage::new(&config.data_dir)),
+        // Without the `s3` feature the configuration refuses FF_S3_BUCKET, so a bucket never gets here.
+        _ => Arc::new(FsStorage::new(&config.data_dir)),
     }
 }

@@ -337,23 +337,12 @@ pub fn non_max_suppression(candidates: Vec<Detection>, score_threshold: f32, iou
     let mut kept: Vec<usize> = Vec::new();
     for index in order {
         let overlaps =
-            kept.iter().any(|&k| iou(&candidates[k].bounding_box, &candidates[index].bounding_box) > iou_threshold);
+            kept.iter().any(|&k| candidates[k].bounding_box.iou(&candidates[index].bounding_box) > iou_threshold);
         if !overlaps {
             kept.push(index);
         }
     }
     kept.into_iter().map(|i| candidates[i].clone()).collect()
-}
-
-fn iou(a: &BoundingBox, b: &BoundingBox) -> f64 {
-    let width = (a.x2.min(b.x2) - a.x1.max(b.x1)).max(0.0);
-    let height = (a.y2.min(b.y2) - a.y1.max(b.y1)).max(0.0);
-    let intersection = width * height;
-    let union = a.area() + b.area() - intersection;
-    if union <= 0.0 {
-        return 0.0;
-    }
-    intersection / union
 }
 
 #[cfg(test)]

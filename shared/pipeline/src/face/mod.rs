@@ -3,10 +3,12 @@
 pub mod analyser;
 pub mod classifier;
 pub mod detector;
+pub mod follower;
 pub mod landmarker;
 pub mod recognizer;
 pub mod selector;
 pub mod source_cache;
+pub mod tracker;
 
 pub use analyser::FaceAnalyser;
 
@@ -33,6 +35,18 @@ impl BoundingBox {
 
     pub fn area(&self) -> f64 {
         self.width() * self.height()
+    }
+
+    /// Intersection over union; 0 for boxes without area.
+    pub fn iou(&self, other: &BoundingBox) -> f64 {
+        let width = (self.x2.min(other.x2) - self.x1.max(other.x1)).max(0.0);
+        let height = (self.y2.min(other.y2) - self.y1.max(other.y1)).max(0.0);
+        let intersection = width * height;
+        let union = self.area() + other.area() - intersection;
+        if union <= 0.0 {
+            return 0.0;
+        }
+        intersection / union
     }
 }
 

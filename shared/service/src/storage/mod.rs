@@ -10,6 +10,7 @@
 //! safe to update from several workers at once.
 
 mod fs;
+#[cfg(feature = "s3")]
 mod s3;
 /// The S3 test server for tests; not in release builds.
 #[cfg(any(test, feature = "testing"))]
@@ -25,6 +26,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 
 pub use fs::FsStorage;
+#[cfg(feature = "s3")]
 pub use s3::{S3Settings, S3Storage};
 
 /// How long one storage call may take before it fails with `Timeout`. Generous because a part of a
