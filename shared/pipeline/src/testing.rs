@@ -205,7 +205,8 @@ pub fn bytes_written() -> u64 {
 /// A video benchmark: `sources` onto `target` (paths under the assets folder) with the option `pairs`
 /// through `Engine::process_video` on the `costed` stand-ins, then the video report under `title`.
 /// FF_BENCH_FRAMES (frames from the start; 0 = all, else `default_frames`), FF_BENCH_WORKERS (frames at
-/// once, default the cores) and FF_BENCH_INTRA (ONNX Runtime threads per session, default 1).
+/// once, default the cores), FF_BENCH_INTRA (ONNX Runtime threads per session, default 1), FF_BENCH_KEEP
+/// (copy the output there) and FF_BENCH_AGAINST (an earlier kept output to compare with).
 pub fn run_video_benchmark(title: &str, sources: &[&str], target: &str, pairs: &[(&str, &str)], default_frames: usize) {
     use std::time::{Duration, Instant};
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
@@ -261,6 +262,44 @@ pub fn run_video_benchmark(title: &str, sources: &[&str], target: &str, pairs: &
         println!("options replaced or added: {extra}");
     }
     print_video_summary(&result, wall, (&ort_before, &ort_after), output_bytes, written);
+    // FF_BENCH_KEEP keeps the output; FF_BENCH_AGAINST compares it with a kept output of another run
+    // (the exact mode against the tracker or the detector interval).
+    if let Ok(keep) = std::env::var("FF_BENCH_KEEP") {
+        std::fs::copy(&output, &keep).expect("FF_BENCH_KEEP is writable");
+    }
+    if let Ok(against) = std::env::var("FF_BENCH_AGAINST") {
+        let trim = crate::video::ReadOptions {
+            trim_frame_start: Some(result.trim.0),
+            trim_frame_end: Some(result.trim.1),
+            ..Default::default()
+        };
+        let target_frames = decode_video(&assets_dir().join(target), &trim);
+        print_region_psnr(
+            &against,
+            &decode_video(Path::new(&against), &Default::default()),
+            &decode_video(&output, &Default::default()),
+            &target_frames,
+        );
+    }
+}
+
+/// PSNR of `ours` against `theirs` where `theirs` differs from the unprocessed target frames: the
+/// worst frame and the mean over frames.
+fn print_region_psnr(name: &str, theirs: &[Frame], ours: &[Frame], target: &[Frame]) {
+    let values: Vec<f64> = theirs
+        .iter()
+        .zip(ours)
+        .zip(target)
+        .filter_map(|((theirs, ours), target)| diff_box(target, theirs).map(|region| psnr(theirs, ours, Some(region))))
+        .collect();
+    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    let mean = finite.iter().sum::<f64>() / finite.len().max(1) as f64;
+    let worst = values.iter().copied().fold(f64::INFINITY, f64::min);
+    println!(
+        "against {name}, where it changed the target: worst frame {worst:.1} dB, mean {mean:.1} dB over {} frames ({} identical)",
+        values.len(),
+        values.len() - finite.len()
+    );
 }
 
 /// The video benchmarks' report: per-stage time summed over frames, frames per second, time inside
