@@ -3,6 +3,7 @@
 //! processes frames given the original frame, the running frame and the faces selected for it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::audio::VoiceFrames;
@@ -30,6 +31,7 @@ use crate::processors::lip_syncer::{self, LipSyncer};
 use crate::raster::{Frame, Raster};
 use crate::sessions::ModelRegistry;
 use crate::timings::StageTimings;
+use crate::video_faces::TrackedFaces;
 
 /// What a processor works on: the running frame and its alpha channel, which the frame enhancer
 /// enlarges and the background remover writes.
@@ -109,9 +111,9 @@ pub enum TargetFaces {
     PerFrame,
     /// Every frame is the same still image: its faces, analysed once.
     Still(Vec<Face>),
-    /// Analysed ahead for a whole video (the tracker, the detector interval), by frame index; a
-    /// frame past the end is analysed as it comes.
-    Tracked(Vec<Vec<Face>>),
+    /// Analysed in order beside the frame loop (the tracker, the detector interval), by frame index;
+    /// a frame the analysis did not reach is analysed as it comes.
+    Tracked(Arc<TrackedFaces>),
 }
 
 /// Every model a run with these options loads, without repeats; used to fetch them up front.
@@ -253,7 +255,7 @@ impl<'a> FrameChain<'a> {
             check_cancelled(cancel)?;
             let selected = if processor.works_on_faces() {
                 let started = Instant::now();
-                let selected = self.selected_faces(&analyser, original, frame_index)?;
+                let selected = self.selected_faces(&analyser, original, frame_index, cancel)?;
                 timings.analyse += started.elapsed();
                 faces_processed = faces_processed.max(selected.len());
                 selected
@@ -285,14 +287,18 @@ impl<'a> FrameChain<'a> {
         analyser: &FaceAnalyser<'_>,
         original: &Frame,
         frame_index: Option<usize>,
+        cancel: &AtomicBool,
     ) -> Result<Vec<Face>> {
         let known = match &self.target_faces {
             TargetFaces::PerFrame => None,
-            TargetFaces::Still(faces) => Some(faces),
-            TargetFaces::Tracked(frames) => frame_index.and_then(|index| frames.get(index)),
+            TargetFaces::Still(faces) => Some(faces.clone()),
+            TargetFaces::Tracked(tracked) => match frame_index {
+                Some(index) => tracked.faces(index, cancel)?,
+                None => None,
+            },
         };
         let target_faces = match known {
-            Some(faces) => faces.clone(),
+            Some(faces) => faces,
             None => analyser.faces(original)?,
         };
         let references = self.reference_faces.as_deref().unwrap_or(&target_faces);

@@ -1,6 +1,12 @@
 //! The NSFW gate (spec §10): three classifiers vote on the target; two yes votes reject it.
 //! FaceFusion runs this on every target before any processor, whatever the processors are.
 
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
+
+use lru::LruCache;
+use sha2::{Digest, Sha256};
+
 use crate::error::{PipelineError, Result};
 use crate::imgproc::resize::resize_linear;
 use crate::raster::Frame;
@@ -135,54 +141,37 @@ pub fn check(registry: &ModelRegistry, frame: &Frame) -> Result<()> {
     Ok(())
 }
 
+/// A target's content (and trim range) as SHA-256: a verdict is reused only for the same bytes. A
+/// fast non-cryptographic hash here would let a crafted target collide with one judged safe.
+pub type ContentKey = [u8; 32];
+
 /// The gate's verdicts by target: FaceFusion caches them per target path; here per target content
 /// (and trim range), so a target judged once in this process is not judged again. Bounded: past
 /// `capacity` the least recently used verdict is forgotten.
 pub struct VerdictCache {
-    capacity: usize,
-    entries: std::sync::Mutex<VerdictEntries>,
-}
-
-#[derive(Default)]
-struct VerdictEntries {
-    /// key → (nsfw, last use).
-    verdicts: std::collections::HashMap<u64, (bool, u64)>,
-    clock: u64,
+    /// key → NSFW.
+    verdicts: Mutex<LruCache<ContentKey, bool>>,
 }
 
 impl VerdictCache {
     pub fn new(capacity: usize) -> Self {
-        Self { capacity: capacity.max(1), entries: Default::default() }
+        let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
+        Self { verdicts: Mutex::new(LruCache::new(capacity)) }
     }
 
     /// The cached verdict for `key` (true: NSFW), if any.
-    pub fn get(&self, key: u64) -> Option<bool> {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.clock += 1;
-        let now = entries.clock;
-        entries.verdicts.get_mut(&key).map(|(nsfw, used)| {
-            *used = now;
-            *nsfw
-        })
+    pub fn get(&self, key: &ContentKey) -> Option<bool> {
+        self.verdicts.lock().unwrap_or_else(|p| p.into_inner()).get(key).copied()
     }
 
-    pub fn insert(&self, key: u64, nsfw: bool) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.clock += 1;
-        let now = entries.clock;
-        if entries.verdicts.len() >= self.capacity && !entries.verdicts.contains_key(&key) {
-            let oldest = entries.verdicts.iter().min_by_key(|(_, (_, used))| *used).map(|(key, _)| *key);
-            if let Some(oldest) = oldest {
-                entries.verdicts.remove(&oldest);
-            }
-        }
-        entries.verdicts.insert(key, (nsfw, now));
+    pub fn insert(&self, key: ContentKey, nsfw: bool) {
+        self.verdicts.lock().unwrap_or_else(|p| p.into_inner()).put(key, nsfw);
     }
 
     /// Runs `judge` unless `key` has a verdict; caches what it decides (a rejection or a pass, not a
     /// failure or a cancellation).
-    pub fn judged(&self, key: u64, judge: impl FnOnce() -> Result<()>) -> Result<()> {
-        match self.get(key) {
+    pub fn judged(&self, key: ContentKey, judge: impl FnOnce() -> Result<()>) -> Result<()> {
+        match self.get(&key) {
             Some(true) => return Err(PipelineError::ContentRejected),
             Some(false) => return Ok(()),
             None => {}
@@ -202,30 +191,37 @@ impl VerdictCache {
 }
 
 /// A key for a target's content, with `extra` (a trim range) mixed in.
-pub fn content_key(bytes: &[u8], extra: &[u64]) -> u64 {
-    use std::hash::Hasher;
-    let mut hasher = std::hash::DefaultHasher::new();
-    hasher.write(bytes);
-    extra.iter().for_each(|value| hasher.write_u64(*value));
-    hasher.finish()
+pub fn content_key(bytes: &[u8], extra: &[u64]) -> ContentKey {
+    let mut hasher = Sha256::new();
+    hasher.update(bytes);
+    finish_key(hasher, bytes.len() as u64, extra)
 }
 
 /// [`content_key`] of a file, read in chunks (a video is never held in memory whole).
-pub fn file_key(path: &std::path::Path, extra: &[u64]) -> Result<u64> {
-    use std::hash::Hasher;
+pub fn file_key(path: &std::path::Path, extra: &[u64]) -> Result<ContentKey> {
     use std::io::Read;
     let mut file = std::fs::File::open(path).map_err(|e| PipelineError::io(path, e))?;
-    let mut hasher = std::hash::DefaultHasher::new();
+    let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
+    let mut length = 0u64;
     loop {
         let read = file.read(&mut buffer).map_err(|e| PipelineError::io(path, e))?;
         if read == 0 {
             break;
         }
-        hasher.write(&buffer[..read]);
+        hasher.update(&buffer[..read]);
+        length += read as u64;
     }
-    extra.iter().for_each(|value| hasher.write_u64(*value));
-    Ok(hasher.finish())
+    Ok(finish_key(hasher, length, extra))
+}
+
+/// The extra values, their count and the content's length follow the content, so read from the end
+/// the hashed bytes split one way only: content and extra values cannot trade bytes.
+fn finish_key(mut hasher: Sha256, content_length: u64, extra: &[u64]) -> ContentKey {
+    extra.iter().for_each(|value| hasher.update(value.to_le_bytes()));
+    hasher.update((extra.len() as u64).to_le_bytes());
+    hasher.update(content_length.to_le_bytes());
+    hasher.finalize().into()
 }
 
 #[cfg(test)]
@@ -235,28 +231,32 @@ mod tests {
     #[test]
     fn verdicts_are_cached_and_the_least_recently_used_goes_first() {
         let cache = VerdictCache::new(2);
+        let [k1, k2, k3, k4] = [1u64, 2, 3, 4].map(|n| content_key(&n.to_le_bytes(), &[]));
         let mut runs = 0;
         let mut judge = |verdict: Result<()>| {
             runs += 1;
             verdict
         };
-        assert!(cache.judged(1, || judge(Ok(()))).is_ok());
+        assert!(cache.judged(k1, || judge(Ok(()))).is_ok());
         assert!(matches!(
-            cache.judged(2, || judge(Err(PipelineError::ContentRejected))),
+            cache.judged(k2, || judge(Err(PipelineError::ContentRejected))),
             Err(PipelineError::ContentRejected)
         ));
-        assert!(matches!(cache.judged(2, || panic!("judged twice")), Err(PipelineError::ContentRejected)));
-        assert!(cache.judged(1, || panic!("judged twice")).is_ok());
+        assert!(matches!(cache.judged(k2, || panic!("judged twice")), Err(PipelineError::ContentRejected)));
+        assert!(cache.judged(k1, || panic!("judged twice")).is_ok());
         // A failure is not a verdict.
-        assert!(cache.judged(3, || Err(PipelineError::MissingInput("x".into()))).is_err());
-        assert_eq!(cache.get(3), None);
-        cache.insert(4, false);
+        assert!(cache.judged(k3, || Err(PipelineError::MissingInput("x".into()))).is_err());
+        assert_eq!(cache.get(&k3), None);
+        cache.insert(k4, false);
         assert_eq!(
-            (cache.get(2), cache.get(1), cache.get(4)),
+            (cache.get(&k2), cache.get(&k1), cache.get(&k4)),
             (None, Some(false), Some(false)),
             "2 was used least recently"
         );
         assert_ne!(content_key(b"a", &[0, 1]), content_key(b"a", &[0, 2]));
+        let mut longer = b"a".to_vec();
+        longer.extend(0u64.to_le_bytes());
+        assert_ne!(content_key(&longer, &[]), content_key(b"a", &[0]), "extra values are not content");
     }
 
     fn scores(nsfw_1: f32, nsfw_2: [f32; 2], nsfw_3: [f32; 4]) -> Scores {

@@ -29,7 +29,7 @@ use crate::video::{
     FrameWriter, Parallelism, Progress, Rational, ReadOptions, StillFrames, Toolchain, VideoEncoder, VideoInfo,
     VIDEO_FORMATS,
 };
-use crate::video_faces;
+use crate::video_faces::TrackedFaces;
 
 /// The longest audio source the lip syncer accepts; its voice extraction holds the whole file.
 pub const MAX_AUDIO_DURATION: Duration = Duration::from_secs(600);
@@ -428,22 +428,17 @@ impl Engine {
             }
             _ => (None, None),
         };
-        let parallelism =
-            request.parallelism.unwrap_or_else(|| self.video_parallelism(self.config.video_memory_strategy));
-        let target_faces = match (&target, still_faces) {
-            (_, Some(faces)) => TargetFaces::Still(faces),
-            (VideoTarget::File { trim, .. }, None) if uses_faces && options.tracker.active() => {
+        let tracking = match &target {
+            VideoTarget::File { trim, .. } if uses_faces && still_faces.is_none() && options.tracker.active() => {
                 let read = TrackedRead { trim: *trim, resolution: temp_resolution, fps: temp_fps };
-                TargetFaces::Tracked(self.tracked_faces(
-                    &toolchain,
-                    &request,
-                    &info,
-                    read,
-                    parallelism.workers,
-                    cancel,
-                )?)
+                Some(self.open_tracking(&toolchain, &request, &info, read)?)
             }
-            _ => TargetFaces::PerFrame,
+            _ => None,
+        };
+        let target_faces = match (still_faces, &tracking) {
+            (Some(faces), _) => TargetFaces::Still(faces),
+            (None, Some((tracked, _))) => TargetFaces::Tracked(Arc::clone(tracked)),
+            (None, None) => TargetFaces::PerFrame,
         };
         timings.analyse += started.elapsed();
         let voice = match &audio {
@@ -520,6 +515,8 @@ impl Engine {
             timeout: request.timeout,
         };
         let writer = FrameWriter::create(&toolchain, &request.output, encode)?;
+        let parallelism =
+            request.parallelism.unwrap_or_else(|| self.video_parallelism(self.config.video_memory_strategy));
 
         // The background remover's matte goes into the video where the encoder keeps alpha (VP9 in
         // webm); other encoders get its colour composite only.
@@ -538,7 +535,23 @@ impl Engine {
             })
         };
         let started = Instant::now();
-        let encoded = process_video(frames, writer, parallelism, process, progress, cancel)?;
+        let encoded = match tracking {
+            None => process_video(frames, writer, parallelism, process, progress, cancel)?,
+            Some((tracked, reader)) => std::thread::scope(|scope| -> Result<EncodedVideo> {
+                let analysis = scope.spawn(|| {
+                    let started = Instant::now();
+                    (tracked.analyse(&self.registry, options, reader, cancel), started.elapsed())
+                });
+                let encoded = process_video(frames, writer, parallelism, process, progress, cancel);
+                tracked.stop();
+                let (analysed, analysis_time) =
+                    analysis.join().unwrap_or_else(|_| (Err(face_analysis_panicked()), Duration::ZERO));
+                timings.analyse += analysis_time;
+                // The analysis's own error explains the workers' "analysis failed".
+                analysed?;
+                encoded
+            })?,
+        };
         let elapsed = started.elapsed();
         // The source audio's temp file is needed until the encoder muxed it in.
         drop(sources);
@@ -689,24 +702,21 @@ impl Engine {
         Ok(())
     }
 
-    /// The target faces of every frame of the trim range, analysed ahead on `workers` threads: linked
-    /// by the tracker when its score is set, followed between detections when the interval is. The
-    /// tracker's window reaches past the trim range into the video, as FaceFusion's reads the
-    /// original video around each frame; when the frame rate changes, decoded frames no longer map
-    /// one to one onto the video's, and the window stops at the range's ends.
-    fn tracked_faces(
+    /// The analysis beside the frame loop for the tracker or the detector interval: its store of
+    /// faces and a second decoder over the run's frames. The tracker's window reaches past the trim
+    /// range into the video, as FaceFusion's reads the original video around each frame; when the
+    /// frame rate changes, decoded frames no longer map one to one onto the video's, and the window
+    /// stops at the range's ends.
+    fn open_tracking(
         &self,
         toolchain: &Toolchain,
         request: &VideoRequest,
         info: &VideoInfo,
         read: TrackedRead,
-        workers: usize,
-        cancel: &AtomicBool,
-    ) -> Result<Vec<Vec<Face>>> {
-        let options = &request.options;
+    ) -> Result<(Arc<TrackedFaces>, FrameReader)> {
+        let tracker = &request.options.tracker;
         let (start, end) = read.trim;
-        let tracking = options.tracker.score > 0.0;
-        let reach = if tracking && read.fps == info.fps { tracker::WINDOW as u64 } else { 0 };
+        let reach = if tracker.score > 0.0 && read.fps == info.fps { tracker::WINDOW as u64 } else { 0 };
         let lead = start.min(reach);
         let reader = FrameReader::open(
             toolchain,
@@ -721,12 +731,7 @@ impl Engine {
                 timeout: request.timeout,
             },
         )?;
-        let mut faces = video_faces::analyse_frames(&self.registry, options, reader, workers, cancel)?;
-        let lead = (lead as usize).min(faces.len());
-        Ok(match tracking {
-            true => tracker::track_range(&faces, lead..faces.len(), options.tracker.score),
-            false => faces.split_off(lead),
-        })
+        Ok((Arc::new(TrackedFaces::new(lead as usize, tracker.score)), reader))
     }
 
     /// The faces of the reference frame: frame `reference_frame_number` of the original video, which
@@ -878,6 +883,10 @@ fn file_name_of(path: &Path) -> String {
 }
 
 /// A content-analyser thread that panicked fails the run like a panicking frame does.
+fn face_analysis_panicked() -> PipelineError {
+    PipelineError::media(MediaFailure::ProcessingPanicked, "the face analysis ahead of the frames panicked")
+}
+
 fn gate_panicked() -> PipelineError {
     PipelineError::media(MediaFailure::ProcessingPanicked, "the content analyser panicked")
 }

@@ -130,3 +130,36 @@ fn the_detector_interval_follows_faces_between_detections() {
     println!("detector interval 5 against every frame, in the face region: worst frame {worst:.1} dB");
     assert!(worst > 30.0, "worst frame {worst:.1} dB");
 }
+
+/// A cancelled tracked run stops both the frame loop and the analysis beside it.
+#[test]
+fn a_cancelled_tracked_run_stops_with_its_analysis() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = clip(dir.path(), None);
+    let cancel = AtomicBool::new(false);
+    let pairs: Vec<(String, Vec<String>)> = [("processors", "face_debugger"), ("face_tracker_score", "0.3")]
+        .iter()
+        .map(|(n, v)| (n.to_string(), vec![v.to_string()]))
+        .collect();
+    let request = VideoRequest {
+        sources: Vec::new(),
+        target,
+        probe: None,
+        output: dir.path().join("cancelled.mp4"),
+        options: ProcessOptions::from_pairs(&pairs).unwrap(),
+        parallelism: Some(Parallelism { workers: 2, max_in_flight: 4 }),
+        timeout: Duration::from_secs(600),
+        max_duration: None,
+    };
+    let progress = |p: ff_pipeline::video::Progress| {
+        if p.frames_done >= 3 {
+            cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    };
+    let error = engine().process_video(request, progress, &cancel).err().expect("a cancelled run fails");
+    assert!(
+        matches!(&error, ff_pipeline::PipelineError::Media { kind: ff_pipeline::MediaFailure::Cancelled, .. }),
+        "{error}"
+    );
+    assert!(!dir.path().join("cancelled.mp4").exists());
+}

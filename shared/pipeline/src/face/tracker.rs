@@ -25,18 +25,16 @@ pub fn track_faces(window: &[&[Face]], score: f32) -> Vec<Face> {
     link_tracks(window, score).iter().filter_map(|track| face_at(track, middle)).collect()
 }
 
-/// The faces of every frame of `frames[range]`, each read with the frames `WINDOW` around it (frames
-/// outside `frames` count as frames without faces, as FaceFusion's empty frames past the video do).
+/// The faces of every frame of `frames[range]`, each read with the frames `WINDOW` around it.
 pub fn track_range(frames: &[Vec<Face>], range: std::ops::Range<usize>, score: f32) -> Vec<Vec<Face>> {
-    range
-        .map(|middle| {
-            let window: Vec<&[Face]> = (middle as isize - WINDOW as isize..=(middle + WINDOW) as isize)
-                .map(|index| {
-                    usize::try_from(index).ok().and_then(|index| frames.get(index)).map_or(&[][..], Vec::as_slice)
-                })
-                .collect();
-            track_faces(&window, score)
-        })
+    range.map(|middle| track_faces(&window_at(frames, middle), score)).collect()
+}
+
+/// The faces of the frames `WINDOW` around frame `middle`; frames outside `frames` count as frames
+/// without faces, as FaceFusion's empty frames past the video do.
+pub fn window_at(frames: &[Vec<Face>], middle: usize) -> Vec<&[Face]> {
+    (middle as isize - WINDOW as isize..=(middle + WINDOW) as isize)
+        .map(|index| usize::try_from(index).ok().and_then(|index| frames.get(index)).map_or(&[][..], Vec::as_slice))
         .collect()
 }
 
