@@ -182,7 +182,12 @@ pub fn run(args: ProcessArgs) -> Result<()> {
             Target::Video(video.probe_blocking(target, &options).map_err(explained)?)
         }
     };
-    let engine = Engine::new(engine_config()?)?;
+    let config = engine_config()?;
+    let config = match &target {
+        Target::Video(_) => config.for_one_video(),
+        Target::Image { .. } => config,
+    };
+    let engine = Engine::new(config)?;
     let cancel = AtomicBool::new(false);
     let run = Run { sources, options, target };
     match execute(&engine, run, progress_logger(), &cancel).map_err(explained)? {
@@ -260,11 +265,9 @@ fn log_video(output: &VideoOutput) {
     );
 }
 
-/// The CLI reads the same FF_* variables as the server.
+/// The CLI reads the same FF_* variables as the server; one image gets one session per model with
+/// the execution thread count, one video the thread plan of `EngineConfig::for_one_video`.
 fn engine_config() -> Result<EngineConfig> {
     let config = ff_service::config::ServiceConfig::from_env()?;
-    // One session per video worker (the server's default too): with fewer, frames processed at once
-    // wait for each other's model calls.
-    let engine = config.to_engine_config();
-    Ok(EngineConfig { sessions_per_model: engine.video_workers(), ..engine })
+    Ok(EngineConfig { sessions_per_model: 1, ..config.to_engine_config() })
 }

@@ -21,6 +21,7 @@ pub fn stand_in_config(set: &str) -> crate::engine::EngineConfig {
         models_dir: assets_dir().join("standins").join(set),
         allow_download: false,
         intra_threads: 2,
+        frame_workers: 2,
         sessions_per_model: 1,
         max_image_pixels: 50_000_000,
         content_analysis: true,

@@ -96,7 +96,9 @@ impl TrackedFaces {
                 return Ok(());
             }
             let faces = match previous.take() {
-                Some(previous) if index % interval != 0 => follow(registry, &frame, &previous, &options.landmarker)?,
+                Some(previous) if !index.is_multiple_of(interval) => {
+                    follow(registry, &frame, &previous, &options.landmarker)?
+                }
                 // A fresh analyser a frame: its cache would otherwise hold every frame's faces.
                 _ => FaceAnalyser::with_needs(registry, &options.detector, &options.landmarker, needs).faces(&frame)?,
             };

@@ -353,12 +353,9 @@ fn an_nsfw_target_is_rejected() {
         let dir = models_with_votes(votes);
         let engine = Engine::new(EngineConfig {
             models_dir: dir.path().to_path_buf(),
-            allow_download: false,
-            intra_threads: 1,
-            sessions_per_model: 1,
-            max_image_pixels: 50_000_000,
             content_analysis,
-            video_memory_strategy: Default::default(),
+            intra_threads: 1,
+            ..stand_in_config("light")
         })
         .unwrap();
         let opts = options(&[("processors", "face_enhancer")]);

@@ -194,6 +194,7 @@ impl ServiceConfig {
             content_analysis: self.content_analysis,
             video_memory_strategy: self.video_memory_strategy,
             intra_threads: self.execution_thread_count,
+            frame_workers: self.execution_thread_count,
             // One session per processing slot, so concurrent requests never queue on one model.
             sessions_per_model: self.max_concurrent_requests,
             max_image_pixels: self.max_image_pixels,
