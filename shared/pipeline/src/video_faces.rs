@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use crate::chain::check_cancelled;
 use crate::error::{MediaFailure, PipelineError, Result};
 use crate::face::analyser::{FaceAnalyser, FaceNeeds};
 use crate::face::follower::follow;
@@ -20,7 +19,7 @@ use crate::face::tracker::{track_faces, window_at, WINDOW};
 use crate::face::Face;
 use crate::options::ProcessOptions;
 use crate::sessions::ModelRegistry;
-use crate::video::FrameSource;
+use crate::video::{cancelled_error, FrameSource};
 
 /// How often a waiting worker looks at the cancel flag.
 const CANCEL_POLL: Duration = Duration::from_millis(20);
@@ -91,7 +90,7 @@ impl TrackedFaces {
         let mut previous: Option<Vec<Face>> = None;
         let mut index = 0usize;
         while let Some(frame) = frames.next_frame()? {
-            check_cancelled(cancel)?;
+            stop_if_cancelled(cancel)?;
             if self.stopped.load(Ordering::Relaxed) {
                 return Ok(());
             }
@@ -123,7 +122,7 @@ impl TrackedFaces {
         let reach = if self.score > 0.0 { WINDOW } else { 0 };
         let mut state = self.lock();
         while state.frames.len() <= at + reach && !state.finished {
-            check_cancelled(cancel)?;
+            stop_if_cancelled(cancel)?;
             state = self.published.wait_timeout(state, CANCEL_POLL).unwrap_or_else(|p| p.into_inner()).0;
         }
         if state.failed {
@@ -140,6 +139,13 @@ impl TrackedFaces {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Analysed> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn stop_if_cancelled(cancel: &AtomicBool) -> Result<()> {
+    match cancel.load(Ordering::Relaxed) {
+        true => Err(cancelled_error()),
+        false => Ok(()),
     }
 }
 
