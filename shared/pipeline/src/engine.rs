@@ -444,10 +444,13 @@ impl Engine {
             }
             _ => (None, None),
         };
+        let parallelism =
+            request.parallelism.unwrap_or_else(|| self.video_parallelism(self.config.video_memory_strategy));
         let tracking = match &target {
             VideoTarget::File { trim, .. } if uses_faces && still_faces.is_none() && options.tracker.active() => {
                 let read = TrackedRead { trim: *trim, resolution: temp_resolution, fps: temp_fps };
-                Some(self.open_tracking(&toolchain, &request, &info, read)?)
+                let in_flight = parallelism.max_in_flight.max(parallelism.workers);
+                Some(self.open_tracking(&toolchain, &request, &info, read, in_flight)?)
             }
             _ => None,
         };
@@ -531,8 +534,6 @@ impl Engine {
             timeout: request.timeout,
         };
         let writer = FrameWriter::create(&toolchain, &request.output, encode)?;
-        let parallelism =
-            request.parallelism.unwrap_or_else(|| self.video_parallelism(self.config.video_memory_strategy));
 
         // The background remover's matte goes into the video where the encoder keeps alpha (VP9 in
         // webm); other encoders get its colour composite only.
@@ -729,6 +730,7 @@ impl Engine {
         request: &VideoRequest,
         info: &VideoInfo,
         read: TrackedRead,
+        in_flight: usize,
     ) -> Result<(Arc<TrackedFaces>, FrameReader)> {
         let tracker = &request.options.tracker;
         let (start, end) = read.trim;
@@ -747,7 +749,7 @@ impl Engine {
                 timeout: request.timeout,
             },
         )?;
-        Ok((Arc::new(TrackedFaces::new(lead as usize, tracker.score)), reader))
+        Ok((Arc::new(TrackedFaces::new(lead as usize, tracker.score, in_flight)), reader))
     }
 
     /// The faces of the reference frame: frame `reference_frame_number` of the original video, which

@@ -209,6 +209,25 @@ fn rotation_of(video: &Value) -> u32 {
 mod tests {
     use super::*;
 
+    /// A job record keeps the probe; its worker must read back the very frame rate (found by the
+    /// ffprobe fuzz target: serde_json's default float parser was an ulp off for 2997/101).
+    #[test]
+    fn a_probe_survives_the_job_records_json_round_trip() {
+        let info = VideoInfo {
+            width: 36,
+            height: 64,
+            fps_rational: Rational { num: 2997, den: 101 },
+            fps: 2997.0 / 101.0,
+            frame_count: 6,
+            duration: 0.2002,
+            has_audio: false,
+            codec: "h264".into(),
+            rotation: 270,
+        };
+        let back: VideoInfo = serde_json::from_str(&serde_json::to_string(&info).unwrap()).unwrap();
+        assert_eq!(back, info);
+    }
+
     #[test]
     fn recorded_answer_of_the_hamilton_clip() {
         let json = serde_json::json!({
