@@ -2,13 +2,13 @@
 //! per-run state once (sessions, the source identity, voice windows, a model's size) and then
 //! processes frames given the original frame, the running frame and the faces selected for it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::audio::VoiceFrames;
 use crate::content_analyser;
-use crate::error::{MediaFailure, PipelineError, Result};
+use crate::error::{check_cancelled, PipelineError, Result};
 use crate::face::analyser::{self, FaceAnalyser, FaceNeeds};
 use crate::face::selector::{select_faces, sort_and_filter};
 use crate::face::source_cache::SourceFaceCache;
@@ -52,19 +52,6 @@ pub struct FrameInput<'f> {
     /// Set when the run's caller went away (a timed-out request, a cancelled job): checked between
     /// faces, so a long chain over many faces stops within one face.
     pub cancel: &'f AtomicBool,
-}
-
-/// The error of a run stopped through its cancel flag.
-pub fn cancelled() -> PipelineError {
-    PipelineError::media(MediaFailure::Cancelled, "the processing was cancelled")
-}
-
-/// Stops the run when its caller cancelled it.
-pub fn check_cancelled(cancel: &AtomicBool) -> Result<()> {
-    match cancel.load(Ordering::Relaxed) {
-        true => Err(cancelled()),
-        false => Ok(()),
-    }
 }
 
 /// One processor, built for a run.

@@ -9,7 +9,7 @@ use crate::audio::{decode_audio, Audio, VoiceFrames};
 pub use crate::chain::ProcessedFrame;
 use crate::chain::{self, ChainInputs, FrameChain, TargetFaces};
 use crate::content_analyser;
-use crate::error::{MediaFailure, PipelineError, Result};
+use crate::error::{check_cancelled, MediaFailure, PipelineError, Result};
 use crate::face::analyser::FaceAnalyser;
 use crate::face::source_cache::SourceFaceCache;
 use crate::face::tracker;
@@ -262,12 +262,12 @@ impl Engine {
     /// before each stage, each processor and each face, so a request that timed out or whose client
     /// left frees its processing slot within one face's work.
     pub fn process_image_with_cancel(&self, request: ImageRequest, cancel: &AtomicBool) -> Result<ImageOutput> {
-        chain::check_cancelled(cancel)?;
+        check_cancelled(cancel)?;
         let mut timings = StageTimings::default();
         let started = Instant::now();
         let prepared = self.decode(&request)?;
         timings.decode = started.elapsed();
-        chain::check_cancelled(cancel)?;
+        check_cancelled(cancel)?;
         self.prepare_models(&request.options)?;
         let format = request.output_format.unwrap_or(prepared.target.format);
         if self.config.content_analysis {
@@ -277,7 +277,7 @@ impl Engine {
             timings.content = started.elapsed();
         }
         let processed = self.process_frames(&prepared, &request.options, cancel, &mut timings)?;
-        chain::check_cancelled(cancel)?;
+        check_cancelled(cancel)?;
         let faces_processed = processed.faces_processed;
         let started = Instant::now();
         let output = scale_output(processed, &prepared, request.options.output.image_scale);
@@ -777,11 +777,6 @@ impl Engine {
     }
 }
 
-/// FaceFusion's finalize step: the output is the target at `--output-image-scale` (each side
-/// rounded to even), whatever size the processors left the frame at; a frame enhancer's larger
-/// frame is scaled back unless the scale asks for that size. FaceFusion rescales with ffmpeg's
-/// bicubic scaler; OpenCV's bicubic is the closest here. A frame already at the output size is
-/// passed through untouched, as ffmpeg's copy of a same-size PNG is lossless.
 /// Which frames the tracker's pass decodes: the run's trim range at its resolution and rate.
 #[derive(Clone, Copy)]
 struct TrackedRead {
@@ -790,6 +785,11 @@ struct TrackedRead {
     fps: f64,
 }
 
+/// FaceFusion's finalize step: the output is the target at `--output-image-scale` (each side
+/// rounded to even), whatever size the processors left the frame at; a frame enhancer's larger
+/// frame is scaled back unless the scale asks for that size. FaceFusion rescales with ffmpeg's
+/// bicubic scaler; OpenCV's bicubic is the closest here. A frame already at the output size is
+/// passed through untouched, as ffmpeg's copy of a same-size PNG is lossless.
 fn scale_output(processed: ProcessedFrame, prepared: &PreparedImage, scale: f32) -> (Frame, Option<Raster<u8>>) {
     let target = &prepared.target.frame;
     let (width, height) = if scale <= 1.0 {
@@ -900,11 +900,12 @@ fn file_name_of(path: &Path) -> String {
     path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-/// A content-analyser thread that panicked fails the run like a panicking frame does.
+/// A face-analysis thread that panicked fails the run like a panicking frame does.
 fn face_analysis_panicked() -> PipelineError {
     PipelineError::media(MediaFailure::ProcessingPanicked, "the face analysis ahead of the frames panicked")
 }
 
+/// A content-analyser thread that panicked fails the run like a panicking frame does.
 fn gate_panicked() -> PipelineError {
     PipelineError::media(MediaFailure::ProcessingPanicked, "the content analyser panicked")
 }

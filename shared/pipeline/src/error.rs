@@ -43,6 +43,19 @@ pub enum PipelineError {
 
 pub type Result<T, E = PipelineError> = std::result::Result<T, E>;
 
+/// The error of a run stopped through its cancel flag.
+pub fn cancelled() -> PipelineError {
+    PipelineError::media(MediaFailure::Cancelled, "the processing was cancelled")
+}
+
+/// Stops the run when its caller cancelled it.
+pub fn check_cancelled(cancel: &std::sync::atomic::AtomicBool) -> Result<()> {
+    match cancel.load(std::sync::atomic::Ordering::Relaxed) {
+        true => Err(cancelled()),
+        false => Ok(()),
+    }
+}
+
 /// What went wrong with a video or audio run. Each has a stable code that the service answers
 /// with and that a failed job records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

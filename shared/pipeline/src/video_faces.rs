@@ -10,17 +10,17 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::error::{MediaFailure, PipelineError, Result};
+use crate::error::{check_cancelled, MediaFailure, PipelineError, Result};
 use crate::face::analyser::{FaceAnalyser, FaceNeeds};
 use crate::face::follower::follow;
 use crate::face::tracker::{track_faces, window_at, WINDOW};
 use crate::face::Face;
 use crate::options::ProcessOptions;
 use crate::sessions::ModelRegistry;
-use crate::video::{cancelled_error, FrameSource};
+use crate::video::FrameSource;
 
 /// How often a waiting worker looks at the cancel flag.
 const CANCEL_POLL: Duration = Duration::from_millis(20);
@@ -108,7 +108,7 @@ impl TrackedFaces {
         let mut previous: Option<Vec<Face>> = None;
         let mut index = 0usize;
         while let Some(frame) = frames.next_frame()? {
-            stop_if_cancelled(cancel)?;
+            check_cancelled(cancel)?;
             if self.stopped.load(Ordering::Relaxed) {
                 return Ok(());
             }
@@ -130,8 +130,7 @@ impl TrackedFaces {
     fn publish(&self, faces: Vec<Face>, cancel: &AtomicBool) -> Result<()> {
         let mut state = self.lock();
         while state.published() > state.latest_asked + self.horizon && !self.stopped.load(Ordering::Relaxed) {
-            stop_if_cancelled(cancel)?;
-            state = self.published.wait_timeout(state, CANCEL_POLL).unwrap_or_else(|p| p.into_inner()).0;
+            state = self.wait(state, cancel)?;
         }
         state.frames.push_back(faces);
         self.published.notify_all();
@@ -156,8 +155,7 @@ impl TrackedFaces {
             self.published.notify_all();
         }
         while state.published() <= at + reach && !state.finished {
-            stop_if_cancelled(cancel)?;
-            state = self.published.wait_timeout(state, CANCEL_POLL).unwrap_or_else(|p| p.into_inner()).0;
+            state = self.wait(state, cancel)?;
         }
         if state.failed {
             return Err(analysis_failed());
@@ -182,15 +180,14 @@ impl TrackedFaces {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Analysed> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// Waits for the other side to publish or ask, a moment at most, so a cancellation is seen.
+    fn wait<'s>(&'s self, state: MutexGuard<'s, Analysed>, cancel: &AtomicBool) -> Result<MutexGuard<'s, Analysed>> {
+        check_cancelled(cancel)?;
+        Ok(self.published.wait_timeout(state, CANCEL_POLL).unwrap_or_else(|p| p.into_inner()).0)
     }
-}
 
-fn stop_if_cancelled(cancel: &AtomicBool) -> Result<()> {
-    match cancel.load(Ordering::Relaxed) {
-        true => Err(cancelled_error()),
-        false => Ok(()),
+    fn lock(&self) -> MutexGuard<'_, Analysed> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -22,6 +22,16 @@ fn options(pairs: &[(&str, &str)]) -> ProcessOptions {
     ProcessOptions::from_pairs(&pairs).unwrap()
 }
 
+/// The light stand-ins without the NSFW gate, whose models would count among the calls.
+fn ungated_engine() -> Engine {
+    Engine::new(EngineConfig { content_analysis: false, ..stand_in_config("light") }).unwrap()
+}
+
+/// The options `base` and then `extra` name.
+fn options_with(base: &[(&str, &str)], extra: &[(&str, &str)]) -> ProcessOptions {
+    options(&[base, extra].concat())
+}
+
 fn request(sources: &[&str], target: Vec<u8>, options: ProcessOptions, format: ImageFormat) -> ImageRequest {
     ImageRequest { sources: sources.iter().map(|s| image(s)).collect(), target, options, output_format: Some(format) }
 }
@@ -424,10 +434,15 @@ fn the_nsfw_verdict_of_a_target_is_reused() {
 #[test]
 fn target_analysis_runs_only_the_models_the_selector_reads() {
     let runs = |pairs: &[(&str, &str)]| {
-        let engine = Engine::new(EngineConfig { content_analysis: false, ..stand_in_config("light") }).unwrap();
-        let mut all = vec![("processors", "face_enhancer")];
-        all.extend_from_slice(pairs);
-        let output = engine.process_image(request(&[], image("biden.jpg"), options(&all), ImageFormat::Png)).unwrap();
+        let engine = ungated_engine();
+        let output = engine
+            .process_image(request(
+                &[],
+                image("biden.jpg"),
+                options_with(&[("processors", "face_enhancer")], pairs),
+                ImageFormat::Png,
+            ))
+            .unwrap();
         let count = |model: &str| engine.registry().get(model).unwrap().run_stats().0;
         (count("arcface_w600k_r50"), count("fairface"), output.bytes)
     };
@@ -446,11 +461,15 @@ fn target_analysis_runs_only_the_models_the_selector_reads() {
 #[test]
 fn a_swap_at_the_default_weight_does_not_embed_target_faces() {
     let runs = |pairs: &[(&str, &str)]| {
-        let engine = Engine::new(EngineConfig { content_analysis: false, ..stand_in_config("light") }).unwrap();
-        let mut all = vec![("processors", "face_swapper"), ("face_swapper_model", "inswapper_128")];
-        all.extend_from_slice(pairs);
-        let output =
-            engine.process_image(request(&["obama.jpg"], image("biden.jpg"), options(&all), ImageFormat::Png)).unwrap();
+        let engine = ungated_engine();
+        let output = engine
+            .process_image(request(
+                &["obama.jpg"],
+                image("biden.jpg"),
+                options_with(&[("processors", "face_swapper"), ("face_swapper_model", "inswapper_128")], pairs),
+                ImageFormat::Png,
+            ))
+            .unwrap();
         (engine.registry().get("arcface_w600k_r50").unwrap().run_stats().0, output.bytes)
     };
     let (embeds, one) = runs(&[("face_selector_mode", "one")]);
@@ -466,12 +485,15 @@ fn a_swap_at_the_default_weight_does_not_embed_target_faces() {
 /// analysis options, and the output is the same. Other options mean another analysis.
 #[test]
 fn a_repeated_source_skips_its_analysis() {
-    let engine = Engine::new(EngineConfig { content_analysis: false, ..stand_in_config("light") }).unwrap();
+    let engine = ungated_engine();
     let swap = |extra: &[(&str, &str)]| {
-        let mut all = vec![("processors", "face_swapper"), ("face_swapper_model", "inswapper_128")];
-        all.extend_from_slice(extra);
         engine
-            .process_image(request(&["obama.jpg"], image("biden.jpg"), options(&all), ImageFormat::Png))
+            .process_image(request(
+                &["obama.jpg"],
+                image("biden.jpg"),
+                options_with(&[("processors", "face_swapper"), ("face_swapper_model", "inswapper_128")], extra),
+                ImageFormat::Png,
+            ))
             .unwrap()
             .bytes
     };
@@ -493,11 +515,16 @@ fn a_repeated_source_skips_its_analysis() {
 #[test]
 fn the_one_selector_describes_only_the_face_it_picks() {
     let runs = |pairs: &[(&str, &str)]| {
-        let engine = Engine::new(EngineConfig { content_analysis: false, ..stand_in_config("light") }).unwrap();
-        let mut all = vec![("processors", "face_enhancer"), ("face_selector_mode", "one")];
-        all.extend_from_slice(pairs);
+        let engine = ungated_engine();
         let target = image("two_people.jpg");
-        let output = engine.process_image(request(&[], target, options(&all), ImageFormat::Png)).unwrap();
+        let output = engine
+            .process_image(request(
+                &[],
+                target,
+                options_with(&[("processors", "face_enhancer"), ("face_selector_mode", "one")], pairs),
+                ImageFormat::Png,
+            ))
+            .unwrap();
         (engine.registry().get("2dfan4").unwrap().run_stats().0, output.bytes)
     };
     for order in ["large-small", "left-right", "best-worst"] {

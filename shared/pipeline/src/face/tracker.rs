@@ -25,11 +25,6 @@ pub fn track_faces(window: &[&[Face]], score: f32) -> Vec<Face> {
     link_tracks(window, score).iter().filter_map(|track| face_at(track, middle)).collect()
 }
 
-/// The faces of every frame of `frames[range]`, each read with the frames `WINDOW` around it.
-pub fn track_range(frames: &[Vec<Face>], range: std::ops::Range<usize>, score: f32) -> Vec<Vec<Face>> {
-    range.map(|middle| track_faces(&window_at(frames, middle), score)).collect()
-}
-
 /// The faces of the frames `WINDOW` around frame `middle`; frames outside `frames` count as frames
 /// without faces, as FaceFusion's empty frames past the video do.
 pub fn window_at(frames: &[Vec<Face>], middle: usize) -> Vec<&[Face]> {
@@ -190,7 +185,7 @@ mod tests {
     #[test]
     fn frames_outside_the_video_have_no_faces() {
         let frames = vec![vec![], vec![face(0.0, 0.1)], vec![face(4.0, 0.1)]];
-        let tracked = track_range(&frames, 0..3, 0.3);
+        let tracked: Vec<Vec<Face>> = (0..3).map(|middle| track_faces(&window_at(&frames, middle), 0.3)).collect();
         assert_eq!(tracked.iter().map(|faces| xs(faces)).collect::<Vec<_>>(), [vec![], vec![0.0], vec![4.0]]);
     }
 }
