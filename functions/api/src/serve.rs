@@ -20,6 +20,13 @@ pub struct ServeArgs {
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = ServiceConfig::from_env().context("invalid service configuration")?;
     tracing::info!(?config, "service configuration");
+    if config.api_keys.is_empty() && !args.host.is_loopback() {
+        tracing::warn!(
+            host = %args.host,
+            "no API keys are configured (FF_API_KEYS, FF_API_KEYS_FILE) and the API listens beyond this machine: \
+             anyone who can reach it can use it"
+        );
+    }
     let state = AppState::new(config).context("the processing engine failed to start")?;
     let listener = tokio::net::TcpListener::bind((args.host, args.port))
         .await

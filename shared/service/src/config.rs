@@ -6,6 +6,7 @@
 //! that refuses to start.
 
 use std::fmt::Display;
+use std::num::NonZeroU32;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -13,6 +14,9 @@ use std::time::Duration;
 
 use ff_pipeline::engine::VideoMemoryStrategy;
 use ff_pipeline::EngineConfig;
+
+use crate::keys::ApiKeys;
+use crate::webhooks::{AllowedHosts, WebhookSecret};
 
 const MIB: usize = 1024 * 1024;
 
@@ -80,6 +84,25 @@ pub struct ServiceConfig {
     /// directories, the filesystem storage's temporary files, inputs of jobs never created), after
     /// a first sweep at start-up; `None` (0) turns the sweep off. See `sweep.rs`.
     pub sweep_interval: Option<Duration>,
+    /// FF_API_KEYS and FF_API_KEYS_FILE: `name:sha256-hex-of-key` entries; empty leaves the API open.
+    pub api_keys: ApiKeys,
+    /// FF_RATE_LIMIT_PER_MINUTE: requests a key (or, on an open API, everyone together) may make a
+    /// minute; `None` (0 or unset) for no limit.
+    pub rate_limit_per_minute: Option<NonZeroU32>,
+    /// FF_MAX_ACTIVE_JOBS_PER_KEY: jobs one key may have queued or running; `None` (0 or unset) for
+    /// no limit beyond FF_JOB_QUEUE_LENGTH.
+    pub max_active_jobs_per_key: Option<usize>,
+    /// FF_CORS_ORIGINS: browser origins (`https://app.example.com`, comma-separated, or `*`) that may
+    /// call the API from a page; empty (the default) sends no CORS headers.
+    pub cors_origins: Vec<String>,
+    /// FF_RESULT_TTL_HOURS: how long a finished job (record, inputs, result) is kept, counted from
+    /// its finish; `None` (0) keeps jobs until deleted. `ff serve`'s sweep removes expired ones.
+    pub result_ttl_hours: Option<u32>,
+    /// FF_WEBHOOK_SECRET: `whsec_` + base64, the key of webhook signatures; unset refuses webhooks.
+    pub webhook_secret: Option<WebhookSecret>,
+    /// FF_WEBHOOK_ALLOWED_HOSTS: `host:port` entries webhooks may reach over http and on private
+    /// addresses (a receiver on the same network, tests).
+    pub webhook_allowed_hosts: AllowedHosts,
 }
 
 /// A variable whose value is outside what it accepts.
@@ -183,6 +206,33 @@ impl ServiceConfig {
             )?)
             .filter(|seconds| *seconds > 0)
             .map(Duration::from_secs),
+            api_keys: parse_api_keys(value("FF_API_KEYS"), value("FF_API_KEYS_FILE"))?,
+            rate_limit_per_minute: NonZeroU32::new(parse_in_range(
+                value("FF_RATE_LIMIT_PER_MINUTE"),
+                "FF_RATE_LIMIT_PER_MINUTE",
+                0,
+                0..=1_000_000,
+            )?),
+            max_active_jobs_per_key: Some(parse_in_range(
+                value("FF_MAX_ACTIVE_JOBS_PER_KEY"),
+                "FF_MAX_ACTIVE_JOBS_PER_KEY",
+                0,
+                0..=100_000,
+            )?)
+            .filter(|limit| *limit > 0),
+            cors_origins: value("FF_CORS_ORIGINS").map(parse_cors_origins).transpose()?.unwrap_or_default(),
+            result_ttl_hours: Some(parse_in_range(
+                value("FF_RESULT_TTL_HOURS"),
+                "FF_RESULT_TTL_HOURS",
+                24,
+                0..=87_600,
+            )?)
+            .filter(|hours| *hours > 0),
+            webhook_secret: value("FF_WEBHOOK_SECRET").map(parse_webhook_secret).transpose()?,
+            webhook_allowed_hosts: value("FF_WEBHOOK_ALLOWED_HOSTS")
+                .map(parse_allowed_hosts)
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 
@@ -318,6 +368,66 @@ fn parse_events_secret(text: String) -> Result<String, ConfigError> {
             expected: "at least 16 characters without whitespace".into(),
         })
     }
+}
+
+/// The value is not echoed back in the error: it is a secret.
+fn parse_webhook_secret(text: String) -> Result<WebhookSecret, ConfigError> {
+    WebhookSecret::parse(&text).map_err(|reason| ConfigError {
+        variable: "FF_WEBHOOK_SECRET",
+        value: "(hidden)".into(),
+        expected: format!("`whsec_` and the base64 of 24 or more random bytes ({reason})"),
+    })
+}
+
+fn parse_allowed_hosts(text: String) -> Result<AllowedHosts, ConfigError> {
+    AllowedHosts::parse(&text).map_err(|reason| ConfigError {
+        variable: "FF_WEBHOOK_ALLOWED_HOSTS",
+        value: text,
+        expected: format!("comma-separated host:port entries ({reason})"),
+    })
+}
+
+/// `*`, or origins as browsers send them: scheme, host and port, nothing after.
+fn parse_cors_origins(text: String) -> Result<Vec<String>, ConfigError> {
+    let origins: Vec<String> = text.split(',').map(|o| o.trim().to_string()).filter(|o| !o.is_empty()).collect();
+    let valid = |origin: &String| {
+        let rest = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+        rest.is_some_and(|host| !host.is_empty() && !host.contains(['/', '?', '#', ' ', '*']))
+    };
+    let wildcard = origins == ["*"];
+    if wildcard || (!origins.is_empty() && origins.iter().all(valid)) {
+        Ok(origins)
+    } else {
+        Err(ConfigError {
+            variable: "FF_CORS_ORIGINS",
+            value: text,
+            expected: "`*` or comma-separated origins like `https://app.example.com`".into(),
+        })
+    }
+}
+
+/// Both sources of keys at once, so a file of long-lived keys and a variable for a new one can
+/// overlap during a rotation.
+fn parse_api_keys(inline: Option<String>, file: Option<String>) -> Result<ApiKeys, ConfigError> {
+    let refused = |variable: &'static str| {
+        move |(name, expected): (String, String)| ConfigError { variable, value: name, expected }
+    };
+    let inline = match inline {
+        Some(text) => ApiKeys::parse(&text).map_err(refused("FF_API_KEYS"))?,
+        None => ApiKeys::default(),
+    };
+    let from_file = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path).map_err(|error| ConfigError {
+                variable: "FF_API_KEYS_FILE",
+                value: path.clone(),
+                expected: format!("a readable file of `name:sha256-hex` lines ({error})"),
+            })?;
+            ApiKeys::parse(&text).map_err(refused("FF_API_KEYS_FILE"))?
+        }
+        None => ApiKeys::default(),
+    };
+    Ok(inline.merge(from_file))
 }
 
 /// The directory must exist: a server that only finds out at its first video has started broken.

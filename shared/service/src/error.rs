@@ -49,6 +49,15 @@ pub enum ApiError {
     NoSourceFace(String),
     #[error("missing or wrong credentials")]
     Unauthorized,
+    /// The caller's key spent its FF_RATE_LIMIT_PER_MINUTE; `retry_after` is when a request would pass.
+    #[error("too many requests for this key; retry in {} seconds", retry_after_seconds(*.retry_after))]
+    RateLimited { retry_after: Duration },
+    /// The caller's key has FF_MAX_ACTIVE_JOBS_PER_KEY jobs queued or running already.
+    #[error("this key has {limit} jobs queued or running, the most it may; wait for one to finish")]
+    TooManyJobs { limit: usize },
+    /// An `Idempotency-Key` seen before with a different request.
+    #[error("the Idempotency-Key was used for a different request; use a new key for a new request")]
+    IdempotencyKeyReused,
     #[error("{0}")]
     ContentRejected(String),
     #[error("model `{model}` is not available on this server")]
@@ -98,6 +107,11 @@ pub enum ApiError {
     Corrupt { detail: String },
     #[error("internal error")]
     Internal { detail: String },
+}
+
+/// Whole seconds, rounded up: a client that waits `Retry-After` must not arrive early.
+fn retry_after_seconds(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
 fn storage_message(error: &StorageError) -> String {
@@ -176,7 +190,8 @@ impl ApiError {
             Self::ModelUnavailable { .. } | Self::RuntimeUnavailable { .. } | Self::Timeout { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::Busy => StatusCode::TOO_MANY_REQUESTS,
+            Self::Busy | Self::RateLimited { .. } | Self::TooManyJobs { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UploadTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::ModelDownloadDisabled => StatusCode::FORBIDDEN,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -196,6 +211,50 @@ impl ApiError {
             },
             Self::Corrupt { .. } | Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+
+    /// Every code [`ApiError::code`] gives besides the media failures' (`MediaFailure::code`),
+    /// for the API's description; a test keeps the two in step.
+    pub const OWN_CODES: &'static [&'static str] = &[
+        "bad_request",
+        "invalid_option",
+        "too_many_sources",
+        "duplicate_source",
+        "form_too_large",
+        "unsupported_media",
+        "image_too_large",
+        "payload_too_large",
+        "video_too_long",
+        "invalid_media",
+        "no_source_face",
+        "content_rejected",
+        "model_unavailable",
+        "runtime_unavailable",
+        "busy",
+        "upload_timeout",
+        "model_download_disabled",
+        "unauthorized",
+        "rate_limited",
+        "too_many_jobs",
+        "idempotency_key_reused",
+        "timeout",
+        "not_found",
+        "method_not_allowed",
+        "job_not_found",
+        "input_missing",
+        "job_not_finished",
+        "job_failed",
+        "job_cancelled",
+        "conflict",
+        "object_not_found",
+        "storage_timeout",
+        "storage_unavailable",
+        "internal",
+    ];
+
+    /// Every code an error answer may carry.
+    pub fn codes() -> Vec<&'static str> {
+        Self::OWN_CODES.iter().copied().chain(MediaFailure::ALL.iter().map(|kind| kind.code())).collect()
     }
 
     /// The stable, machine-readable name of the failure.
@@ -220,6 +279,9 @@ impl ApiError {
             Self::UploadTimeout { .. } => "upload_timeout",
             Self::ModelDownloadDisabled => "model_download_disabled",
             Self::Unauthorized => "unauthorized",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::TooManyJobs { .. } => "too_many_jobs",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::Timeout { .. } => "timeout",
             Self::NotFound { .. } => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
@@ -259,7 +321,7 @@ impl ApiError {
             }
             // Busy answers are counted and logged once a second by `limiter::BusyLog` instead:
             // under a flood, a line per 429 would be most of the log.
-            Self::Busy => {}
+            Self::Busy | Self::RateLimited { .. } => {}
             Self::Timeout { .. } | Self::UploadTimeout { .. } => tracing::warn!(code = self.code(), "{self}"),
             _ => tracing::debug!(code = self.code(), "{self}"),
         }
@@ -271,8 +333,18 @@ impl IntoResponse for ApiError {
         self.log();
         let body = serde_json::json!({ "error": { "code": self.code(), "message": self.to_string() } });
         let mut response = (self.status(), Json(body)).into_response();
-        if matches!(self, Self::Busy) {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(BUSY_RETRY_AFTER.as_secs()));
+        let headers = response.headers_mut();
+        match self {
+            Self::Busy => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(BUSY_RETRY_AFTER.as_secs()));
+            }
+            Self::RateLimited { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds(retry_after)));
+            }
+            Self::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
         }
         response
     }
@@ -336,6 +408,118 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
+
+    /// One of each variant: the exhaustive `match` below fails to compile when a variant is added,
+    /// which is the reminder to give it a sample here and its code to `OWN_CODES`.
+    fn one_of_each() -> Vec<ApiError> {
+        let key = || "k".to_string();
+        let storage = [
+            StorageError::NotFound { key: key() },
+            StorageError::PreconditionFailed { key: key() },
+            StorageError::Timeout { operation: "get", key: key(), limit: Duration::ZERO },
+            StorageError::TooLarge { key: key(), limit: 1 },
+            StorageError::InvalidKey { key: key(), reason: "r" },
+            StorageError::backend("get", "k", "d"),
+        ];
+        let mut all = vec![
+            ApiError::BadRequest(key()),
+            ApiError::InvalidOption { option: key(), reason: key() },
+            ApiError::TooManySources(key()),
+            ApiError::DuplicateSource(key()),
+            ApiError::FormTooLarge(key()),
+            ApiError::UnsupportedMedia(key()),
+            ApiError::ImageTooLarge(key()),
+            ApiError::VideoTooLong(key()),
+            ApiError::InvalidMedia(key()),
+            ApiError::PayloadTooLarge { limit_bytes: 1 },
+            ApiError::NoSourceFace(key()),
+            ApiError::Unauthorized,
+            ApiError::RateLimited { retry_after: Duration::from_millis(1500) },
+            ApiError::TooManyJobs { limit: 1 },
+            ApiError::IdempotencyKeyReused,
+            ApiError::ContentRejected(key()),
+            ApiError::ModelUnavailable { model: key(), detail: key() },
+            ApiError::RuntimeUnavailable { detail: key() },
+            ApiError::Busy,
+            ApiError::UploadTimeout { limit: Duration::ZERO },
+            ApiError::ModelDownloadDisabled,
+            ApiError::Timeout { limit: Duration::ZERO },
+            ApiError::NotFound { method: key(), path: key() },
+            ApiError::MethodNotAllowed { method: key(), path: key() },
+            ApiError::JobNotFound { id: key() },
+            ApiError::InputMissing(key()),
+            ApiError::JobNotFinished { id: key(), status: "queued" },
+            ApiError::JobFailed { id: key() },
+            ApiError::JobCancelled { id: key() },
+            ApiError::Conflict { id: key() },
+            ApiError::Corrupt { detail: key() },
+            ApiError::internal("d"),
+        ];
+        all.extend(MediaFailure::ALL.map(|kind| ApiError::Media { kind, detail: key() }));
+        all.extend(MediaFailure::ALL.map(|kind| ApiError::InvalidAudio { kind, message: key() }));
+        all.extend(storage.into_iter().map(ApiError::Storage));
+        for error in &all {
+            match error {
+                ApiError::BadRequest(_)
+                | ApiError::InvalidOption { .. }
+                | ApiError::TooManySources(_)
+                | ApiError::DuplicateSource(_)
+                | ApiError::FormTooLarge(_)
+                | ApiError::UnsupportedMedia(_)
+                | ApiError::ImageTooLarge(_)
+                | ApiError::VideoTooLong(_)
+                | ApiError::InvalidMedia(_)
+                | ApiError::PayloadTooLarge { .. }
+                | ApiError::NoSourceFace(_)
+                | ApiError::Unauthorized
+                | ApiError::RateLimited { .. }
+                | ApiError::TooManyJobs { .. }
+                | ApiError::IdempotencyKeyReused
+                | ApiError::ContentRejected(_)
+                | ApiError::ModelUnavailable { .. }
+                | ApiError::RuntimeUnavailable { .. }
+                | ApiError::Busy
+                | ApiError::UploadTimeout { .. }
+                | ApiError::ModelDownloadDisabled
+                | ApiError::Timeout { .. }
+                | ApiError::NotFound { .. }
+                | ApiError::MethodNotAllowed { .. }
+                | ApiError::Media { .. }
+                | ApiError::InvalidAudio { .. }
+                | ApiError::JobNotFound { .. }
+                | ApiError::InputMissing(_)
+                | ApiError::JobNotFinished { .. }
+                | ApiError::JobFailed { .. }
+                | ApiError::JobCancelled { .. }
+                | ApiError::Conflict { .. }
+                | ApiError::Storage(_)
+                | ApiError::Corrupt { .. }
+                | ApiError::Internal { .. } => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_code_given_is_listed_and_every_listed_code_is_given() {
+        let listed = ApiError::codes();
+        let given: std::collections::BTreeSet<&str> = one_of_each().iter().map(ApiError::code).collect();
+        for code in &given {
+            assert!(listed.contains(code), "`{code}` is missing from ApiError::OWN_CODES");
+        }
+        for code in &listed {
+            assert!(given.contains(code), "`{code}` is listed but no error gives it");
+        }
+    }
+
+    #[test]
+    fn rate_limits_say_when_to_come_back_rounded_up_and_unauthorized_names_the_scheme() {
+        let limited = ApiError::RateLimited { retry_after: Duration::from_millis(1500) }.into_response();
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.headers()[header::RETRY_AFTER], "2");
+        let unauthorized = ApiError::Unauthorized.into_response();
+        assert_eq!(unauthorized.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    }
 
     fn mapped(error: PipelineError) -> (StatusCode, &'static str) {
         let api = ApiError::from(error);

@@ -17,6 +17,7 @@ use crate::document::OptionsDocument;
 use crate::error::ApiError;
 use crate::plan::Plan;
 use crate::sources::check_source_count;
+use crate::webhooks::target::WebhookRequest;
 
 /// The longest download name we derive from the target's file name.
 const MAX_STEM_CHARS: usize = 64;
@@ -53,6 +54,9 @@ pub struct ProcessForm {
     options_json: Option<String>,
     /// Option fields in arrival order, one entry per field.
     option_fields: Vec<(String, String)>,
+    /// `webhook` and `webhook_events_filter` (jobs only).
+    webhook: Option<String>,
+    webhook_events: Option<Vec<String>>,
 }
 
 /// A validated form: the files, the options document, and the name the result is offered under.
@@ -68,6 +72,8 @@ pub struct Submission {
     pub target_kind: Option<MediaKind>,
     pub document: OptionsDocument,
     pub download_stem: String,
+    /// The webhook a job should call, unchecked (job creation checks it; /process refuses it).
+    pub webhook: Option<WebhookRequest>,
 }
 
 impl Submission {
@@ -149,6 +155,13 @@ impl ProcessForm {
             "target" => set_once(&mut self.target, Upload { file_name, bytes }, &name)?,
             "output_format" => set_once(&mut self.output_format, into_text(&name, bytes)?, &name)?,
             "options" => set_once(&mut self.options_json, into_text(&name, bytes)?, &name)?,
+            "webhook" => set_once(&mut self.webhook, into_text(&name, bytes)?, &name)?,
+            // Repeated, or several in one field separated by spaces or commas.
+            "webhook_events_filter" => {
+                let text = into_text(&name, bytes)?;
+                let events = self.webhook_events.get_or_insert_with(Vec::new);
+                events.extend(text.split([' ', ',']).filter(|e| !e.is_empty()).map(str::to_string));
+            }
             _ if file_name.is_some() => {
                 return Err(ApiError::InvalidOption {
                     option: name,
@@ -170,7 +183,13 @@ impl ProcessForm {
         };
         let document =
             options_document(self.options_json.as_deref(), self.option_fields, self.output_format.as_deref())?;
+        let webhook = match (self.webhook, self.webhook_events) {
+            (Some(url), events) => Some(WebhookRequest { url, events }),
+            (None, Some(_)) => return Err(ApiError::BadRequest("`webhook_events_filter` needs a `webhook`".into())),
+            (None, None) => None,
+        };
         Ok(Submission {
+            webhook,
             download_stem: download_stem(target.file_name.as_deref()),
             source_kinds: self.sources.iter().map(|bytes| sniff(bytes)).collect(),
             target_kind: sniff_named(&target.bytes, target.file_name.as_deref()),

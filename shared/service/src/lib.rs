@@ -9,11 +9,12 @@
 //! * [`jobs`], [`batch`], [`events`]: durable jobs, `inbox/` batch processing, and the S3 events
 //!   that drive both on Lambda and behind MinIO.
 //! * At the bottom, knowing nothing of the above: [`config`], [`storage`], [`error`], [`format`],
-//!   [`document`], [`limiter`].
+//!   [`document`], [`limiter`], [`keys`] (and the [`auth`] layer over them).
 //!
 //! The domain work lives in `ff_pipeline`: this crate moves bytes in and out, limits how much runs
 //! at once and turns failures into stable JSON errors.
 
+pub mod auth;
 pub mod batch;
 pub mod config;
 pub mod document;
@@ -23,6 +24,7 @@ pub mod form;
 pub mod format;
 pub mod http;
 pub mod jobs;
+pub mod keys;
 pub mod limiter;
 pub mod plan;
 pub mod probe;
@@ -32,6 +34,7 @@ pub mod sources;
 mod state;
 pub mod storage;
 pub mod sweep;
+pub mod webhooks;
 pub mod workspace;
 
 use std::future::Future;

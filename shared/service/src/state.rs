@@ -8,10 +8,12 @@ use ff_pipeline::{Engine, PipelineError};
 use crate::config::ServiceConfig;
 use crate::jobs::cancel::JobCancels;
 use crate::jobs::queue::JobQueue;
+use crate::keys::RateLimits;
 use crate::limiter::{BusyLog, ConcurrencyLimiter};
 use crate::storage::{FsStorage, Storage};
 #[cfg(feature = "s3")]
 use crate::storage::{S3Settings, S3Storage, DEFAULT_CALL_TIMEOUT};
+use crate::webhooks::WebhookSender;
 
 /// Cheap to clone: everything inside is shared.
 #[derive(Clone)]
@@ -27,6 +29,10 @@ pub struct AppState {
     job_queue: JobQueue,
     /// Cancel flags of the jobs running in this process.
     job_cancels: JobCancels,
+    /// Per-key token buckets of FF_RATE_LIMIT_PER_MINUTE, when it is set.
+    rate_limits: Option<Arc<RateLimits>>,
+    /// Job webhook deliveries (nothing without FF_WEBHOOK_SECRET).
+    webhooks: WebhookSender,
 }
 
 impl AppState {
@@ -41,6 +47,12 @@ impl AppState {
         let limiter = ConcurrencyLimiter::new(config.max_concurrent_requests, config.max_queued_requests);
         let storage = storage_from_config(&config);
         let job_queue = JobQueue::new(config.job_queue_length, config.workers > 0);
+        let rate_limits = config.rate_limit_per_minute.map(|limit| Arc::new(RateLimits::per_minute(limit)));
+        let webhooks = WebhookSender::new(
+            config.webhook_secret.clone(),
+            config.webhook_allowed_hosts.clone(),
+            Arc::clone(&storage),
+        );
         Self {
             engine,
             config: Arc::new(config),
@@ -49,13 +61,30 @@ impl AppState {
             storage,
             job_queue,
             job_cancels: JobCancels::default(),
+            rate_limits,
+            webhooks,
         }
     }
 
     /// Keeps jobs and files in `storage` instead of what the settings name (tests, embedding).
     pub fn with_storage(mut self, storage: Arc<dyn Storage>) -> Self {
+        self.webhooks = WebhookSender::new(
+            self.config.webhook_secret.clone(),
+            self.config.webhook_allowed_hosts.clone(),
+            Arc::clone(&storage),
+        );
         self.storage = storage;
         self
+    }
+
+    /// Other delays between webhook attempts than `webhooks::delivery::RETRY_DELAYS` (tests).
+    pub fn with_webhook_retry_delays(mut self, delays: Vec<std::time::Duration>) -> Self {
+        self.webhooks = self.webhooks.with_retry_delays(delays);
+        self
+    }
+
+    pub fn webhooks(&self) -> &WebhookSender {
+        &self.webhooks
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
@@ -84,6 +113,10 @@ impl AppState {
 
     pub fn job_cancels(&self) -> &JobCancels {
         &self.job_cancels
+    }
+
+    pub fn rate_limits(&self) -> Option<&RateLimits> {
+        self.rate_limits.as_deref()
     }
 }
 

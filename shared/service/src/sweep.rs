@@ -1,4 +1,5 @@
-//! Removing what killed runs left behind. A run cleans up after itself when it ends, fails or is
+//! Removing what killed runs left behind, and what expired: finished jobs past their `expires_at`
+//! (FF_RESULT_TTL_HOURS) and Idempotency-Key entries past their 24 hours. A run cleans up after itself when it ends, fails or is
 //! cancelled, but not when its process is killed (`kill -9`, an out-of-memory kill, a power cut):
 //! its run directory stays under FF_TEMP_DIR, a write in flight leaves its temporary file in the
 //! filesystem storage's `.ff-tmp/`, and a job killed while being created leaves inputs under
@@ -18,10 +19,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServiceConfig;
+use crate::jobs::idempotency::{IDEMPOTENCY_PREFIX, RETENTION as IDEMPOTENCY_RETENTION};
+use crate::jobs::store::{JobStore, StoreError};
 use crate::jobs::{is_job_id, record_key, JOBS_PREFIX};
 use crate::state::AppState;
 use crate::storage::{ListRequest, Storage, StorageError};
@@ -46,6 +50,8 @@ pub struct SweepSettings {
     /// Files under `jobs/<id>/` without a record, older than this, are abandoned.
     pub orphan_grace: Duration,
     pub max_deletions: usize,
+    /// FF_RESULT_TTL_HOURS: records untouched for this long are read to see whether they expired.
+    pub result_ttl: Option<Duration>,
 }
 
 impl SweepSettings {
@@ -59,6 +65,7 @@ impl SweepSettings {
             stale_after,
             orphan_grace: stale_after,
             max_deletions: MAX_DELETIONS_PER_SWEEP,
+            result_ttl: config.result_ttl_hours.map(|hours| Duration::from_secs(u64::from(hours) * 3600)),
         }
     }
 }
@@ -69,6 +76,10 @@ pub struct SweepReport {
     pub run_dirs: usize,
     pub temp_files: usize,
     pub orphan_objects: usize,
+    /// Final jobs past their `expires_at`, removed with their files.
+    pub expired_jobs: usize,
+    /// Idempotency-Key entries older than their retention.
+    pub expired_idempotency_keys: usize,
     /// Calls that failed (each logged); what they would have removed is tried again next time.
     pub failures: usize,
     /// The deletion budget ran out: more may be left for the next sweep.
@@ -77,7 +88,7 @@ pub struct SweepReport {
 
 impl SweepReport {
     fn removed(&self) -> usize {
-        self.run_dirs + self.temp_files + self.orphan_objects
+        self.run_dirs + self.temp_files + self.orphan_objects + self.expired_jobs + self.expired_idempotency_keys
     }
 
     fn log(&self) {
@@ -85,9 +96,11 @@ impl SweepReport {
             run_dirs = self.run_dirs,
             temp_files = self.temp_files,
             orphan_objects = self.orphan_objects,
+            expired_jobs = self.expired_jobs,
+            expired_idempotency_keys = self.expired_idempotency_keys,
             failures = self.failures,
             budget_exhausted = self.budget_exhausted,
-            "sweep removed what killed runs left"
+            "sweep removed what killed runs left and what expired"
         );
     }
 }
@@ -123,8 +136,13 @@ impl Sweep {
             }
         }
         let left = budget.saturating_sub(report.removed());
-        let (orphans, failures) = self.remove_orphan_job_files(left).await;
-        report.orphan_objects = orphans;
+        let (jobs, failures) = self.remove_orphan_job_files(left).await;
+        report.orphan_objects = jobs.orphans;
+        report.expired_jobs = jobs.expired;
+        report.failures += failures;
+        let left = budget.saturating_sub(report.removed());
+        let (entries, failures) = self.remove_expired_idempotency_entries(left).await;
+        report.expired_idempotency_keys = entries;
         report.failures += failures;
         report.budget_exhausted = report.removed() >= budget;
         report
@@ -143,12 +161,14 @@ impl Sweep {
     }
 
     /// Lists `jobs/` and deletes files under `jobs/<id>/` whose record does not exist and which
-    /// are older than the grace period. The record `jobs/<id>.json` sorts just before the files
-    /// `jobs/<id>/...` ('.' < '/'), so a record seen in the listing spares its files a lookup;
-    /// any other candidate is confirmed missing with a HEAD before it goes.
-    async fn remove_orphan_job_files(&mut self, limit: usize) -> (usize, usize) {
+    /// are older than the grace period, and expired jobs whole. The record `jobs/<id>.json` sorts
+    /// just before the files `jobs/<id>/...` ('.' < '/'), so a record seen in the listing spares
+    /// its files a lookup; any other candidate is confirmed missing with a HEAD before it goes.
+    /// A record untouched for FF_RESULT_TTL_HOURS is read, and its job removed if it expired.
+    async fn remove_orphan_job_files(&mut self, limit: usize) -> (JobRemovals, usize) {
         let now = SystemTime::now();
         let (mut removed, mut failures, mut listed) = (0, 0, 0);
+        let mut expired = 0;
         let mut known = KnownRecords::default();
         let mut start_after = self.resume_after.take();
         while removed < limit && listed < MAX_LISTED_PER_SWEEP {
@@ -159,12 +179,25 @@ impl Sweep {
                     tracing::warn!(%error, "sweep: cannot list job files");
                     // Resume here next time rather than from the beginning.
                     self.resume_after = start_after;
-                    return (removed, failures + 1);
+                    return (JobRemovals { orphans: removed - expired, expired }, failures + 1);
                 }
             };
             for object in &page.objects {
                 listed += 1;
                 start_after = Some(object.key.clone());
+                if let Some(id) = self.expiry_candidate(&object.key, object.last_modified, now) {
+                    match self.remove_if_expired(&id).await {
+                        Ok(true) => {
+                            expired += 1;
+                            removed += 1;
+                        }
+                        Ok(false) => {}
+                        Err(error) => {
+                            tracing::warn!(job = %id, %error, "sweep: cannot remove an expired job");
+                            failures += 1;
+                        }
+                    }
+                }
                 let Some(id) = self.orphan_candidate(&object.key, object.last_modified, now, &mut known) else {
                     continue;
                 };
@@ -184,10 +217,67 @@ impl Sweep {
             }
             if page.objects.is_empty() || (page.next_start_after.is_none() && removed < limit) {
                 // The whole listing was seen: the next sweep starts over.
-                return (removed, failures);
+                return (JobRemovals { orphans: removed - expired, expired }, failures);
             }
         }
         self.resume_after = start_after;
+        (JobRemovals { orphans: removed - expired, expired }, failures)
+    }
+
+    /// The id of a job record untouched for at least FF_RESULT_TTL_HOURS: a final job's last
+    /// write is its finish, so only such records can have expired.
+    fn expiry_candidate(&self, key: &str, last_modified: Option<SystemTime>, now: SystemTime) -> Option<String> {
+        let ttl = self.settings.result_ttl?;
+        let id = key.strip_prefix(JOBS_PREFIX)?.strip_suffix(".json").filter(|id| is_job_id(id))?;
+        let age = now.duration_since(last_modified?).unwrap_or_default();
+        (age >= ttl).then(|| id.to_string())
+    }
+
+    /// Removes the job's files and record if it is past its `expires_at`; the files first, so a
+    /// failure part-way leaves a record that leads to what is left.
+    async fn remove_if_expired(&self, id: &str) -> Result<bool, StoreError> {
+        let store = JobStore::new(Arc::clone(&self.storage));
+        let expired = store.load(id).await?.is_some_and(|(job, _)| job.is_expired(OffsetDateTime::now_utc()));
+        if expired {
+            store.delete_files(id).await?;
+            store.delete(id).await?;
+        }
+        Ok(expired)
+    }
+
+    /// Deletes Idempotency-Key entries older than their retention (their last write is their
+    /// creation). Returns (removed, failures).
+    async fn remove_expired_idempotency_entries(&self, limit: usize) -> (usize, usize) {
+        let now = SystemTime::now();
+        let (mut removed, mut failures) = (0, 0);
+        let mut start_after = None;
+        while removed < limit {
+            let request = ListRequest { start_after: start_after.take(), limit: LIST_PAGE, shallow: false };
+            let page = match self.storage.list(IDEMPOTENCY_PREFIX, request).await {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::warn!(%error, "sweep: cannot list Idempotency-Key entries");
+                    return (removed, failures + 1);
+                }
+            };
+            for object in &page.objects {
+                let age = object.last_modified.map(|at| now.duration_since(at).unwrap_or_default());
+                if age.is_none_or(|age| age < IDEMPOTENCY_RETENTION) || removed == limit {
+                    continue;
+                }
+                match self.storage.delete(&object.key).await {
+                    Ok(()) | Err(StorageError::NotFound { .. }) => removed += 1,
+                    Err(error) => {
+                        tracing::warn!(key = %object.key, %error, "sweep: cannot delete an Idempotency-Key entry");
+                        failures += 1;
+                    }
+                }
+            }
+            match page.next_start_after {
+                Some(next) => start_after = Some(next),
+                None => break,
+            }
+        }
         (removed, failures)
     }
 
@@ -231,6 +321,12 @@ impl Sweep {
         known.note(id, exists);
         !exists
     }
+}
+
+/// What the `jobs/` listing removed.
+struct JobRemovals {
+    orphans: usize,
+    expired: usize,
 }
 
 /// Whether the job whose keys the listing is passing has a record. Keys are listed in order, so

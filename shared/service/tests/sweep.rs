@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use common::{fs_backend, s3_backend, Backend};
-use ff_service::jobs::{new_job_id, record_key, Job, JobInputs, JobStore};
+use ff_service::jobs::{new_job_id, record_key, Job, JobInputs, JobStatus, JobStore};
 use ff_service::storage::{ListRequest, Storage, WriteCondition};
 use ff_service::sweep::{Sweep, SweepReport, SweepSettings};
 
@@ -19,7 +19,7 @@ const HOUR: Duration = Duration::from_secs(3600);
 const LONG_AGO: Duration = Duration::from_secs(2 * 3600);
 
 fn settings(temp_dir: &Path, orphan_grace: Duration, max_deletions: usize) -> SweepSettings {
-    SweepSettings { temp_dir: temp_dir.to_path_buf(), stale_after: HOUR, orphan_grace, max_deletions }
+    SweepSettings { temp_dir: temp_dir.to_path_buf(), stale_after: HOUR, orphan_grace, max_deletions, result_ttl: None }
 }
 
 /// Sets a file's or a directory's modification time `ago` in the past.
@@ -168,10 +168,51 @@ async fn a_sweep_deletes_at_most_its_budget_and_the_next_one_goes_on(backend: Ba
     assert_eq!(orphans.len(), 4);
 }
 
+/// A finished job past its `expires_at` goes whole (record, inputs, result); one not yet expired,
+/// a running one, and a recent Idempotency-Key entry stay.
+async fn expired_jobs_go_with_their_files(backend: Backend) {
+    let temp = tempfile::tempdir().unwrap();
+    let storage = &backend.storage;
+    let store = JobStore::new(Arc::clone(storage));
+    let finished = |ttl_hours: u32, finished_ago: time::Duration| {
+        let id = new_job_id();
+        let inputs = JobInputs { sources: vec![], target: format!("jobs/{id}/inputs/target.png") };
+        let mut job = Job::new(id, inputs, serde_json::json!({}), None);
+        job.result_ttl_hours = Some(ttl_hours);
+        job.updated_at = (time::OffsetDateTime::now_utc() - finished_ago)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        job.finish(JobStatus::Completed, None)
+    };
+    let expired = finished(1, time::Duration::hours(2));
+    let fresh = finished(24, time::Duration::hours(2));
+    assert!(expired.expires_at.is_some() && expired.is_expired(time::OffsetDateTime::now_utc()));
+    assert!(!fresh.is_expired(time::OffsetDateTime::now_utc()));
+    let running = real_job(storage).await;
+    for job in [&expired, &fresh] {
+        put(storage.as_ref(), &job.inputs.target).await;
+        put(storage.as_ref(), &format!("jobs/{}/result.png", job.id)).await;
+        store.create(job).await.unwrap();
+    }
+    put(storage.as_ref(), "idempotency/-/recent.json").await;
+
+    let mut settings = settings(temp.path(), HOUR, 100);
+    // Every record is old enough to be read (the real threshold is FF_RESULT_TTL_HOURS).
+    settings.result_ttl = Some(Duration::ZERO);
+    let report = Sweep::new(Arc::clone(storage), settings).run().await;
+    assert_eq!(report, SweepReport { expired_jobs: 1, ..SweepReport::default() });
+    let left = all_keys(storage.as_ref()).await;
+    assert!(!left.iter().any(|key| key.contains(&expired.id)), "{left:?}");
+    assert_eq!(left.iter().filter(|key| key.contains(&fresh.id)).count(), 3, "{left:?}");
+    assert!(running.iter().all(|key| left.contains(key)));
+    assert!(left.contains(&"idempotency/-/recent.json".to_string()));
+}
+
 on_both_backends!(
     stale_run_directories_and_temporary_files_go,
     job_files_without_a_record_go_after_the_grace_period,
     a_sweep_deletes_at_most_its_budget_and_the_next_one_goes_on,
+    expired_jobs_go_with_their_files,
 );
 
 /// On the filesystem an object's age can be set: with the real grace period, an orphan killed

@@ -2,7 +2,6 @@
 //! like the Lambda worker's S3 events (see `crate::events`).
 
 use axum::extract::{Request, State};
-use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -12,6 +11,7 @@ use serde::Deserialize;
 use super::body::{read_small, refuse_unread, EVENTS_BODY_LIMIT};
 use crate::error::ApiError;
 use crate::events::{handle_object_event, RecordReport};
+use crate::keys::{bearer_token, constant_time_eq};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -100,23 +100,5 @@ async fn webhook(State(state): State<AppState>, request: Request) -> Response {
 
 /// Whether the `Authorization` header carries the bearer secret.
 fn presents_secret(headers: &HeaderMap, secret: &str) -> bool {
-    let presented = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    presented.is_some_and(|token| constant_time_eq(token.trim().as_bytes(), secret.as_bytes()))
-}
-
-/// Compares without stopping at the first difference, so timing does not reveal the secret.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_compare_whole() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
-    }
+    bearer_token(headers).is_some_and(|token| constant_time_eq(token.as_bytes(), secret.as_bytes()))
 }

@@ -1,46 +1,45 @@
-//! `/api/v1/jobs`: create (multipart upload or JSON naming stored objects), list, show, fetch the
-//! result, cancel or delete.
+//! `/api/v1/jobs`: list, show, follow (events), fetch the result, cancel or delete. Creation is
+//! in [`super::job_create`].
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get};
 use axum::{Json, Router};
+use futures_util::Stream;
 use serde::Deserialize;
+use tokio::time::Instant;
 
-use super::body::{refuse_unread, within_upload_deadline};
-use crate::document::OptionsDocument;
 use crate::error::ApiError;
-use crate::form::{FormLimits, ProcessForm};
 use crate::format::mime_of;
-use crate::jobs::create::{self, CreateSettings};
-use crate::jobs::queue::QueuePlace;
 use crate::jobs::store::{JobStore, Update};
+use crate::jobs::watch;
 use crate::jobs::{is_job_id, Job, JobStatus};
-use crate::limiter::UploadPlace;
+use crate::keys::Caller;
 use crate::state::AppState;
 use crate::storage::Storage;
+use crate::webhooks::WebhookEvent;
 
 /// How long a presigned result URL stays valid: enough to start a download, short enough that a
 /// leaked URL is soon useless.
 const RESULT_URL_LIFETIME: Duration = Duration::from_secs(15 * 60);
 const DEFAULT_PAGE: usize = 20;
+const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 const MAX_PAGE: usize = 100;
 
-/// POST /api/v1/jobs.
-pub fn create_router() -> Router<AppState> {
-    Router::new().route("/api/v1/jobs", post(create))
-}
-
-/// GET /api/v1/jobs and GET /api/v1/jobs/{id}.
+/// GET /api/v1/jobs, GET /api/v1/jobs/{id} and its event stream GET /api/v1/jobs/{id}/events.
 pub fn status_router() -> Router<AppState> {
-    Router::new().route("/api/v1/jobs", get(list)).route("/api/v1/jobs/{id}", get(show))
+    Router::new()
+        .route("/api/v1/jobs", get(list))
+        .route("/api/v1/jobs/{id}", get(show))
+        .route("/api/v1/jobs/{id}/events", get(events))
 }
 
 /// GET /api/v1/jobs/{id}/result.
@@ -53,89 +52,6 @@ pub fn delete_router() -> Router<AppState> {
     Router::new().route("/api/v1/jobs/{id}", delete(remove))
 }
 
-/// A job over objects already in storage.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateFromKeys {
-    #[serde(default)]
-    sources: Vec<String>,
-    target: String,
-    #[serde(default)]
-    options: Option<serde_json::Value>,
-    #[serde(default)]
-    output_format: Option<String>,
-}
-
-/// Takes a queue place and an upload place first (429 before any upload is read, with the body
-/// drained so the client reads it), then reads the form or JSON within FF_UPLOAD_TIMEOUT_SECS (408
-/// past it), stores the inputs and the record, and queues the job.
-async fn create(State(state): State<AppState>, request: Request) -> Response {
-    let places = state.job_queue().reserve().and_then(|place| Ok((place, state.limiter().try_start_upload()?)));
-    let (place, upload) = match places {
-        Ok(places) => places,
-        Err(busy) => return refuse_unread(busy.into(), request).await,
-    };
-    create_job(&state, upload, request).await.map_or_else(IntoResponse::into_response, |job| accepted(job, place))
-}
-
-async fn create_job(state: &AppState, upload: UploadPlace, request: Request) -> Result<Job, ApiError> {
-    let config = state.config();
-    let limit = config.max_upload_bytes;
-    let content_type = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let store = JobStore::new(Arc::clone(state.storage()));
-    if content_type.starts_with("multipart/form-data") {
-        let form_limits = FormLimits { body_bytes: limit, max_sources: config.max_sources };
-        let submission = within_upload_deadline(config.upload_timeout, async {
-            let multipart = Multipart::from_request(request, state).await.map_err(ApiError::from)?;
-            ProcessForm::read(multipart, form_limits).await
-        })
-        .await?
-        .into_submission()?;
-        drop(upload);
-        let settings = CreateSettings {
-            temp_dir: &config.temp_dir,
-            max_video_seconds: config.max_job_video_seconds,
-            video_timeout: config.video_timeout,
-            max_image_pixels: config.max_image_pixels,
-        };
-        create::from_submission(&store, submission, settings).await
-    } else if content_type.starts_with("application/json") {
-        let Json(body) = within_upload_deadline(config.upload_timeout, async {
-            Json::<CreateFromKeys>::from_request(request, state).await.map_err(|e| json_error(e, limit))
-        })
-        .await?;
-        drop(upload);
-        let raw = body.options.unwrap_or_else(|| serde_json::json!({}));
-        let document = OptionsDocument::from_json(raw, body.output_format.as_deref())?;
-        create::from_keys(&store, body.sources, body.target, document, config.max_sources).await
-    } else {
-        Err(ApiError::BadRequest(
-            "send the job as multipart/form-data (files like /process) or application/json (stored object keys)".into(),
-        ))
-    }
-}
-
-/// 202 with the job and its address, the job queued for this process's workers.
-fn accepted(job: Job, place: Option<QueuePlace>) -> Response {
-    if let Some(place) = place {
-        place.enqueue(job.id.clone());
-    }
-    let location = HeaderValue::from_str(&format!("/api/v1/jobs/{}", job.id)).ok();
-    let mut response = (StatusCode::ACCEPTED, Json(job)).into_response();
-    if let Some(location) = location {
-        response.headers_mut().insert(LOCATION, location);
-    }
-    response
-}
-
-fn json_error(rejection: JsonRejection, limit: usize) -> ApiError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge { limit_bytes: limit }
-    } else {
-        ApiError::BadRequest(rejection.body_text())
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
@@ -146,6 +62,7 @@ struct ListQuery {
 
 async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
@@ -169,30 +86,100 @@ async fn list(
     if cursor.as_deref().is_some_and(|c| !is_job_id(c)) {
         return Err(ApiError::BadRequest("`cursor` must be a `next_cursor` from an earlier page".into()));
     }
-    let page = JobStore::new(Arc::clone(state.storage())).list(status, limit, cursor.as_deref()).await?;
+    let page =
+        JobStore::new(Arc::clone(state.storage())).list(status, caller.key_name(), limit, cursor.as_deref()).await?;
     Ok(Json(serde_json::json!({ "jobs": page.jobs, "next_cursor": page.next_cursor })).into_response())
 }
 
-async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
-    Ok(Json(load(&state, &id).await?))
+async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
+    Ok(Json(load(&state, &id, &caller).await?))
 }
 
-async fn load(state: &AppState, id: &str) -> Result<Job, ApiError> {
+/// Server-Sent Events of the job's record: an event whenever it changes (`status` when its status
+/// did, else `progress`; the data is the record, the event id its revision), ending after the final
+/// status. A stream lasts at most FF_REQUEST_TIMEOUT_SECS; a client reconnecting with
+/// `Last-Event-ID` continues after the revision it saw.
+async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let job = load(&state, &id, &caller).await?;
+    let seen = headers.get(LAST_EVENT_ID).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    let stream = JobEvents {
+        store: JobStore::new(Arc::clone(state.storage())),
+        id: job.id,
+        revision: seen,
+        status: None,
+        deadline: Instant::now() + state.config().request_timeout,
+        done: false,
+    };
+    let events = futures_util::stream::unfold(stream, |mut watcher| async move {
+        let event = watcher.next().await?;
+        Some((Ok(event), watcher))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// Where an event stream of one job is.
+struct JobEvents {
+    store: JobStore,
+    id: String,
+    /// The last revision sent (or the client saw before reconnecting).
+    revision: Option<u64>,
+    /// The last status sent.
+    status: Option<JobStatus>,
+    deadline: Instant,
+    done: bool,
+}
+
+impl JobEvents {
+    /// The next event; `None` ends the stream (final status sent, record gone, time up, or
+    /// storage failing: the client reconnects).
+    async fn next(&mut self) -> Option<Event> {
+        if self.done {
+            return None;
+        }
+        match watch::next_change(&self.store, &self.id, self.revision, self.deadline).await {
+            Ok(watch::Seen::Changed(job)) => {
+                let kind = if self.status == Some(job.status) { "progress" } else { "status" };
+                self.revision = Some(job.revision);
+                self.status = Some(job.status);
+                self.done = job.status.is_final();
+                let event = Event::default().event(kind).id(job.revision.to_string());
+                event.json_data(&job).ok()
+            }
+            Ok(watch::Seen::Gone) => {
+                self.done = true;
+                Some(Event::default().event("deleted").data(self.id.clone()))
+            }
+            Ok(watch::Seen::Unchanged) => None,
+            Err(error) => {
+                tracing::warn!(job = %self.id, %error, "a job's event stream could not read its record");
+                None
+            }
+        }
+    }
+}
+
+/// The job, if it exists and the caller may see it: another key's job is as absent as a missing one.
+pub(super) async fn load(state: &AppState, id: &str, caller: &Caller) -> Result<Job, ApiError> {
     // Anything that is not a job id cannot be a job: no storage call, no path to wander along.
     if !is_job_id(id) {
         return Err(ApiError::JobNotFound { id: id.chars().take(64).collect() });
     }
     let store = JobStore::new(Arc::clone(state.storage()));
     match store.load(id).await? {
-        Some((job, _)) => Ok(job),
-        None => Err(ApiError::JobNotFound { id: id.to_string() }),
+        Some((job, _)) if caller.may_see(job.owner.as_deref()) => Ok(job),
+        _ => Err(ApiError::JobNotFound { id: id.to_string() }),
     }
 }
 
 /// The result: a redirect to a short-lived presigned URL where storage offers one (S3: the bytes
 /// never pass through this server, and no Lambda response limit applies), else the file streamed.
-async fn result(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let job = load(&state, &id).await?;
+async fn result(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let job = load(&state, &id, &caller).await?;
     let key = match (job.status, job.output) {
         (JobStatus::Completed, Some(key)) => key,
         (JobStatus::Queued | JobStatus::Running, _) => {
@@ -221,10 +208,9 @@ async fn result(State(state): State<AppState>, Path(id): Path<String>) -> Result
 
 /// Cancels a queued or running job (its record stays, `cancelled`; its files go), or deletes a
 /// finished one entirely (record and files: 204).
-async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    if !is_job_id(&id) {
-        return Err(ApiError::JobNotFound { id: id.chars().take(64).collect() });
-    }
+async fn remove(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+    // Only the owner may cancel or delete; a job's owner never changes, so one check suffices.
+    load(&state, &id, &caller).await?;
     let store = JobStore::new(Arc::clone(state.storage()));
     let update = store
         .update(&id, |job| match job.status {
@@ -235,6 +221,7 @@ async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result
     match update {
         Update::Missing => Err(ApiError::JobNotFound { id }),
         Update::Written(job) => {
+            state.webhooks().notify(&job, WebhookEvent::Completed);
             // A worker of this process stops within a frame; one elsewhere notices at its next
             // progress write, and removes anything it writes after this.
             state.job_cancels().cancel(&id);

@@ -4,13 +4,15 @@
 //!
 //! Layers, outermost first: tracing (one line per answer, none per `429`), panic → JSON 500,
 //! timeout → JSON 503, the `429` counter, the body limit (a declared or streamed body over
-//! FF_MAX_UPLOAD_SIZE_MB → JSON 413). Routes with small bodies (events, model download) read
+//! FF_MAX_UPLOAD_SIZE_MB → JSON 413), the caller's key and rate limit (401, 429; see [`crate::auth`]). Routes with small bodies (events, model download) read
 //! theirs with their own, smaller limit after checking the headers (see [`body`]).
 
 pub mod body;
 pub mod catalog;
 pub mod events;
+pub mod job_create;
 pub mod jobs;
+pub mod openapi;
 pub mod process;
 
 use std::any::Any;
@@ -18,17 +20,19 @@ use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, OriginalUri, State};
-use axum::http::header::{CONNECTION, CONTENT_TYPE};
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::header::{AUTHORIZATION, CONNECTION, CONTENT_DISPOSITION, CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{BoxError, Json, Router};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::{DefaultMakeSpan, TraceLayer};
 use tracing::{Level, Span};
 
+use crate::auth::authenticate;
 use crate::error::ApiError;
 use crate::run::panic_message;
 use crate::state::AppState;
@@ -38,14 +42,15 @@ pub use process::{X_FACES_PROCESSED, X_FRAMES_PROCESSED};
 const HEALTH: &str = "/api/v1/health";
 
 /// A group of routes that one deployment unit answers: `ff serve` answers all of them, each Lambda
-/// function one (see `template.yaml`). Every group also answers GET /api/v1/health.
+/// function one (see `template.yaml`). Every group also answers GET /api/v1/health and the API's
+/// description (GET /api/v1/openapi.json, GET /api/v1/docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Endpoints {
     /// POST /api/v1/process.
     Process,
     /// POST /api/v1/jobs.
     JobCreate,
-    /// GET /api/v1/jobs, GET /api/v1/jobs/{id}.
+    /// GET /api/v1/jobs, GET /api/v1/jobs/{id}, GET /api/v1/jobs/{id}/events.
     JobStatus,
     /// GET /api/v1/jobs/{id}/result.
     JobResult,
@@ -90,7 +95,7 @@ impl Endpoints {
     pub fn router(self) -> Router<AppState> {
         match self {
             Self::Process => process::router(),
-            Self::JobCreate => jobs::create_router(),
+            Self::JobCreate => job_create::create_router(),
             Self::JobStatus => jobs::status_router(),
             Self::JobResult => jobs::result_router(),
             Self::JobDelete => jobs::delete_router(),
@@ -106,9 +111,12 @@ impl Endpoints {
         match self {
             Self::Process => &[(Method::POST, "/api/v1/process"), (Method::GET, HEALTH)],
             Self::JobCreate => &[(Method::POST, "/api/v1/jobs"), (Method::GET, HEALTH)],
-            Self::JobStatus => {
-                &[(Method::GET, "/api/v1/jobs"), (Method::GET, "/api/v1/jobs/{id}"), (Method::GET, HEALTH)]
-            }
+            Self::JobStatus => &[
+                (Method::GET, "/api/v1/jobs"),
+                (Method::GET, "/api/v1/jobs/{id}"),
+                (Method::GET, "/api/v1/jobs/{id}/events"),
+                (Method::GET, HEALTH),
+            ],
             Self::JobResult => &[(Method::GET, "/api/v1/jobs/{id}/result"), (Method::GET, HEALTH)],
             Self::JobDelete => &[(Method::DELETE, "/api/v1/jobs/{id}"), (Method::GET, HEALTH)],
             Self::Models => &[
@@ -133,12 +141,17 @@ pub fn router(state: AppState) -> Router {
 pub fn app(endpoints: &[Endpoints], state: AppState) -> Router {
     let upload_limit = state.config().max_upload_bytes;
     let timeout = state.config().request_timeout;
+    let cors = cors_layer(&state.config().cors_origins);
     let routes = endpoints
         .iter()
-        .fold(Router::new().route(HEALTH, get(health)), |routes, endpoints| routes.merge(endpoints.router()));
-    routes
+        .fold(Router::new().route(HEALTH, get(health)).merge(openapi::router()), |routes, endpoints| {
+            routes.merge(endpoints.router())
+        });
+    let routes = routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Who is calling decides what they may see, so it is known before any handler runs.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate))
         // One limit for every route: tower-http refuses a declared length over it at once and cuts
         // a streamed body off there; axum's own per-extractor default would be a second limit.
         .layer(RequestBodyLimitLayer::new(upload_limit))
@@ -157,7 +170,41 @@ pub fn app(endpoints: &[Endpoints], state: AppState) -> Router {
                 .layer(HandleErrorLayer::new(move |error: BoxError| async move { timeout_response(error, timeout) }))
                 .timeout(timeout),
         )
-        .with_state(state)
+        .with_state(state);
+    // Outermost: a browser's preflight carries no key, and every answer, errors included, must
+    // carry the headers that let the page read it.
+    match cors {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    }
+}
+
+/// FF_CORS_ORIGINS as a layer; `None` when unset (no CORS headers at all).
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allowed = if origins.iter().any(|origin| origin == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|origin| HeaderValue::from_str(origin).ok()))
+    };
+    let exposed = [LOCATION, RETRY_AFTER, CONTENT_DISPOSITION]
+        .into_iter()
+        .chain(["preference-applied", X_FRAMES_PROCESSED, X_FACES_PROCESSED].map(HeaderName::from_static));
+    Some(
+        CorsLayer::new()
+            .allow_origin(allowed)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers(
+                [AUTHORIZATION, CONTENT_TYPE]
+                    .into_iter()
+                    .chain(["idempotency-key", "prefer", "last-event-id"].map(HeaderName::from_static))
+                    .collect::<Vec<_>>(),
+            )
+            .expose_headers(exposed.collect::<Vec<_>>())
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 async fn health() -> Json<serde_json::Value> {

@@ -57,6 +57,11 @@ async fn process_upload(state: AppState, upload: UploadPlace, request: Request) 
     })
     .await?
     .into_submission()?;
+    if submission.webhook.is_some() {
+        return Err(ApiError::BadRequest(
+            "`webhook` is for jobs (POST /api/v1/jobs); /process answers directly".into(),
+        ));
+    }
     // The body is in: its upload place is free for the next client before this one waits.
     drop(upload);
     let admission = state.limiter().try_admit()?;

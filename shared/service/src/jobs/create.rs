@@ -9,7 +9,7 @@ use ff_pipeline::processor::Processor;
 use ff_pipeline::video::VideoInfo;
 
 use super::store::JobStore;
-use super::{files_prefix, new_job_id, Job, JobInputs};
+use super::{files_prefix, new_job_id, Job, JobInputs, NewJobPolicy};
 use crate::document::OptionsDocument;
 use crate::error::ApiError;
 use crate::form::Submission;
@@ -40,6 +40,7 @@ pub async fn from_submission(
     store: &JobStore,
     submission: Submission,
     settings: CreateSettings<'_>,
+    policy: &NewJobPolicy,
 ) -> Result<Job, ApiError> {
     require_sources(&submission.document, submission.sources.len())?;
     let plan = submission.plan()?;
@@ -67,6 +68,7 @@ pub async fn from_submission(
     let output_format = document.output_format.map(|format| format.extension().to_string());
     let mut job = Job::new(id, inputs, document.raw, output_format);
     job.target_video = target_video;
+    policy.apply(&mut job);
     let stored = async {
         for (key, bytes) in uploads {
             store.storage().put_bytes(&key, Bytes::from(bytes), WriteCondition::None).await?;
@@ -106,6 +108,7 @@ pub async fn from_keys(
     target: String,
     document: OptionsDocument,
     max_sources: usize,
+    policy: &NewJobPolicy,
 ) -> Result<Job, ApiError> {
     check_source_keys(&sources, max_sources)?;
     require_sources(&document, sources.len())?;
@@ -120,7 +123,8 @@ pub async fn from_keys(
         }
     }
     let output_format = document.output_format.map(|format| format.extension().to_string());
-    let job = Job::new(new_job_id(), JobInputs { sources, target }, document.raw, output_format);
+    let mut job = Job::new(new_job_id(), JobInputs { sources, target }, document.raw, output_format);
+    policy.apply(&mut job);
     store.create(&job).await?;
     Ok(job)
 }

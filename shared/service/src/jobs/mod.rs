@@ -8,6 +8,7 @@
 //! jobs/<id>/inputs/source-0.jpg  uploaded inputs (jobs created from a multipart form)
 //! jobs/<id>/inputs/target.png
 //! jobs/<id>/result.<ext>         the output, once completed
+//! owners/<key>/active/<id>       a job created under an API key, until counted as finished (see `quota`)
 //! ```
 //!
 //! The record is the only source of truth about a job. It changes only through conditional writes
@@ -17,14 +18,19 @@
 
 pub mod cancel;
 pub mod create;
+pub mod idempotency;
 pub mod queue;
+pub mod quota;
 pub mod store;
+pub mod watch;
 pub mod worker;
 
 use ff_pipeline::video::VideoInfo;
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+
+use crate::webhooks::target::{Webhook, WebhookDelivery};
 
 pub use cancel::JobCancels;
 pub use queue::JobQueue;
@@ -38,7 +44,7 @@ pub const JOBS_PREFIX: &str = "jobs/";
 /// with `worker_lost`: a second death is more likely the job's fault than bad luck.
 pub const MAX_ATTEMPTS: u32 = 2;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
     Queued,
@@ -72,22 +78,40 @@ impl JobStatus {
 }
 
 /// Why a job failed, with the same stable codes as the synchronous API's errors.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobFailure {
     pub code: String,
     pub message: String,
 }
 
+/// What a new job's record carries about who made it and how long it is kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewJobPolicy {
+    /// The API key's name (see `Job::owner`).
+    pub owner: Option<String>,
+    /// FF_RESULT_TTL_HOURS (see `Job::result_ttl_hours`).
+    pub result_ttl_hours: Option<u32>,
+    pub webhook: Option<Webhook>,
+}
+
+impl NewJobPolicy {
+    fn apply(&self, job: &mut Job) {
+        job.owner = self.owner.clone();
+        job.result_ttl_hours = self.result_ttl_hours;
+        job.webhook = self.webhook.clone();
+    }
+}
+
 /// The objects a job reads: uploaded ones under `jobs/<id>/inputs/`, or objects that were already
 /// in storage when the job was created from JSON.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobInputs {
     pub sources: Vec<String>,
     pub target: String,
 }
 
 /// The job record, stored as `jobs/<id>.json` and returned by the API as is.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Job {
     pub id: String,
     pub status: JobStatus,
@@ -114,6 +138,7 @@ pub struct Job {
     pub error: Option<JobFailure>,
     pub inputs: JobInputs,
     /// The processing options as the client gave them (FaceFusion names), validated at creation.
+    #[schema(value_type = Object)]
     pub options: serde_json::Value,
     /// `jpg`, `png`, `webp`, `bmp`, or a video container (`mp4`, `mov`, ...); `None` keeps the
     /// target's format (a video's container).
@@ -124,7 +149,25 @@ pub struct Job {
     /// count, duration), so the worker does not probe it again. `None` for images and for targets
     /// named by a JSON job, which the worker probes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub target_video: Option<VideoInfo>,
+    /// The name of the API key that created it; `None` on an open API. Only that key sees the job.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// How long the job is kept once final (FF_RESULT_TTL_HOURS when it was created); `None` keeps
+    /// it until deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_ttl_hours: Option<u32>,
+    /// When a final job, its result and inputs are removed (RFC 3339 UTC): the finish plus
+    /// `result_ttl_hours`. `None` while the job runs, and when nothing expires.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// Where and for which events the job's webhook goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Webhook>,
+    /// The latest delivery attempts of its webhook events.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhook_deliveries: Vec<WebhookDelivery>,
     /// Incremented by every write, so no two versions of a record have the same bytes.
     pub revision: u64,
     /// The claim of the worker running it: a fresh id per attempt, so a worker that lost its
@@ -154,6 +197,11 @@ impl Job {
             output_format,
             output: None,
             target_video: None,
+            owner: None,
+            result_ttl_hours: None,
+            expires_at: None,
+            webhook: None,
+            webhook_deliveries: Vec::new(),
             revision: 0,
             worker: None,
         }
@@ -171,6 +219,10 @@ impl Job {
         self.status = status;
         self.error = error;
         self.finished_at = Some(self.updated_at.clone());
+        self.expires_at = self.result_ttl_hours.and_then(|hours| {
+            let finished = OffsetDateTime::parse(&self.updated_at, &Rfc3339).ok()?;
+            (finished + time::Duration::hours(i64::from(hours))).format(&Rfc3339).ok()
+        });
         self.worker = None;
         if status == JobStatus::Completed {
             self.progress = 100;
@@ -185,6 +237,12 @@ impl Job {
         self.frames_total = None;
         self.fps = None;
         self.eta_seconds = None;
+    }
+
+    /// Whether the job is final and past its `expires_at`.
+    pub fn is_expired(&self, now: OffsetDateTime) -> bool {
+        let expires = self.expires_at.as_deref().and_then(|at| OffsetDateTime::parse(at, &Rfc3339).ok());
+        self.status.is_final() && expires.is_some_and(|expires| expires <= now)
     }
 
     /// Seconds since the record was last written, if its timestamp parses.

@@ -113,10 +113,12 @@ impl JobStore {
         Err(StoreError::Contended { id: id.to_string() })
     }
 
-    /// Jobs in creation order, optionally only those in `status`, after the job `cursor`.
+    /// Jobs in creation order, optionally only those in `status` or of one `owner` (an API key's
+    /// name), after the job `cursor`.
     pub async fn list(
         &self,
         status: Option<JobStatus>,
+        owner: Option<&str>,
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<JobPage, StoreError> {
@@ -143,7 +145,11 @@ impl JobStore {
                 futures_util::stream::iter(reads).buffered(LIST_READ_CONCURRENCY).try_collect().await?;
             for (id, record) in ids.iter().zip(records) {
                 scanned += 1;
-                if let Some(job) = record.filter(|job| status.is_none_or(|wanted| job.status == wanted)) {
+                let wanted = |job: &Job| {
+                    status.is_none_or(|wanted| job.status == wanted)
+                        && owner.is_none_or(|o| job.owner.as_deref() == Some(o))
+                };
+                if let Some(job) = record.filter(wanted) {
                     page.jobs.push(job);
                 }
                 if page.jobs.len() == limit || scanned == MAX_SCANNED_PER_LIST {

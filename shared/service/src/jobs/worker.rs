@@ -22,6 +22,7 @@ use crate::probe::DurationLimit;
 use crate::run::{execute_on_cpu, CancelOnDrop, Failure, Product, Run, Target, MAX_INPUT_BYTES};
 use crate::state::AppState;
 use crate::storage::{download_to_file, Storage, StorageError, WriteCondition};
+use crate::webhooks::WebhookEvent;
 use crate::workspace::Workspace;
 
 /// A `running` job whose record has not moved for this long is taken to have lost its worker
@@ -80,6 +81,7 @@ pub async fn run_job(state: &AppState, job_id: &str) -> Result<RunOutcome, Failu
         Update::Written(job) => job,
     };
     tracing::info!(job = %job.id, attempt = job.attempts, "job started");
+    state.webhooks().notify(&job, WebhookEvent::Start);
     let cancel = state.job_cancels().register(&job.id);
     let run = ClaimedRun { store, state: state.clone(), id: job.id.clone(), claim, cancel };
     let outcome = run.execute(&job).await.map_err(Failure::from);
@@ -329,7 +331,11 @@ impl ClaimedRun {
             })
             .await?;
         Ok(match update {
-            Update::Written(_) => Step::Owned,
+            Update::Written(job) => {
+                let event = if job.status.is_final() { WebhookEvent::Completed } else { WebhookEvent::Progress };
+                self.state.webhooks().notify(&job, event);
+                Step::Owned
+            }
             Update::Unchanged(job) => Step::Lost(Some(job.status)),
             Update::Missing => Step::Lost(None),
         })
@@ -436,7 +442,7 @@ pub async fn recover(store: &JobStore) -> Result<Vec<String>, StoreError> {
     let mut to_queue = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let page = store.list(None, 100, cursor.as_deref()).await?;
+        let page = store.list(None, None, 100, cursor.as_deref()).await?;
         for job in &page.jobs {
             match job.status {
                 JobStatus::Queued => to_queue.push(job.id.clone()),
