@@ -152,7 +152,7 @@ impl JobEvents {
             }
             Ok(watch::Seen::Gone) => {
                 self.done = true;
-                Some(Event::default().event("deleted").data(self.id.clone()))
+                Some(Event::default().event("deleted").data(serde_json::json!({ "id": self.id }).to_string()))
             }
             Ok(watch::Seen::Unchanged) => None,
             Err(error) => {

@@ -79,6 +79,19 @@ struct JobPage {
     next_cursor: Option<String>,
 }
 
+/// One Server-Sent Event of `GET /api/v1/jobs/{id}/events`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct JobEventMessage {
+    /// `status` (the status changed), `progress` (anything else changed) or `deleted`.
+    #[schema(pattern = "^(status|progress|deleted)$")]
+    event: String,
+    /// The record's revision (absent for `deleted`).
+    id: Option<String>,
+    /// The job record as JSON (`{"id": ...}` for `deleted`).
+    data: String,
+}
+
 /// `GET /api/v1/health`.
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -223,7 +236,10 @@ impl Modify for Additions {
         paths::system,
         paths::s3_events,
     ),
-    components(schemas(Job, JobStatus, JobFailure, JobInputs, JobPage, ErrorBody, ErrorDetail, Health, JobFromKeys, ProcessFiles)),
+    components(schemas(
+        Job, JobStatus, JobFailure, JobInputs, JobPage, JobEventMessage, ErrorBody, ErrorDetail, Health, JobFromKeys,
+        ProcessFiles
+    )),
     modifiers(&Additions),
     security((), ("api_key" = [])),
 )]
@@ -302,7 +318,7 @@ mod paths {
             ("Last-Event-ID" = Option<String>, Header, description = "Continue after this revision"),
         ),
         responses(
-            (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+            (status = 200, description = "The event stream", content_type = "text/event-stream", body = JobEventMessage),
             (status = "default", description = "An error", body = ErrorBody),
         ))]
     fn job_events() {}
