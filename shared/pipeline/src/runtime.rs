@@ -74,6 +74,8 @@ pub struct ModelSession {
     pub inputs: Vec<Port>,
     pub outputs: Vec<Port>,
     stats: RunStats,
+    /// How long its first session took to create (graph load and optimisation).
+    load_time: Duration,
 }
 
 /// Time spent inside ONNX Runtime for one model, to tell inference from our own pre/post-processing.
@@ -90,7 +92,9 @@ struct PoolState {
 
 impl ModelSession {
     pub fn load(name: &str, path: &Path, intra_threads: usize, max_sessions: usize) -> Result<Self> {
+        let started = Instant::now();
         let first = build_session(path, intra_threads, max_sessions > 1)?;
+        let load_time = started.elapsed();
         let ports = |outlets: &[ort::value::Outlet]| {
             outlets
                 .iter()
@@ -112,6 +116,7 @@ impl ModelSession {
             inputs,
             outputs,
             stats: RunStats::default(),
+            load_time,
         })
     }
 
@@ -121,6 +126,11 @@ impl ModelSession {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How long the model's first session took to create.
+    pub fn load_time(&self) -> Duration {
+        self.load_time
     }
 
     /// (calls, total time inside `Session::run`) since the model was loaded.

@@ -41,6 +41,20 @@ impl ModelRegistry {
         Ok(session)
     }
 
+    /// The models loaded so far, by name.
+    pub fn loaded_sessions(&self) -> Vec<(String, Arc<ModelSession>)> {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sessions: Vec<(String, Arc<ModelSession>)> = slots
+            .iter()
+            .filter_map(|(name, slot)| {
+                let loaded = slot.try_lock().ok()?.clone()?;
+                Some((name.clone(), loaded))
+            })
+            .collect();
+        sessions.sort_by(|a, b| a.0.cmp(&b.0));
+        sessions
+    }
+
     /// Names of the models loaded so far.
     pub fn loaded(&self) -> Vec<String> {
         let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());

@@ -26,6 +26,7 @@ pub mod http;
 pub mod jobs;
 pub mod keys;
 pub mod limiter;
+pub mod metrics;
 pub mod plan;
 pub mod probe;
 pub mod run;

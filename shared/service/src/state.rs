@@ -10,6 +10,7 @@ use crate::jobs::cancel::JobCancels;
 use crate::jobs::queue::JobQueue;
 use crate::keys::RateLimits;
 use crate::limiter::{BusyLog, ConcurrencyLimiter};
+use crate::metrics::Metrics;
 use crate::storage::{FsStorage, Storage};
 #[cfg(feature = "s3")]
 use crate::storage::{S3Settings, S3Storage, DEFAULT_CALL_TIMEOUT};
@@ -33,6 +34,8 @@ pub struct AppState {
     rate_limits: Option<Arc<RateLimits>>,
     /// Job webhook deliveries (nothing without FF_WEBHOOK_SECRET).
     webhooks: WebhookSender,
+    /// What GET /metrics answers.
+    metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -63,6 +66,7 @@ impl AppState {
             job_cancels: JobCancels::default(),
             rate_limits,
             webhooks,
+            metrics: Arc::default(),
         }
     }
 
@@ -85,6 +89,10 @@ impl AppState {
 
     pub fn webhooks(&self) -> &WebhookSender {
         &self.webhooks
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub fn engine(&self) -> &Arc<Engine> {

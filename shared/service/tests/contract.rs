@@ -344,3 +344,23 @@ async fn a_webhook_to_the_servers_own_network_is_never_called() {
     assert!(receiver.calls.lock().unwrap().is_empty());
     workers.shutdown(std::time::Duration::from_secs(10)).await;
 }
+
+#[tokio::test]
+async fn metrics_count_answers_by_route_and_need_a_key() {
+    let backend = fs_backend();
+    let (_, router) = app(&backend, &[("FF_API_KEYS", &keys())]);
+    send(&router, get("/metrics", None)).await.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    let missing = "/api/v1/jobs/01900000-0000-7000-8000-000000000000";
+    send(&router, get(missing, Some(ALICE))).await.assert_error(StatusCode::NOT_FOUND, "job_not_found");
+    let answer = send(&router, get("/metrics", Some(ALICE))).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let text = String::from_utf8(answer.body.to_vec()).unwrap();
+    for expected in [
+        r#"ff_http_requests_total{route="/api/v1/jobs/{id}",method="GET",status="404"} 1"#,
+        r#"ff_http_requests_total{route="/metrics",method="GET",status="401"} 1"#,
+        "ff_job_queue_depth 0",
+        "# EOF",
+    ] {
+        assert!(text.contains(expected), "`{expected}` missing from:\n{text}");
+    }
+}

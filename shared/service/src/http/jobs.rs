@@ -222,6 +222,7 @@ async fn remove(State(state): State<AppState>, caller: Caller, Path(id): Path<St
         Update::Missing => Err(ApiError::JobNotFound { id }),
         Update::Written(job) => {
             state.webhooks().notify(&job, WebhookEvent::Completed);
+            state.metrics().job_ended(&job);
             // A worker of this process stops within a frame; one elsewhere notices at its next
             // progress write, and removes anything it writes after this.
             state.job_cancels().cancel(&id);

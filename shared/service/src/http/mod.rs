@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod events;
 pub mod job_create;
 pub mod jobs;
+pub mod metrics;
 pub mod openapi;
 pub mod process;
 
@@ -42,8 +43,8 @@ pub use process::{X_FACES_PROCESSED, X_FRAMES_PROCESSED};
 const HEALTH: &str = "/api/v1/health";
 
 /// A group of routes that one deployment unit answers: `ff serve` answers all of them, each Lambda
-/// function one (see `template.yaml`). Every group also answers GET /api/v1/health and the API's
-/// description (GET /api/v1/openapi.json, GET /api/v1/docs).
+/// function one (see `template.yaml`). Every group also answers GET /api/v1/health, the API's
+/// description (GET /api/v1/openapi.json, GET /api/v1/docs) and its process's GET /metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Endpoints {
     /// POST /api/v1/process.
@@ -142,16 +143,17 @@ pub fn app(endpoints: &[Endpoints], state: AppState) -> Router {
     let upload_limit = state.config().max_upload_bytes;
     let timeout = state.config().request_timeout;
     let cors = cors_layer(&state.config().cors_origins);
-    let routes = endpoints
-        .iter()
-        .fold(Router::new().route(HEALTH, get(health)).merge(openapi::router()), |routes, endpoints| {
-            routes.merge(endpoints.router())
-        });
+    let routes = endpoints.iter().fold(
+        Router::new().route(HEALTH, get(health)).merge(openapi::router()).merge(metrics::router()),
+        |routes, endpoints| routes.merge(endpoints.router()),
+    );
     let routes = routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Who is calling decides what they may see, so it is known before any handler runs.
         .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate))
+        // Outside the key check, so refused requests are counted too.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::record_request))
         // One limit for every route: tower-http refuses a declared length over it at once and cuts
         // a streamed body off there; axum's own per-extractor default would be a second limit.
         .layer(RequestBodyLimitLayer::new(upload_limit))

@@ -235,6 +235,7 @@ impl Modify for Additions {
         paths::download_models,
         paths::system,
         paths::s3_events,
+        paths::metrics,
     ),
     components(schemas(
         Job, JobStatus, JobFailure, JobInputs, JobPage, JobEventMessage, ErrorBody, ErrorDetail, Health, JobFromKeys,
@@ -383,6 +384,14 @@ mod paths {
             (status = "default", description = "An error", body = ErrorBody),
         ))]
     fn s3_events() {}
+
+    #[utoipa::path(get, path = "/metrics", tag = "server",
+        description = "Counters of this process for Prometheus: requests, durations, jobs, frames, inference time per model.",
+        responses(
+            (status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String),
+            (status = "default", description = "An error", body = ErrorBody),
+        ))]
+    fn metrics() {}
 }
 
 #[cfg(test)]
@@ -390,6 +399,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+    use crate::http::metrics::METRICS_PATH;
     use crate::http::Endpoints;
 
     #[test]
@@ -405,7 +415,7 @@ mod tests {
             .iter()
             .flat_map(|endpoints| endpoints.routes().iter())
             .map(|(method, path)| (method.to_string(), path.to_string()))
-            .chain([OPENAPI_PATH, DOCS_PATH].map(|path| ("GET".to_string(), path.to_string())))
+            .chain([OPENAPI_PATH, DOCS_PATH, METRICS_PATH].map(|path| ("GET".to_string(), path.to_string())))
             .collect();
         assert_eq!(described, served);
     }

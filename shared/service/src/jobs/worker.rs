@@ -334,6 +334,9 @@ impl ClaimedRun {
             Update::Written(job) => {
                 let event = if job.status.is_final() { WebhookEvent::Completed } else { WebhookEvent::Progress };
                 self.state.webhooks().notify(&job, event);
+                if job.status.is_final() {
+                    self.state.metrics().job_ended(&job);
+                }
                 Step::Owned
             }
             Update::Unchanged(job) => Step::Lost(Some(job.status)),
