@@ -41,7 +41,8 @@ impl ModelRegistry {
         Ok(session)
     }
 
-    /// The models loaded so far, by name.
+    /// The models loaded so far, by name. A model still loading is not one yet, and is skipped
+    /// rather than waited for.
     pub fn loaded_sessions(&self) -> Vec<(String, Arc<ModelSession>)> {
         let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         let mut sessions: Vec<(String, Arc<ModelSession>)> = slots
@@ -57,13 +58,6 @@ impl ModelRegistry {
 
     /// Names of the models loaded so far.
     pub fn loaded(&self) -> Vec<String> {
-        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        let mut names: Vec<String> = slots
-            .iter()
-            .filter(|(_, slot)| slot.lock().map(|s| s.is_some()).unwrap_or(false))
-            .map(|(name, _)| name.clone())
-            .collect();
-        names.sort();
-        names
+        self.loaded_sessions().into_iter().map(|(name, _)| name).collect()
     }
 }

@@ -140,11 +140,11 @@ pub type InferenceSnapshot = Vec<(String, u64, std::time::Duration)>;
 /// Calls and time inside ONNX Runtime per loaded model, to subtract two snapshots around a benchmark.
 pub fn inference_snapshot(registry: &crate::sessions::ModelRegistry) -> InferenceSnapshot {
     registry
-        .loaded()
+        .loaded_sessions()
         .into_iter()
-        .filter_map(|name| {
-            let (runs, time) = registry.get(&name).ok()?.run_stats();
-            Some((name, runs, time))
+        .map(|(name, session)| {
+            let (runs, time) = session.run_stats();
+            (name, runs, time)
         })
         .collect()
 }

@@ -26,7 +26,7 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         Caller::anonymous()
     } else {
         match bearer_token(request.headers()).and_then(|token| keys.identify(token)) {
-            Some(name) => Caller::with_key(name),
+            Some(name) => Caller::named(name),
             None => return refuse_unread(ApiError::Unauthorized, request).await,
         }
     };

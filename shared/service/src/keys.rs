@@ -124,16 +124,12 @@ pub struct Caller {
 }
 
 impl Caller {
-    pub(crate) fn with_key(name: Arc<str>) -> Self {
-        Self { key_name: Some(name) }
-    }
-
     pub fn anonymous() -> Self {
         Self::default()
     }
 
-    pub fn named(name: &str) -> Self {
-        Self { key_name: Some(Arc::from(name)) }
+    pub fn named(name: impl Into<Arc<str>>) -> Self {
+        Self { key_name: Some(name.into()) }
     }
 
     /// The key name jobs are recorded under; `None` on an open API.

@@ -72,11 +72,7 @@ impl AppState {
 
     /// Keeps jobs and files in `storage` instead of what the settings name (tests, embedding).
     pub fn with_storage(mut self, storage: Arc<dyn Storage>) -> Self {
-        self.webhooks = WebhookSender::new(
-            self.config.webhook_secret.clone(),
-            self.config.webhook_allowed_hosts.clone(),
-            Arc::clone(&storage),
-        );
+        self.webhooks = self.webhooks.with_storage(Arc::clone(&storage));
         self.storage = storage;
         self
     }

@@ -136,7 +136,7 @@ impl Sweep {
             }
         }
         let left = budget.saturating_sub(report.removed());
-        let (jobs, failures) = self.remove_orphan_job_files(left).await;
+        let (jobs, failures) = self.sweep_job_files(left).await;
         report.orphan_objects = jobs.orphans;
         report.expired_jobs = jobs.expired;
         report.failures += failures;
@@ -165,7 +165,7 @@ impl Sweep {
     /// just before the files `jobs/<id>/...` ('.' < '/'), so a record seen in the listing spares
     /// its files a lookup; any other candidate is confirmed missing with a HEAD before it goes.
     /// A record untouched for FF_RESULT_TTL_HOURS is read, and its job removed if it expired.
-    async fn remove_orphan_job_files(&mut self, limit: usize) -> (JobRemovals, usize) {
+    async fn sweep_job_files(&mut self, limit: usize) -> (JobRemovals, usize) {
         let now = SystemTime::now();
         let (mut removed, mut failures, mut listed) = (0, 0, 0);
         let mut expired = 0;

@@ -164,7 +164,7 @@ impl JobEvents {
 }
 
 /// The job, if it exists and the caller may see it: another key's job is as absent as a missing one.
-pub(super) async fn load(state: &AppState, id: &str, caller: &Caller) -> Result<Job, ApiError> {
+async fn load(state: &AppState, id: &str, caller: &Caller) -> Result<Job, ApiError> {
     // Anything that is not a job id cannot be a job: no storage call, no path to wander along.
     if !is_job_id(id) {
         return Err(ApiError::JobNotFound { id: id.chars().take(64).collect() });

@@ -7,8 +7,7 @@
 //! error codes from [`ApiError::codes`], and a test holds the paths to exactly the routes
 //! [`super::Endpoints`] registers.
 
-use axum::http::header::CONTENT_TYPE;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Html;
 use axum::routing::get;
 use axum::{Json, Router};
 use ff_pipeline::options::{OptionKind, OptionSpec, Support, OPTIONS};
@@ -31,10 +30,8 @@ pub fn router() -> Router<AppState> {
     Router::new().route(OPENAPI_PATH, get(openapi_json)).route(DOCS_PATH, get(docs_page))
 }
 
-async fn openapi_json() -> Response {
-    let mut response = Json(document()).into_response();
-    response.headers_mut().insert(CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
-    response
+async fn openapi_json() -> Json<Document> {
+    Json(document())
 }
 
 async fn docs_page() -> Html<&'static str> {

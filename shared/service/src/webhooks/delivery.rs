@@ -62,31 +62,24 @@ struct Inner {
 
 impl WebhookSender {
     pub fn new(secret: Option<WebhookSecret>, allowed: AllowedHosts, storage: Arc<dyn Storage>) -> Self {
-        let inner = secret.map(|secret| {
-            Arc::new(Inner {
-                secret,
-                allowed,
-                storage,
-                delays: RETRY_DELAYS.to_vec(),
-                attempts: Semaphore::new(CONCURRENT_ATTEMPTS),
-                last_progress: Mutex::default(),
-            })
-        });
+        Self { inner: secret.map(|secret| Inner::new(secret, allowed, storage, RETRY_DELAYS.to_vec())) }
+    }
+
+    /// The same sender recording attempts in `storage` instead.
+    pub fn with_storage(&self, storage: Arc<dyn Storage>) -> Self {
+        let inner = self
+            .inner
+            .as_ref()
+            .map(|inner| Inner::new(inner.secret.clone(), inner.allowed.clone(), storage, inner.delays.clone()));
         Self { inner }
     }
 
     /// The same sender with other delays between attempts (tests, embedding).
-    pub fn with_retry_delays(self, delays: Vec<Duration>) -> Self {
-        let inner = self.inner.map(|inner| {
-            Arc::new(Inner {
-                secret: inner.secret.clone(),
-                allowed: inner.allowed.clone(),
-                storage: Arc::clone(&inner.storage),
-                delays,
-                attempts: Semaphore::new(CONCURRENT_ATTEMPTS),
-                last_progress: Mutex::default(),
-            })
-        });
+    pub fn with_retry_delays(&self, delays: Vec<Duration>) -> Self {
+        let inner = self
+            .inner
+            .as_ref()
+            .map(|inner| Inner::new(inner.secret.clone(), inner.allowed.clone(), Arc::clone(&inner.storage), delays));
         Self { inner }
     }
 
@@ -126,6 +119,16 @@ struct Delivery {
 }
 
 impl Inner {
+    fn new(
+        secret: WebhookSecret,
+        allowed: AllowedHosts,
+        storage: Arc<dyn Storage>,
+        delays: Vec<Duration>,
+    ) -> Arc<Self> {
+        let attempts = Semaphore::new(CONCURRENT_ATTEMPTS);
+        Arc::new(Self { secret, allowed, storage, delays, attempts, last_progress: Mutex::default() })
+    }
+
     /// Progress events at most once a second per job; a job's end forgets it.
     fn progress_due(&self, job_id: &str, event: WebhookEvent) -> bool {
         let mut last = self.last_progress.lock().unwrap_or_else(|p| p.into_inner());
