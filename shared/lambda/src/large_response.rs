@@ -102,7 +102,9 @@ mod tests {
     use axum::routing::get;
     use axum::Router;
     use bytes::Bytes;
-    use ff_service::storage::{ByteStream, FsStorage, ListPage, ListRequest, ObjectBody, ObjectMeta, Result};
+    use ff_service::storage::{
+        ByteStream, FsStorage, ListPage, ListRequest, ObjectBody, ObjectMeta, PutContent, Result,
+    };
     use tower::ServiceExt;
 
     use super::*;
@@ -138,7 +140,7 @@ mod tests {
         async fn presign_get(&self, key: &str, expires_in: Duration) -> Result<Option<String>> {
             Ok(Some(format!("https://bucket.example/{key}?expires={}", expires_in.as_secs())))
         }
-        async fn presign_put(&self, _key: &str, _expires_in: Duration) -> Result<Option<String>> {
+        async fn presign_put(&self, _: &str, _: Duration, _: &PutContent) -> Result<Option<String>> {
             Ok(None)
         }
         async fn put_file(&self, key: &str, path: &Path) -> Result<ObjectMeta> {

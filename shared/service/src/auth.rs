@@ -2,6 +2,7 @@
 //! (per-key rate limit). What keys, callers and limits are lives in [`crate::keys`].
 
 use axum::extract::{Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -14,11 +15,19 @@ use crate::state::AppState;
 /// (which has its own secret, FF_EVENTS_SECRET).
 const OPEN_PATHS: [&str; 4] = ["/api/v1/health", "/api/v1/openapi.json", "/api/v1/docs", "/api/v1/events/s3"];
 
+/// ff's own upload URLs carry their authorisation in a signed query, as a presigned S3 URL does:
+/// whoever was given the URL may PUT, without the API key.
+const SIGNED_UPLOAD_PREFIX: &str = "/api/v1/uploads/";
+
+fn is_open(method: &Method, path: &str) -> bool {
+    OPEN_PATHS.contains(&path) || (method == Method::PUT && path.starts_with(SIGNED_UPLOAD_PREFIX))
+}
+
 /// The layer in front of every route: identifies the caller by their key (401 without a valid one
 /// when keys are configured), applies their rate limit (429), and hands the [`Caller`] on. A
 /// refused request's body is drained, not processed.
 pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    if OPEN_PATHS.contains(&request.uri().path()) {
+    if is_open(request.method(), request.uri().path()) {
         return next.run(request).await;
     }
     let keys = &state.config().api_keys;

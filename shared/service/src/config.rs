@@ -103,6 +103,9 @@ pub struct ServiceConfig {
     /// FF_WEBHOOK_ALLOWED_HOSTS: `host:port` entries webhooks may reach over http and on private
     /// addresses (a receiver on the same network, tests).
     pub webhook_allowed_hosts: AllowedHosts,
+    /// FF_PUBLIC_URL: how clients reach this server (`https://ff.example.com`), for the upload URLs
+    /// ff signs itself; unset, they are built from the request's `Host` over http.
+    pub public_url: Option<String>,
 }
 
 /// A variable whose value is outside what it accepts.
@@ -233,6 +236,7 @@ impl ServiceConfig {
                 .map(parse_allowed_hosts)
                 .transpose()?
                 .unwrap_or_default(),
+            public_url: value("FF_PUBLIC_URL").map(parse_public_url).transpose()?,
         })
     }
 
@@ -388,6 +392,21 @@ fn parse_allowed_hosts(text: String) -> Result<AllowedHosts, ConfigError> {
 }
 
 /// `*`, or origins as browsers send them: scheme, host and port, nothing after.
+/// An http(s) origin, optionally with a path prefix (a reverse proxy's), without the final slash.
+fn parse_public_url(text: String) -> Result<String, ConfigError> {
+    let invalid = || ConfigError {
+        variable: "FF_PUBLIC_URL",
+        value: text.clone(),
+        expected: "an http:// or https:// URL without query or fragment, e.g. https://ff.example.com".into(),
+    };
+    let rest = text.strip_prefix("https://").or_else(|| text.strip_prefix("http://")).ok_or_else(invalid)?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || text.contains(['?', '#', ' ']) {
+        return Err(invalid());
+    }
+    Ok(text.trim_end_matches('/').to_string())
+}
+
 fn parse_cors_origins(text: String) -> Result<Vec<String>, ConfigError> {
     let origins: Vec<String> = text.split(',').map(|o| o.trim().to_string()).filter(|o| !o.is_empty()).collect();
     let valid = |origin: &String| {
@@ -561,6 +580,17 @@ mod tests {
         for value in ["-1", "86401", "often"] {
             let error = parse(&[("FF_SWEEP_INTERVAL_SECS", value)]).unwrap_err();
             assert_eq!(error.variable, "FF_SWEEP_INTERVAL_SECS", "{value}");
+        }
+    }
+
+    #[test]
+    fn the_public_url_is_an_http_origin_kept_without_its_last_slash() {
+        assert_eq!(parse(&[]).unwrap().public_url, None);
+        let url = |text: &str| parse(&[("FF_PUBLIC_URL", text)]).map(|config| config.public_url.unwrap());
+        assert_eq!(url("https://ff.example.com/").unwrap(), "https://ff.example.com");
+        assert_eq!(url("http://10.0.0.5:8000/ff").unwrap(), "http://10.0.0.5:8000/ff");
+        for bad in ["ff.example.com", "ftp://ff.example.com", "https://", "https://a/b?c=d", "https://a b"] {
+            assert_eq!(url(bad).unwrap_err().variable, "FF_PUBLIC_URL", "{bad}");
         }
     }
 

@@ -58,6 +58,9 @@ pub enum ApiError {
     /// An `Idempotency-Key` seen before with a different request.
     #[error("the Idempotency-Key was used for a different request; use a new key for a new request")]
     IdempotencyKeyReused,
+    /// An upload URL ff did not sign for this request, or one past its time.
+    #[error("{0}")]
+    UploadUrlInvalid(String),
     #[error("{0}")]
     ContentRejected(String),
     #[error("model `{model}` is not available on this server")]
@@ -193,7 +196,7 @@ impl ApiError {
             Self::Busy | Self::RateLimited { .. } | Self::TooManyJobs { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UploadTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            Self::ModelDownloadDisabled => StatusCode::FORBIDDEN,
+            Self::ModelDownloadDisabled | Self::UploadUrlInvalid(_) => StatusCode::FORBIDDEN,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -237,6 +240,7 @@ impl ApiError {
         "rate_limited",
         "too_many_jobs",
         "idempotency_key_reused",
+        "upload_url_invalid",
         "timeout",
         "not_found",
         "method_not_allowed",
@@ -282,6 +286,7 @@ impl ApiError {
             Self::RateLimited { .. } => "rate_limited",
             Self::TooManyJobs { .. } => "too_many_jobs",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::UploadUrlInvalid(_) => "upload_url_invalid",
             Self::Timeout { .. } => "timeout",
             Self::NotFound { .. } => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
@@ -437,6 +442,7 @@ mod tests {
             ApiError::RateLimited { retry_after: Duration::from_millis(1500) },
             ApiError::TooManyJobs { limit: 1 },
             ApiError::IdempotencyKeyReused,
+            ApiError::UploadUrlInvalid(String::new()),
             ApiError::ContentRejected(key()),
             ApiError::ModelUnavailable { model: key(), detail: key() },
             ApiError::RuntimeUnavailable { detail: key() },
@@ -475,6 +481,7 @@ mod tests {
                 | ApiError::RateLimited { .. }
                 | ApiError::TooManyJobs { .. }
                 | ApiError::IdempotencyKeyReused
+                | ApiError::UploadUrlInvalid(_)
                 | ApiError::ContentRejected(_)
                 | ApiError::ModelUnavailable { .. }
                 | ApiError::RuntimeUnavailable { .. }

@@ -35,6 +35,7 @@ pub mod sources;
 mod state;
 pub mod storage;
 pub mod sweep;
+pub mod uploads;
 pub mod webhooks;
 pub mod workspace;
 

@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::storage::{FsStorage, Storage};
 #[cfg(feature = "s3")]
 use crate::storage::{S3Settings, S3Storage, DEFAULT_CALL_TIMEOUT};
+use crate::uploads::UploadSigner;
 use crate::webhooks::WebhookSender;
 
 /// Cheap to clone: everything inside is shared.
@@ -36,6 +37,8 @@ pub struct AppState {
     webhooks: WebhookSender,
     /// What GET /metrics answers.
     metrics: Arc<Metrics>,
+    /// Signs the upload URLs ff serves itself (filesystem backend).
+    upload_signer: Arc<UploadSigner>,
 }
 
 impl AppState {
@@ -67,6 +70,9 @@ impl AppState {
             rate_limits,
             webhooks,
             metrics: Arc::default(),
+            // Linux's getrandom(2) does not fail once the kernel's pool is ready, long before any
+            // server starts; without it there would be no safe key to sign with.
+            upload_signer: Arc::new(UploadSigner::random().expect("the operating system's random source")),
         }
     }
 
@@ -85,6 +91,10 @@ impl AppState {
 
     pub fn webhooks(&self) -> &WebhookSender {
         &self.webhooks
+    }
+
+    pub fn upload_signer(&self) -> &UploadSigner {
+        &self.upload_signer
     }
 
     pub fn metrics(&self) -> &Metrics {

@@ -29,6 +29,7 @@ use crate::jobs::store::{JobStore, StoreError};
 use crate::jobs::{is_job_id, record_key, JOBS_PREFIX};
 use crate::state::AppState;
 use crate::storage::{ListRequest, Storage, StorageError};
+use crate::uploads::UPLOADS_PREFIX;
 use crate::workspace::is_run_dir_name;
 
 /// Deletions per sweep (run directories, temporary files and objects together): a backlog goes
@@ -80,6 +81,8 @@ pub struct SweepReport {
     pub expired_jobs: usize,
     /// Idempotency-Key entries older than their retention.
     pub expired_idempotency_keys: usize,
+    /// Uploads (`uploads/`) older than FF_RESULT_TTL_HOURS.
+    pub expired_uploads: usize,
     /// Calls that failed (each logged); what they would have removed is tried again next time.
     pub failures: usize,
     /// The deletion budget ran out: more may be left for the next sweep.
@@ -88,7 +91,12 @@ pub struct SweepReport {
 
 impl SweepReport {
     fn removed(&self) -> usize {
-        self.run_dirs + self.temp_files + self.orphan_objects + self.expired_jobs + self.expired_idempotency_keys
+        self.run_dirs
+            + self.temp_files
+            + self.orphan_objects
+            + self.expired_jobs
+            + self.expired_idempotency_keys
+            + self.expired_uploads
     }
 
     fn log(&self) {
@@ -98,6 +106,7 @@ impl SweepReport {
             orphan_objects = self.orphan_objects,
             expired_jobs = self.expired_jobs,
             expired_idempotency_keys = self.expired_idempotency_keys,
+            expired_uploads = self.expired_uploads,
             failures = self.failures,
             budget_exhausted = self.budget_exhausted,
             "sweep removed what killed runs left and what expired"
@@ -141,9 +150,16 @@ impl Sweep {
         report.expired_jobs = jobs.expired;
         report.failures += failures;
         let left = budget.saturating_sub(report.removed());
-        let (entries, failures) = self.remove_expired_idempotency_entries(left).await;
+        let (entries, failures) = self.remove_aged_objects(IDEMPOTENCY_PREFIX, IDEMPOTENCY_RETENTION, left).await;
         report.expired_idempotency_keys = entries;
         report.failures += failures;
+        // Uploads are inputs: they go when results do (FF_RESULT_TTL_HOURS after their PUT).
+        if let Some(ttl) = self.settings.result_ttl {
+            let left = budget.saturating_sub(report.removed());
+            let (uploads, failures) = self.remove_aged_objects(UPLOADS_PREFIX, ttl, left).await;
+            report.expired_uploads = uploads;
+            report.failures += failures;
+        }
         report.budget_exhausted = report.removed() >= budget;
         report
     }
@@ -245,30 +261,31 @@ impl Sweep {
         Ok(expired)
     }
 
-    /// Deletes Idempotency-Key entries older than their retention (their last write is their
-    /// creation). Returns (removed, failures).
-    async fn remove_expired_idempotency_entries(&self, limit: usize) -> (usize, usize) {
+    /// Deletes the objects under `prefix` last written more than `max_age` ago: Idempotency-Key
+    /// entries (written once, at creation) and uploads (written once, by their PUT). Returns
+    /// (removed, failures).
+    async fn remove_aged_objects(&self, prefix: &str, max_age: Duration, limit: usize) -> (usize, usize) {
         let now = SystemTime::now();
         let (mut removed, mut failures) = (0, 0);
         let mut start_after = None;
         while removed < limit {
             let request = ListRequest { start_after: start_after.take(), limit: LIST_PAGE, shallow: false };
-            let page = match self.storage.list(IDEMPOTENCY_PREFIX, request).await {
+            let page = match self.storage.list(prefix, request).await {
                 Ok(page) => page,
                 Err(error) => {
-                    tracing::warn!(%error, "sweep: cannot list Idempotency-Key entries");
+                    tracing::warn!(prefix, %error, "sweep: cannot list expiring objects");
                     return (removed, failures + 1);
                 }
             };
             for object in &page.objects {
                 let age = object.last_modified.map(|at| now.duration_since(at).unwrap_or_default());
-                if age.is_none_or(|age| age < IDEMPOTENCY_RETENTION) || removed == limit {
+                if age.is_none_or(|age| age < max_age) || removed == limit {
                     continue;
                 }
                 match self.storage.delete(&object.key).await {
                     Ok(()) | Err(StorageError::NotFound { .. }) => removed += 1,
                     Err(error) => {
-                        tracing::warn!(key = %object.key, %error, "sweep: cannot delete an Idempotency-Key entry");
+                        tracing::warn!(key = %object.key, %error, "sweep: cannot delete an expired object");
                         failures += 1;
                     }
                 }

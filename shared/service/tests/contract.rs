@@ -1,5 +1,5 @@
 //! The API contract around the routes: API keys and what each key sees, per-key rate and job
-//! limits, Idempotency-Key, `Prefer: wait`, the job event stream and CORS.
+//! limits, Idempotency-Key, `Prefer: wait`, the job event stream, direct uploads and CORS.
 
 use std::sync::Arc;
 
@@ -156,6 +156,118 @@ async fn a_retried_creation_answers_the_job_it_created(backend: Backend) {
 }
 
 on_both_backends!(a_retried_creation_answers_the_job_it_created);
+
+/// Asks for an upload as `key` would; the answer's status and JSON.
+async fn ask_upload(router: &Router, key: &str, content_type: &str, size: usize) -> common::Answer {
+    let body = serde_json::json!({ "content_type": content_type, "size": size });
+    let request = Request::post("/api/v1/uploads")
+        .header("host", "ff.test:8080")
+        .header(CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    send(router, with_key(request, key)).await
+}
+
+/// PUTs `bytes` to a ticket's URL as a client would: ff's own URL through the router (no API
+/// key: the query authorises it), a presigned S3 URL to the S3 server itself.
+async fn put_upload(router: &Router, ticket: &serde_json::Value, content_type: &str, bytes: &[u8]) -> (u16, String) {
+    let url = ticket["url"].as_str().unwrap().to_string();
+    match url.strip_prefix("http://ff.test:8080") {
+        Some(path_and_query) => {
+            let request = Request::put(path_and_query)
+                .header(CONTENT_TYPE, content_type)
+                .header("content-length", bytes.len())
+                .body(Body::from(bytes.to_vec()))
+                .unwrap();
+            let answer = send(router, request).await;
+            (answer.status.as_u16(), String::from_utf8_lossy(&answer.body).into_owned())
+        }
+        None => {
+            let (content_type, bytes) = (content_type.to_string(), bytes.to_vec());
+            tokio::task::spawn_blocking(move || {
+                let answer = ureq::put(&url)
+                    .header("Content-Type", &content_type)
+                    .config()
+                    .http_status_as_error(false)
+                    .build()
+                    .send(&bytes[..])
+                    .expect("the S3 server answers");
+                (answer.status().as_u16(), String::new())
+            })
+            .await
+            .unwrap()
+        }
+    }
+}
+
+/// Direct uploads on both backends: a ticket, the PUT through the URL it names (presigned S3, or
+/// ff's own signed route), a job over the two uploads run to completion; and the URL's limits
+/// (type, size, once only, signature) on ff's own route.
+async fn uploads_go_straight_to_storage_and_feed_json_jobs(backend: Backend) {
+    let (state, router) = app(&backend, &[("FF_API_KEYS", &keys()), ("FF_WORKERS", "1")]);
+    let workers = Workers::start(&state);
+    let (source, target) = (asset("obama.jpg"), asset("biden.jpg"));
+    let mut keys_put = Vec::new();
+    for bytes in [&source, &target] {
+        let answer = ask_upload(&router, ALICE, "image/jpeg", bytes.len()).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{:?}", String::from_utf8_lossy(&answer.body));
+        let ticket = answer.json();
+        assert_eq!(
+            (ticket["method"].as_str(), ticket["headers"]["Content-Type"].as_str()),
+            (Some("PUT"), Some("image/jpeg"))
+        );
+        assert_eq!(ticket["headers"]["Content-Length"].as_str(), Some(bytes.len().to_string().as_str()));
+        assert!(ticket["expires_at"].as_str().is_some_and(|at| at.ends_with('Z')), "{ticket}");
+        let (status, body) = put_upload(&router, &ticket, "image/jpeg", bytes).await;
+        assert_eq!(status, 200, "{body}");
+        let key = ticket["key"].as_str().unwrap().to_string();
+        assert!(key.starts_with("uploads/"), "{key}");
+        assert_eq!(backend.storage.get_bytes(&key, 1 << 30).await.unwrap().0, &bytes[..]);
+        keys_put.push(key);
+    }
+    let body = serde_json::json!({
+        "sources": [keys_put[0]], "target": keys_put[1], "options": {"face_swapper_model": "inswapper_128"},
+    });
+    let mut request = Request::post("/api/v1/jobs")
+        .header(CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    request.headers_mut().insert("prefer", "wait=60".parse().unwrap());
+    let answer = send(&router, with_key(request, ALICE)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(answer.job().status, JobStatus::Completed, "{:?}", answer.job().error);
+
+    // What the URL allows and nothing else. Anonymous callers get no ticket.
+    send(&router, Request::post("/api/v1/uploads").body(Body::from("{}")).unwrap())
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    ask_upload(&router, ALICE, "text/html", 10)
+        .await
+        .assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media");
+    ask_upload(&router, ALICE, "video/mp4", 2 << 30)
+        .await
+        .assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    let ticket = ask_upload(&router, BOB, "image/png", 4).await.json();
+    if backend.fs_root().is_some() {
+        assert_eq!(put_upload(&router, &ticket, "image/jpeg", b"1234").await.0, 400, "another type");
+        assert_eq!(put_upload(&router, &ticket, "image/png", b"12345").await.0, 413, "a longer body");
+        assert_eq!(put_upload(&router, &ticket, "image/png", b"123").await.0, 400, "a shorter body");
+        let mut forged = ticket.clone();
+        forged["url"] = ticket["url"].as_str().unwrap().replace("size=4", "size=5").into();
+        assert_eq!(put_upload(&router, &forged, "image/png", b"12345").await.0, 403, "a changed size");
+        assert_eq!(put_upload(&router, &ticket, "image/png", b"1234").await.0, 200);
+        let (status, body) = put_upload(&router, &ticket, "image/png", b"4321").await;
+        assert_eq!(status, 403, "a second PUT: {body}");
+        assert!(body.contains("upload_url_invalid"), "{body}");
+        assert_eq!(backend.storage.get_bytes(ticket["key"].as_str().unwrap(), 10).await.unwrap().0, &b"1234"[..]);
+    } else {
+        assert!(put_upload(&router, &ticket, "image/png", b"12345").await.0 >= 400, "S3 holds the signed length");
+        assert!(put_upload(&router, &ticket, "image/jpeg", b"1234").await.0 >= 400, "and the signed type");
+    }
+    workers.shutdown(std::time::Duration::from_secs(10)).await;
+}
+
+on_both_backends!(uploads_go_straight_to_storage_and_feed_json_jobs);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prefer_wait_answers_the_finished_job_and_events_follow_one_to_its_end() {

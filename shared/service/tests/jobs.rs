@@ -141,17 +141,20 @@ async fn a_job_runs_to_a_result_of_the_targets_size(backend: Backend) {
 async fn a_job_over_stored_objects_runs_to_the_chosen_format(backend: Backend) {
     let (state, router) = app(&backend, &[]);
     let storage = &backend.storage;
-    storage.put_bytes("inbox/obama.jpg", asset("obama.jpg").into(), WriteCondition::None).await.unwrap();
-    storage.put_bytes("inbox/biden.jpg", asset("biden.jpg").into(), WriteCondition::None).await.unwrap();
+    storage.put_bytes("uploads/obama.jpg", asset("obama.jpg").into(), WriteCondition::None).await.unwrap();
+    storage.put_bytes("uploads/biden.jpg", asset("biden.jpg").into(), WriteCondition::None).await.unwrap();
     let workers = Workers::start(&state);
     let body = serde_json::json!({
-        "sources": ["inbox/obama.jpg"],
-        "target": "inbox/biden.jpg",
+        "sources": ["uploads/obama.jpg"],
+        "target": "uploads/biden.jpg",
         "options": {"face_swapper_model": "inswapper_128", "face_selector_mode": "one"},
         "output_format": "png",
     });
     let created = create(&router, json_request(body)).await;
-    assert_eq!(created.inputs, JobInputs { sources: vec!["inbox/obama.jpg".into()], target: "inbox/biden.jpg".into() });
+    assert_eq!(
+        created.inputs,
+        JobInputs { sources: vec!["uploads/obama.jpg".into()], target: "uploads/biden.jpg".into() }
+    );
     assert_eq!(created.output_format.as_deref(), Some("png"));
     let job = wait_until_final(&router, &created.id).await;
     assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error);
@@ -164,7 +167,7 @@ async fn a_job_over_stored_objects_runs_to_the_chosen_format(backend: Backend) {
     }
     // Deleting the job removes what it stored, never the objects it was given.
     assert_eq!(send(&router, delete(&format!("/api/v1/jobs/{}", job.id))).await.status, StatusCode::NO_CONTENT);
-    assert!(storage.head("inbox/biden.jpg").await.is_ok());
+    assert!(storage.head("uploads/biden.jpg").await.is_ok());
     assert!(job_files(&backend, &job.id).await.is_empty());
     workers.shutdown(Duration::from_secs(10)).await;
 }
@@ -388,9 +391,13 @@ async fn bad_job_requests_are_rejected_and_leave_nothing(backend: Backend) {
     let no_source = Form::default().file("target", "biden.jpg", &asset("biden.jpg")).post("/api/v1/jobs");
     let message = send(&router, no_source).await.assert_error(StatusCode::BAD_REQUEST, "bad_request");
     assert!(message.contains("source"), "{message}");
-    let missing = json_request(serde_json::json!({"sources": ["inbox/none.jpg"], "target": "inbox/none2.jpg"}));
+    let missing = json_request(serde_json::json!({"sources": ["uploads/none.jpg"], "target": "uploads/none2.jpg"}));
     let message = send(&router, missing).await.assert_error(StatusCode::BAD_REQUEST, "bad_request");
-    assert!(message.contains("inbox/none.jpg"), "{message}");
+    assert!(message.contains("uploads/none.jpg"), "{message}");
+    // Only uploads: not other jobs' files, results or models, whether or not they exist.
+    let not_upload = json_request(serde_json::json!({"sources": ["uploads/a"], "target": "jobs/x/result.png"}));
+    let message = send(&router, not_upload).await.assert_error(StatusCode::BAD_REQUEST, "bad_request");
+    assert!(message.contains("uploads/"), "{message}");
     let escape = json_request(serde_json::json!({"sources": ["../x.jpg"], "target": "t.jpg"}));
     send(&router, escape).await.assert_error(StatusCode::BAD_REQUEST, "bad_request");
     let unknown_field = json_request(serde_json::json!({"target": "t.jpg", "colour": "red"}));

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use ff_service::storage::testing::s3_test_storage;
 use ff_service::storage::{
-    ByteStream, FsStorage, ListRequest, Storage, StorageError, WriteCondition, DEFAULT_CALL_TIMEOUT,
+    ByteStream, FsStorage, ListRequest, PutContent, Storage, StorageError, WriteCondition, DEFAULT_CALL_TIMEOUT,
 };
 use ff_service::ServiceConfig;
 use futures_util::StreamExt;
@@ -270,7 +270,8 @@ async fn get_bytes_refuses_oversized_objects(storage: &dyn Storage) {
 async fn presigned_urls_work_where_offered(storage: &dyn Storage) {
     storage.put_bytes("shared/photo.png", Bytes::from_static(b"png bytes"), WriteCondition::None).await.unwrap();
     let get_url = storage.presign_get("shared/photo.png", Duration::from_secs(300)).await.unwrap();
-    let put_url = storage.presign_put("shared/upload.bin", Duration::from_secs(300)).await.unwrap();
+    let content = PutContent { content_type: "application/octet-stream".into(), length: 8 };
+    let put_url = storage.presign_put("shared/upload.bin", Duration::from_secs(300), &content).await.unwrap();
     match storage.kind() {
         "fs" => assert_eq!((get_url, put_url), (None, None)),
         "s3" => {
@@ -282,9 +283,16 @@ async fn presigned_urls_work_where_offered(storage: &dyn Storage) {
             .await
             .unwrap();
             assert_eq!(body, b"png bytes");
-            tokio::task::spawn_blocking(move || ureq::put(&put_url).send(&b"uploaded"[..]).expect("presigned PUT"))
-                .await
-                .unwrap();
+            // The type and length are signed: another length is refused, the granted one stored.
+            assert!(put_url.contains("content-length%3Bcontent-type%3Bhost"), "{put_url}");
+            let put = |body: &'static [u8]| {
+                let url = put_url.clone();
+                tokio::task::spawn_blocking(move || {
+                    ureq::put(&url).header("Content-Type", "application/octet-stream").send(body)
+                })
+            };
+            assert!(put(b"uploaded, and more").await.unwrap().is_err(), "a PUT of another length was accepted");
+            put(b"uploaded").await.unwrap().expect("presigned PUT");
             assert_eq!(storage.get_bytes("shared/upload.bin", 100).await.unwrap().0, &b"uploaded"[..]);
             // A tampered signature is refused: the server really checks it.
             let forged = storage.presign_get("shared/photo.png", Duration::from_secs(300)).await.unwrap().unwrap();

@@ -233,3 +233,25 @@ async fn an_old_orphan_goes_while_one_being_created_stays() {
     assert_eq!(report, SweepReport { orphan_objects: old.len(), ..SweepReport::default() });
     assert_eq!(sorted(all_keys(backend.storage.as_ref()).await), sorted(being_created));
 }
+
+/// Uploads are inputs: one PUT longer ago than FF_RESULT_TTL_HOURS goes, a recent one stays, and
+/// without a TTL (`0`, keep everything) both stay.
+#[tokio::test]
+async fn uploads_older_than_the_result_ttl_go() {
+    let backend = fs_backend();
+    let root = backend.fs_root().unwrap().to_path_buf();
+    let temp = tempfile::tempdir().unwrap();
+    let (old, recent) = ("uploads/0123456789abcdef0123456789abcdef", "uploads/fedcba9876543210fedcba9876543210");
+    for key in [old, recent] {
+        put(backend.storage.as_ref(), key).await;
+    }
+    backdate(&root.join(old), LONG_AGO);
+
+    let kept = Sweep::new(Arc::clone(&backend.storage), settings(temp.path(), HOUR, 100)).run().await;
+    assert_eq!(kept, SweepReport::default());
+    let mut with_ttl = settings(temp.path(), HOUR, 100);
+    with_ttl.result_ttl = Some(HOUR);
+    let report = Sweep::new(Arc::clone(&backend.storage), with_ttl).run().await;
+    assert_eq!(report, SweepReport { expired_uploads: 1, ..SweepReport::default() });
+    assert_eq!(all_keys(backend.storage.as_ref()).await, [recent.to_string()]);
+}

@@ -25,6 +25,9 @@ pub const EVENTS_BODY_LIMIT: usize = 256 * 1024;
 /// The body limit of POST /api/v1/models/download: a JSON list of names.
 pub const MODEL_DOWNLOAD_BODY_LIMIT: usize = 16 * 1024;
 
+/// The body limit of POST /api/v1/uploads: a content type and a size.
+pub const UPLOAD_REQUEST_BODY_LIMIT: usize = 4 * 1024;
+
 /// The most of a refused request's body that is read and thrown away before answering.
 pub const DRAIN_LIMIT: usize = 1024 * 1024;
 

@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod openapi;
 pub mod process;
+pub mod uploads;
 
 use std::any::Any;
 use std::time::Duration;
@@ -49,7 +50,8 @@ const HEALTH: &str = "/api/v1/health";
 pub enum Endpoints {
     /// POST /api/v1/process.
     Process,
-    /// POST /api/v1/jobs.
+    /// POST /api/v1/jobs, and the direct uploads a JSON job names (POST /api/v1/uploads, and
+    /// PUT /api/v1/uploads/{id} on the filesystem backend).
     JobCreate,
     /// GET /api/v1/jobs, GET /api/v1/jobs/{id}, GET /api/v1/jobs/{id}/events.
     JobStatus,
@@ -96,7 +98,7 @@ impl Endpoints {
     pub fn router(self) -> Router<AppState> {
         match self {
             Self::Process => process::router(),
-            Self::JobCreate => job_create::create_router(),
+            Self::JobCreate => job_create::create_router().merge(uploads::router()),
             Self::JobStatus => jobs::status_router(),
             Self::JobResult => jobs::result_router(),
             Self::JobDelete => jobs::delete_router(),
@@ -111,7 +113,12 @@ impl Endpoints {
     pub fn routes(self) -> &'static [(Method, &'static str)] {
         match self {
             Self::Process => &[(Method::POST, "/api/v1/process"), (Method::GET, HEALTH)],
-            Self::JobCreate => &[(Method::POST, "/api/v1/jobs"), (Method::GET, HEALTH)],
+            Self::JobCreate => &[
+                (Method::POST, "/api/v1/jobs"),
+                (Method::POST, "/api/v1/uploads"),
+                (Method::PUT, "/api/v1/uploads/{id}"),
+                (Method::GET, HEALTH),
+            ],
             Self::JobStatus => &[
                 (Method::GET, "/api/v1/jobs"),
                 (Method::GET, "/api/v1/jobs/{id}"),

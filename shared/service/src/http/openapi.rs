@@ -20,6 +20,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use crate::error::ApiError;
 use crate::jobs::{Job, JobFailure, JobInputs, JobStatus};
 use crate::state::AppState;
+use crate::uploads::{UploadReceipt, UploadRequest, UploadTicket};
 use crate::webhooks::WebhookEvent;
 
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
@@ -97,14 +98,14 @@ struct Health {
     version: String,
 }
 
-/// A JSON job over objects already in storage.
+/// A JSON job over inputs put through POST /api/v1/uploads.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 struct JobFromKeys {
-    /// Keys of stored source images (or speech for `lip_syncer`).
+    /// Upload keys (`uploads/<id>`) of source images (or speech for `lip_syncer`).
     #[schema(max_items = 64)]
     sources: Vec<String>,
-    /// Key of the stored target image or video.
+    /// Upload key (`uploads/<id>`) of the target image or video.
     target: String,
     #[schema(schema_with = options_ref)]
     options: Option<serde_json::Value>,
@@ -222,6 +223,8 @@ impl Modify for Additions {
         paths::docs,
         paths::process,
         paths::create_job,
+        paths::create_upload,
+        paths::put_upload,
         paths::list_jobs,
         paths::show_job,
         paths::job_events,
@@ -236,7 +239,7 @@ impl Modify for Additions {
     ),
     components(schemas(
         Job, JobStatus, JobFailure, JobInputs, JobPage, JobEventMessage, ErrorBody, ErrorDetail, Health, JobFromKeys,
-        ProcessFiles
+        ProcessFiles, UploadRequest, UploadTicket, UploadReceipt
     )),
     modifiers(&Additions),
     security((), ("api_key" = [])),
@@ -288,6 +291,31 @@ mod paths {
             (status = "default", description = "An error", body = ErrorBody),
         ))]
     fn create_job() {}
+
+    #[utoipa::path(post, path = "/api/v1/uploads", tag = "jobs",
+        description = "A place to put one input for a JSON job: PUT the bytes to `url` with `headers` before `expires_at` (15 minutes), then name `key` in POST /api/v1/jobs. On S3 the URL is a presigned PUT into the bucket (up to 1 GiB); on the filesystem backend it is PUT /api/v1/uploads/{id} (up to FF_MAX_UPLOAD_SIZE_MB).",
+        request_body(content = UploadRequest, content_type = "application/json"),
+        responses(
+            (status = 201, description = "Where and how to put the bytes", body = UploadTicket),
+            (status = "default", description = "An error", body = ErrorBody),
+        ))]
+    fn create_upload() {}
+
+    #[utoipa::path(put, path = "/api/v1/uploads/{id}", tag = "jobs", security(()),
+        description = "The upload URL of the filesystem backend, exactly as POST /api/v1/uploads gave it: its query is the authorisation. Once only.",
+        params(
+            ("id" = String, Path, description = "The upload's id"),
+            ("content_type" = String, Query, description = "Signed: the granted content type"),
+            ("size" = u64, Query, description = "Signed: the granted size"),
+            ("expires" = u64, Query, description = "Signed: Unix seconds"),
+            ("signature" = String, Query, description = "HMAC-SHA256 of the grant"),
+        ),
+        request_body(content = String, content_type = "application/octet-stream", description = "The bytes, with the granted Content-Type and Content-Length"),
+        responses(
+            (status = 200, description = "Stored", body = UploadReceipt),
+            (status = "default", description = "An error", body = ErrorBody),
+        ))]
+    fn put_upload() {}
 
     #[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs",
         params(

@@ -19,6 +19,7 @@ use crate::probe::DurationLimit;
 use crate::run::VideoTarget;
 use crate::sources::check_source_keys;
 use crate::storage::{validate_key, StorageError, WriteCondition};
+use crate::uploads::require_upload_key;
 use crate::workspace::Workspace;
 
 /// What job creation needs to know of the host.
@@ -114,6 +115,7 @@ pub async fn from_keys(
     require_sources(&document, sources.len())?;
     for key in sources.iter().chain(std::iter::once(&target)) {
         validate_key(key).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        require_upload_key(key)?;
         match store.storage().head(key).await {
             Ok(_) => {}
             Err(StorageError::NotFound { .. }) => {

@@ -24,7 +24,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::{
     timed, validate_key, validate_prefix, with_idle_timeout, ByteStream, ListPage, ListRequest, ObjectBody, ObjectMeta,
-    Result, Storage, StorageError, WriteCondition, DEFAULT_CALL_TIMEOUT,
+    PutContent, Result, Storage, StorageError, WriteCondition, DEFAULT_CALL_TIMEOUT,
 };
 
 const TMP_DIR: &str = ".ff-tmp";
@@ -305,7 +305,7 @@ impl Storage for FsStorage {
         .await
     }
 
-    async fn presign_put(&self, key: &str, _expires_in: Duration) -> Result<Option<String>> {
+    async fn presign_put(&self, key: &str, _expires_in: Duration, _content: &PutContent) -> Result<Option<String>> {
         validate_key(key)?;
         Ok(None)
     }

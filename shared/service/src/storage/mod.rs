@@ -128,6 +128,13 @@ impl StorageError {
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
+/// What a presigned PUT must carry: its `Content-Type` and `Content-Length`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PutContent {
+    pub content_type: String,
+    pub length: u64,
+}
+
 /// Object storage. Implementations are cheap to share behind an `Arc`.
 #[async_trait]
 pub trait Storage: Send + Sync + fmt::Debug {
@@ -155,8 +162,9 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// such thing (the filesystem), so the caller streams the object itself.
     async fn presign_get(&self, key: &str, expires_in: Duration) -> Result<Option<String>>;
 
-    /// A URL that lets its holder PUT the object until it expires; `None` on the filesystem.
-    async fn presign_put(&self, key: &str, expires_in: Duration) -> Result<Option<String>>;
+    /// A URL that lets its holder PUT the object until it expires, with exactly `content`'s type and
+    /// length (both signed, so the store refuses any other); `None` on the filesystem.
+    async fn presign_put(&self, key: &str, expires_in: Duration, content: &PutContent) -> Result<Option<String>>;
 
     /// Removes this backend's own temporary files last written more than `older_than` ago, at
     /// most `limit` of them, and says how many went: the `.ff-tmp/` files of the filesystem

@@ -32,7 +32,7 @@ use futures_util::StreamExt;
 
 use super::{
     timed, validate_key, validate_prefix, with_idle_timeout, ByteStream, ListPage, ListRequest, ObjectBody, ObjectMeta,
-    Result, Storage, StorageError, WriteCondition,
+    PutContent, Result, Storage, StorageError, WriteCondition,
 };
 
 /// Bodies up to this size go up in one PutObject; larger ones as multipart uploads of parts this
@@ -478,12 +478,21 @@ impl Storage for S3Storage {
         .await
     }
 
-    async fn presign_put(&self, key: &str, expires_in: Duration) -> Result<Option<String>> {
+    async fn presign_put(&self, key: &str, expires_in: Duration, content: &PutContent) -> Result<Option<String>> {
         validate_key(key)?;
         let config = presigning(key, expires_in)?;
         let full = self.full_key(key);
+        let length = i64::try_from(content.length).map_err(|e| StorageError::backend("presign", key, e))?;
         timed("presign", key, self.limit(), async {
-            let request = self.client().await.put_object().bucket(&self.settings.bucket).key(&full);
+            // Both become signed headers: S3 refuses a PUT of another size or type.
+            let request = self
+                .client()
+                .await
+                .put_object()
+                .bucket(&self.settings.bucket)
+                .key(&full)
+                .content_type(&content.content_type)
+                .content_length(length);
             let presigned = request.presigned(config).await.map_err(|e| map_sdk("presign", key, e))?;
             Ok(Some(presigned.uri().to_string()))
         })
