@@ -695,6 +695,23 @@ pub enum Race {
     Arabic,
 }
 
+impl Gender {
+    /// The option value that selects it (`face_selector_gender`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Female => "female",
+            Self::Male => "male",
+        }
+    }
+}
+
+impl Race {
+    /// The option value that selects it (`face_selector_race`).
+    pub fn name(self) -> &'static str {
+        RACES[self as usize]
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MaskType {
     Box,

@@ -152,7 +152,8 @@ impl ProcessForm {
         };
         match name.as_str() {
             "source" => self.sources.push(bytes),
-            "target" => set_once(&mut self.target, Upload { file_name, bytes }, &name)?,
+            // `media` is what POST /api/v1/faces calls its one file.
+            "target" | "media" => set_once(&mut self.target, Upload { file_name, bytes }, "target")?,
             "output_format" => set_once(&mut self.output_format, into_text(&name, bytes)?, &name)?,
             "options" => set_once(&mut self.options_json, into_text(&name, bytes)?, &name)?,
             "webhook" => set_once(&mut self.webhook, into_text(&name, bytes)?, &name)?,
@@ -203,7 +204,7 @@ impl ProcessForm {
 
 /// Files go in `source` and `target`; any other part with a file name is refused by `accept`.
 fn is_file_field(name: Option<&str>, file_name: Option<&str>) -> bool {
-    matches!(name, Some("source" | "target")) || file_name.is_some()
+    matches!(name, Some("source" | "target" | "media")) || file_name.is_some()
 }
 
 fn check_text_size(name: Option<&str>, bytes: usize) -> Result<(), ApiError> {

@@ -20,6 +20,7 @@ pub mod config;
 pub mod document;
 pub mod error;
 pub mod events;
+pub mod faces;
 pub mod form;
 pub mod format;
 pub mod http;

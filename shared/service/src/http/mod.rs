@@ -10,6 +10,7 @@
 pub mod body;
 pub mod catalog;
 pub mod events;
+pub mod faces;
 pub mod job_create;
 pub mod jobs;
 pub mod metrics;
@@ -48,7 +49,7 @@ const HEALTH: &str = "/api/v1/health";
 /// description (GET /api/v1/openapi.json, GET /api/v1/docs) and its process's GET /metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Endpoints {
-    /// POST /api/v1/process.
+    /// POST /api/v1/process, and POST /api/v1/faces (the same kind of work: CPU within the request).
     Process,
     /// POST /api/v1/jobs, and the direct uploads a JSON job names (POST /api/v1/uploads, and
     /// PUT /api/v1/uploads/{id} on the filesystem backend).
@@ -97,7 +98,7 @@ impl Endpoints {
     /// The group's handlers.
     pub fn router(self) -> Router<AppState> {
         match self {
-            Self::Process => process::router(),
+            Self::Process => process::router().merge(faces::router()),
             Self::JobCreate => job_create::create_router().merge(uploads::router()),
             Self::JobStatus => jobs::status_router(),
             Self::JobResult => jobs::result_router(),
@@ -112,7 +113,9 @@ impl Endpoints {
     /// deployment routes to it (function URLs, `template.yaml`).
     pub fn routes(self) -> &'static [(Method, &'static str)] {
         match self {
-            Self::Process => &[(Method::POST, "/api/v1/process"), (Method::GET, HEALTH)],
+            Self::Process => {
+                &[(Method::POST, "/api/v1/process"), (Method::POST, "/api/v1/faces"), (Method::GET, HEALTH)]
+            }
             Self::JobCreate => &[
                 (Method::POST, "/api/v1/jobs"),
                 (Method::POST, "/api/v1/uploads"),

@@ -18,6 +18,7 @@ use utoipa::openapi::{OpenApi as Document, RefOr};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::error::ApiError;
+use crate::faces::{FaceEntry, FacesAnswer, MediaClass, PersonEntry};
 use crate::jobs::{Job, JobFailure, JobInputs, JobStatus};
 use crate::state::AppState;
 use crate::uploads::{UploadReceipt, UploadRequest, UploadTicket};
@@ -115,6 +116,26 @@ struct JobFromKeys {
     webhook: Option<String>,
     /// Default `["completed"]`.
     webhook_events_filter: Option<Vec<WebhookEvent>>,
+}
+
+/// The file of `/faces`; detector, landmarker, selector and trim options come as further fields.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct FacesFile {
+    /// An image or a video.
+    #[schema(format = Binary)]
+    media: String,
+}
+
+/// `/faces` over an upload.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(as = FacesFromUpload)]
+struct FacesFromUploadDoc {
+    /// An upload key (`uploads/<id>`).
+    media: String,
+    #[schema(schema_with = options_ref)]
+    options: Option<serde_json::Value>,
 }
 
 /// The files of `/process` and a multipart job; the processing options come as further fields.
@@ -222,6 +243,7 @@ impl Modify for Additions {
         paths::openapi,
         paths::docs,
         paths::process,
+        paths::faces,
         paths::create_job,
         paths::create_upload,
         paths::put_upload,
@@ -239,7 +261,8 @@ impl Modify for Additions {
     ),
     components(schemas(
         Job, JobStatus, JobFailure, JobInputs, JobPage, JobEventMessage, ErrorBody, ErrorDetail, Health, JobFromKeys,
-        ProcessFiles, UploadRequest, UploadTicket, UploadReceipt
+        ProcessFiles, UploadRequest, UploadTicket, UploadReceipt, FacesAnswer, FaceEntry, PersonEntry, MediaClass,
+        FacesFile, FacesFromUploadDoc
     )),
     modifiers(&Additions),
     security((), ("api_key" = [])),
@@ -274,6 +297,18 @@ mod paths {
             (status = "default", description = "An error", body = ErrorBody),
         ))]
     fn process() {}
+
+    #[utoipa::path(post, path = "/api/v1/faces", tag = "processing",
+        description = "The faces of an image (each with its position in the selector's order), or the people of a video (up to 48 frames sampled over the trim range, grouped by identity), each with a small JPEG crop.",
+        request_body(content(
+            (FacesFile = "multipart/form-data"),
+            (FacesFromUploadDoc = "application/json"),
+        )),
+        responses(
+            (status = 200, description = "The faces and people", body = FacesAnswer),
+            (status = "default", description = "An error", body = ErrorBody),
+        ))]
+    fn faces() {}
 
     #[utoipa::path(post, path = "/api/v1/jobs", tag = "jobs",
         description = "Creates a job. Headers: `Idempotency-Key` (a retry answers the job the first request created), `Prefer: wait=N` (wait up to N ≤ 60 s for the job to finish).",
