@@ -56,7 +56,7 @@ const JSON_BODY_LIMIT: usize = 64 * 1024;
 
 /// How the request names what to survey.
 enum Input {
-    Form(Request),
+    Form(Box<Request>),
     Json(Bytes),
 }
 
@@ -75,7 +75,7 @@ async fn faces(State(state): State<AppState>, request: Request) -> Response {
             Ok(body) => Input::Json(body),
             Err(answer) => return answer,
         },
-        false => Input::Form(request),
+        false => Input::Form(Box::new(request)),
     };
     survey(state, upload, input).await.map(IntoResponse::into_response).unwrap_or_else(IntoResponse::into_response)
 }
@@ -83,7 +83,7 @@ async fn faces(State(state): State<AppState>, request: Request) -> Response {
 async fn survey(state: AppState, upload: UploadPlace, input: Input) -> Result<Json<FacesAnswer>, ApiError> {
     let (media, options) = match input {
         Input::Json(body) => read_upload_reference(&state, &body).await?,
-        Input::Form(request) => read_form(&state, request).await?,
+        Input::Form(request) => read_form(&state, *request).await?,
     };
     drop(upload);
     let admission = state.limiter().try_admit()?;
