@@ -1,13 +1,16 @@
 //! `ff`: FaceFusion 3.5.3's processing as a CLI (`ff process`, same flags as `facefusion.py
-//! headless-run`), an HTTP server (`ff serve`) and model management (`ff models`).
+//! headless-run`), a look at a target's faces (`ff faces`), an HTTP server (`ff serve`) and model
+//! management (`ff models`).
 //!
 //! Started by the Lambda runtime (`AWS_LAMBDA_RUNTIME_API` set), `ff` is instead one Lambda function,
 //! whatever its arguments: the whole /api/v1 router for function-URL requests, the job worker for
 //! S3 events.
 
+mod faces_cmd;
 mod models_cmd;
 mod process_cmd;
 mod serve;
+mod terminal;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -15,6 +18,9 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "ff", version, about = "FaceFusion 3.5.3-compatible face processing on CPU")]
 struct Cli {
+    /// `auto`: readable lines and a progress bar on a terminal, JSON lines elsewhere.
+    #[arg(long, global = true, value_enum, default_value_t = terminal::LogFormat::Auto)]
+    log_format: terminal::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -24,6 +30,8 @@ enum Command {
     /// Process one target with the given sources, like `facefusion.py headless-run`.
     #[command(disable_help_flag = false)]
     Process(process_cmd::ProcessArgs),
+    /// The faces of an image, or the people of a video, before processing (as POST /api/v1/faces).
+    Faces(faces_cmd::FacesArgs),
     /// Serve the HTTP API (/api/v1).
     Serve(serve::ServeArgs),
     /// List or download models.
@@ -37,10 +45,11 @@ fn main() -> Result<()> {
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         return run_as_lambda();
     }
-    init_tracing();
     let cli = Cli::parse();
+    let terminal = terminal::init(cli.log_format);
     match cli.command {
-        Command::Process(args) => process_cmd::run(args),
+        Command::Process(args) => process_cmd::run(args, &terminal),
+        Command::Faces(args) => faces_cmd::run(args),
         Command::Serve(args) => tokio::runtime::Runtime::new()?.block_on(serve::run(args)),
         Command::Models { command } => models_cmd::run(command, &ff_pipeline::models::default_models_dir()),
     }
@@ -55,17 +64,4 @@ fn run_as_lambda() -> Result<()> {
         let state = ff_lambda::state_from_env().map_err(|error| anyhow::anyhow!(error))?;
         ff_lambda::run_all_in_one(state).await.map_err(|error| anyhow::anyhow!(error))
     })
-}
-
-/// Human-readable logs on a terminal, JSON lines elsewhere (Lambda, containers). `RUST_LOG` filters.
-fn init_tracing() {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ort=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if std::io::stderr().is_terminal() {
-        builder.init();
-    } else {
-        builder.json().init();
-    }
 }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
@@ -11,7 +11,7 @@ use ff_pipeline::config_file::ConfigFile;
 use ff_pipeline::engine::VideoOutput;
 use ff_pipeline::media::{sniff, sniff_named};
 use ff_pipeline::options::{OptionKind, OptionSpec, ProcessOptions, Support, OPTIONS};
-use ff_pipeline::video::{AudioOutcome, Progress};
+use ff_pipeline::video::AudioOutcome;
 use ff_pipeline::{Engine, EngineConfig, ImageOutput};
 use ff_service::format::OutputFormat;
 use ff_service::plan::Plan;
@@ -19,6 +19,8 @@ use ff_service::probe::DurationLimit;
 use ff_service::run::{execute, Product, Run, Target, VideoTarget};
 use ff_service::workspace::Workspace;
 use ff_service::ApiError;
+
+use crate::terminal::Terminal;
 
 /// A CLI run has no request budget; this only bounds a stuck ffmpeg.
 const VIDEO_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
@@ -118,7 +120,7 @@ fn read_config(path: &Path) -> Result<String> {
     Ok(text)
 }
 
-fn option_arg(spec: &'static OptionSpec) -> Arg {
+pub(crate) fn option_arg(spec: &'static OptionSpec) -> Arg {
     let arg = Arg::new(spec.name).long(spec.name.replace('_', "-")).help(help_text(spec));
     match spec.kind {
         OptionKind::Flag => arg.action(ArgAction::SetTrue),
@@ -150,7 +152,7 @@ fn help_text(spec: &OptionSpec) -> String {
     }
 }
 
-fn given_values(matches: &ArgMatches, spec: &OptionSpec) -> Option<Vec<String>> {
+pub(crate) fn given_values(matches: &ArgMatches, spec: &OptionSpec) -> Option<Vec<String>> {
     if matches!(spec.kind, OptionKind::Flag) {
         return matches.get_flag(spec.name).then(Vec::new);
     }
@@ -159,7 +161,7 @@ fn given_values(matches: &ArgMatches, spec: &OptionSpec) -> Option<Vec<String>> 
 
 /// One run through the service's processing path (`ff_service::run`), on the user's own files:
 /// the target is judged by its bytes, the output format by the output's extension.
-pub fn run(args: ProcessArgs) -> Result<()> {
+pub fn run(args: ProcessArgs, terminal: &Terminal) -> Result<()> {
     let args = args.with_config_file()?;
     let options = ProcessOptions::from_pairs(&args.options)?;
     let (Some(target_path), Some(output_path)) = (&args.target, &args.output) else {
@@ -190,14 +192,20 @@ pub fn run(args: ProcessArgs) -> Result<()> {
     let engine = Engine::new(config)?;
     let cancel = AtomicBool::new(false);
     let run = Run { sources, options, target };
-    match execute(&engine, run, progress_logger(), &cancel).map_err(explained)? {
-        Product::Image(output) => {
-            std::fs::write(output_path, &output.bytes).with_context(|| format!("writing {}", output_path.display()))?;
-            log_image(output_path, &output);
+    let product = execute(&engine, run, terminal.progress(), &cancel).map_err(explained);
+    let result = match product {
+        Ok(Product::Image(output)) => std::fs::write(output_path, &output.bytes)
+            .with_context(|| format!("writing {}", output_path.display()))
+            .map(|()| log_image(output_path, &output)),
+        // The summary goes above the bar, which stays below it at its last state.
+        Ok(Product::Video { output, .. }) => {
+            log_video(&output);
+            Ok(())
         }
-        Product::Video { output, .. } => log_video(&output),
-    }
-    Ok(())
+        Err(error) => Err(error),
+    };
+    terminal.finish();
+    result
 }
 
 /// A failure with the detail a server keeps for its log: on the command line, the user is the
@@ -209,30 +217,12 @@ fn explained(error: ApiError) -> anyhow::Error {
     }
 }
 
-fn read_head(path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read_head(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
     let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
     let mut head = Vec::with_capacity(4096);
     file.take(4096).read_to_end(&mut head).with_context(|| format!("reading {}", path.display()))?;
     Ok(head)
-}
-
-/// A line per second at most, and the last frame always.
-fn progress_logger() -> impl FnMut(Progress) {
-    let mut last_log: Option<Instant> = None;
-    move |p: Progress| {
-        let due = last_log.is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
-        if due || p.frames_done == p.frames_total {
-            last_log = Some(Instant::now());
-            tracing::info!(
-                frames = p.frames_done,
-                total = p.frames_total,
-                fps = format!("{:.2}", p.fps),
-                eta_s = p.eta.map(|eta| eta.as_secs()),
-                "progress"
-            );
-        }
-    }
 }
 
 fn log_image(path: &Path, output: &ImageOutput) {
@@ -267,7 +257,7 @@ fn log_video(output: &VideoOutput) {
 
 /// The CLI reads the same FF_* variables as the server; one image gets one session per model with
 /// the execution thread count, one video the thread plan of `EngineConfig::for_one_video`.
-fn engine_config() -> Result<EngineConfig> {
+pub(crate) fn engine_config() -> Result<EngineConfig> {
     let config = ff_service::config::ServiceConfig::from_env()?;
     Ok(EngineConfig { sessions_per_model: 1, ..config.to_engine_config() })
 }

@@ -167,3 +167,89 @@ fn config_path_reads_facefusions_ini_and_flags_override_it() {
     let (green_px, red_px) = (ours.pixel(x, y), red.pixel(x, y));
     assert!(green_px[1] > green_px[2] && red_px[2] > red_px[1], "{green_px:?} then {red_px:?}");
 }
+
+fn ff(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ff"))
+        .args(args)
+        .env("FF_MODELS_DIR", assets_dir().join("standins/light"))
+        .env("FF_ALLOW_MODEL_DOWNLOAD", "false")
+        .env("FF_EXECUTION_THREAD_COUNT", "2")
+        .output()
+        .expect("run ff")
+}
+
+/// `ff faces`: a table for people, the API's JSON with `--json`, crops on request.
+#[test]
+fn faces_lists_the_faces_of_a_photo_as_a_table_or_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let photo = asset("images/two_people.jpg");
+    let table = ff(&["faces", &photo]);
+    succeeded(&table);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("2 face(s) in 1 frame(s); 2 person(s)"), "{text}");
+
+    let crops = dir.path().join("crops");
+    let json =
+        ff(&["faces", "--json", "--face-selector-order", "left-right", "--crops", crops.to_str().unwrap(), &photo]);
+    succeeded(&json);
+    let answer: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON on stdout");
+    assert_eq!((answer["media"].as_str(), answer["faces"].as_array().map(Vec::len)), (Some("image"), Some(2)));
+    assert!(answer["faces"][0]["box"][0].as_f64() < answer["faces"][1]["box"][0].as_f64());
+    assert!(crops.join("face-0.jpg").is_file() && crops.join("face-1.jpg").is_file());
+
+    let missing = ff(&["faces", &asset("images/none.jpg")]);
+    assert!(!missing.status.success());
+}
+
+/// On a terminal (a pseudo-terminal from `script`), a video's progress is a bar with frames,
+/// fps and ETA, the log lines above it; through a pipe, JSON lines and no bar.
+#[test]
+fn process_shows_a_progress_bar_on_a_terminal_and_json_lines_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, output) = out(dir.path(), "swapped.mp4");
+    let args = [
+        "process",
+        "-s",
+        &asset("images/obama.jpg"),
+        "-t",
+        &asset("video/short_hamilton_clip.mp4"),
+        "-o",
+        &output,
+        "--trim-frame-end",
+        "12",
+        "--face-swapper-model",
+        "inswapper_128",
+        "--output-video-preset",
+        "ultrafast",
+    ];
+    let transcript = dir.path().join("tty.log");
+    let command = std::iter::once(env!("CARGO_BIN_EXE_ff").to_string())
+        .chain(args.iter().map(|arg| format!("'{arg}'")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let status = Command::new("script")
+        .args(["-qec", &command])
+        .arg(&transcript)
+        .env("FF_MODELS_DIR", assets_dir().join("standins/light"))
+        .env("FF_ALLOW_MODEL_DOWNLOAD", "false")
+        .env("FF_EXECUTION_THREAD_COUNT", "2")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("script (util-linux) runs");
+    assert!(status.success());
+    let screen = std::fs::read_to_string(&transcript).unwrap();
+    assert!(screen.contains("12/12 frames"), "{screen}");
+    assert!(screen.contains(" fps · ETA "), "{screen}");
+    // The summary is printed above the bar's last state, which stays on screen.
+    let summary = screen.rfind(" processed ").expect("a summary line");
+    assert!(screen[summary..].contains("12/12 frames"), "{screen}");
+
+    let piped = ff(&args);
+    succeeded(&piped);
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    assert!(!stderr.contains("12/12 frames"), "no bar through a pipe: {stderr}");
+    for line in stderr.lines() {
+        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|_| panic!("a JSON line: {line}"));
+    }
+    assert!(stderr.contains("\"progress\""), "{stderr}");
+}
