@@ -13,6 +13,7 @@ use crate::face::analyser::{self, FaceAnalyser, FaceNeeds};
 use crate::face::selector::{select_faces, sort_and_filter};
 use crate::face::source_cache::SourceFaceCache;
 use crate::face::Face;
+use crate::face_mapping;
 use crate::imgproc::resize::{resize_cubic, resize_linear};
 use crate::mask::occluder_models;
 use crate::options::{MaskType, ProcessOptions};
@@ -46,6 +47,9 @@ pub struct FrameInput<'f> {
     pub original: &'f Frame,
     /// The selected faces, scaled to the canvas; empty for the frame processors.
     pub faces: &'f [Face],
+    /// With face mappings, the mapping of each face in `faces` (the swapper's identity); empty
+    /// without.
+    pub identities: &'f [usize],
     /// 0-based among the processed frames of a video (picks the lip syncer's voice window); `None`
     /// for an image.
     pub frame_index: Option<usize>,
@@ -81,6 +85,9 @@ pub struct ChainInputs<'i> {
     pub target_faces: TargetFaces,
     /// The host's pixel limit, which an enlarged frame must stay under.
     pub max_image_pixels: u64,
+    /// With face mappings, the embeddings that recognise each mapping's person
+    /// (`face_mapping::resolve_references`); empty without.
+    pub mapping_references: Vec<Vec<Vec<f32>>>,
 }
 
 /// The processors of one run in order, with what every frame shares.
@@ -90,6 +97,7 @@ pub struct FrameChain<'a> {
     stages: Vec<(Processor, Box<dyn FrameProcessor + 'a>)>,
     reference_faces: Option<Vec<Face>>,
     target_faces: TargetFaces,
+    mapping_references: Vec<Vec<Vec<f32>>>,
 }
 
 /// The faces a frame's processors choose from.
@@ -169,15 +177,27 @@ impl<'a> FrameChain<'a> {
         inputs: ChainInputs<'_>,
         timings: &mut StageTimings,
     ) -> Result<Self> {
-        let ChainInputs { sources, source_faces, mut voice, reference_faces, target_faces, max_image_pixels } = inputs;
+        let ChainInputs {
+            sources,
+            source_faces,
+            mut voice,
+            reference_faces,
+            target_faces,
+            max_image_pixels,
+            mapping_references,
+        } = inputs;
         let mut stages: Vec<(Processor, Box<dyn FrameProcessor + 'a>)> = Vec::new();
         for &processor in &options.processors {
             let stage: Box<dyn FrameProcessor + 'a> = match processor {
                 Processor::FaceSwapper => {
                     let started = Instant::now();
-                    let source = source_face(registry, sources, source_faces, options)?;
+                    let identities = source_identities(registry, sources, source_faces, options)?;
                     timings.analyse += started.elapsed();
-                    Box::new(SwapStage { swapper: FaceSwapper::new(registry, &options.swapper, &source)?, options })
+                    let swappers = identities
+                        .iter()
+                        .map(|source| FaceSwapper::new(registry, &options.swapper, source))
+                        .collect::<Result<Vec<_>>>()?;
+                    Box::new(SwapStage { swappers, options })
                 }
                 Processor::FaceEnhancer => Box::new(FaceEnhanceStage {
                     enhancer: FaceEnhancer::new(registry, &options.face_enhancer)?,
@@ -213,7 +233,7 @@ impl<'a> FrameChain<'a> {
             };
             stages.push((processor, stage));
         }
-        Ok(Self { registry, options, stages, reference_faces, target_faces })
+        Ok(Self { registry, options, stages, reference_faces, target_faces, mapping_references })
     }
 
     /// Runs the processors in order on one frame (spec §1.4-1.6). Faces are always found on the
@@ -240,14 +260,14 @@ impl<'a> FrameChain<'a> {
         let mut resized_original: Option<Frame> = None;
         for (processor, stage) in &self.stages {
             check_cancelled(cancel)?;
-            let selected = if processor.works_on_faces() {
+            let (selected, identities) = if processor.works_on_faces() {
                 let started = Instant::now();
                 let selected = self.selected_faces(&analyser, original, frame_index, cancel)?;
                 timings.analyse += started.elapsed();
-                faces_processed = faces_processed.max(selected.len());
+                faces_processed = faces_processed.max(selected.0.len());
                 selected
             } else {
-                Vec::new()
+                (Vec::new(), Vec::new())
             };
             let (width, height) = (canvas.frame.width, canvas.frame.height);
             let (sx, sy) = (width as f64 / original.width as f64, height as f64 / original.height as f64);
@@ -260,7 +280,8 @@ impl<'a> FrameChain<'a> {
                 }
                 resized_original.as_ref().unwrap_or(original)
             };
-            let input = FrameInput { original: original_here, faces: &faces, frame_index, cancel };
+            let input =
+                FrameInput { original: original_here, faces: &faces, identities: &identities, frame_index, cancel };
             let started = Instant::now();
             stage.process(&input, &mut canvas)?;
             timings.add_processor(processor.name(), started.elapsed());
@@ -268,14 +289,15 @@ impl<'a> FrameChain<'a> {
         Ok(ProcessedFrame { frame: canvas.frame, alpha: canvas.alpha, faces_processed })
     }
 
-    /// The faces of the original frame the selector picks, against the run's reference faces.
+    /// The faces of the original frame the selector picks, against the run's reference faces; with
+    /// face mappings, the faces of mapped people instead, each with its mapping.
     fn selected_faces(
         &self,
         analyser: &FaceAnalyser<'_>,
         original: &Frame,
         frame_index: Option<usize>,
         cancel: &AtomicBool,
-    ) -> Result<Vec<Face>> {
+    ) -> Result<(Vec<Face>, Vec<usize>)> {
         let known = match &self.target_faces {
             TargetFaces::PerFrame => None,
             TargetFaces::Still(faces) => Some(faces.clone()),
@@ -288,19 +310,24 @@ impl<'a> FrameChain<'a> {
             Some(faces) => faces,
             None => analyser.faces(original)?,
         };
+        if !self.mapping_references.is_empty() {
+            let distance = self.options.selector.reference_face_distance;
+            return Ok(face_mapping::assign(&target_faces, &self.mapping_references, distance).into_iter().unzip());
+        }
         let references = self.reference_faces.as_deref().unwrap_or(&target_faces);
-        Ok(select_faces(&target_faces, references, &self.options.selector))
+        Ok((select_faces(&target_faces, references, &self.options.selector), Vec::new()))
     }
 }
 
-/// The averaged identity of the source images: each image's first face in selector order, analysed
-/// only when no earlier run chose it with the same options.
-fn source_face(
+/// The identities the swapper swaps in: the averaged identity of all source images, or with face
+/// mappings one per mapping. A source image's face is its first in selector order, analysed only
+/// when no earlier run chose it with the same options.
+fn source_identities(
     registry: &ModelRegistry,
     sources: &[Frame],
     cache: &SourceFaceCache,
     options: &ProcessOptions,
-) -> Result<SourceFace> {
+) -> Result<Vec<SourceFace>> {
     let analyser = FaceAnalyser::new(registry, &options.detector, &options.landmarker);
     let faces = sources
         .iter()
@@ -310,7 +337,10 @@ fn source_face(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    SourceFace::average(sources, &faces)
+    match options.face_mappings.is_empty() {
+        true => Ok(vec![SourceFace::average(sources, &faces)?]),
+        false => face_mapping::identities(sources, &faces, &options.face_mappings),
+    }
 }
 
 /// Applies `change` to the canvas once per selected face, in selection order.
@@ -326,14 +356,22 @@ fn each_face(
     Ok(())
 }
 
+/// One swapper per identity: the averaged source, or one per face mapping.
 struct SwapStage<'a> {
-    swapper: FaceSwapper<'a>,
+    swappers: Vec<FaceSwapper<'a>>,
     options: &'a ProcessOptions,
 }
 
 impl FrameProcessor for SwapStage<'_> {
     fn process(&self, input: &FrameInput<'_>, canvas: &mut Canvas) -> Result<()> {
-        each_face(input, canvas, |frame, face| self.swapper.swap(frame, face, &self.options.masks))
+        for (index, face) in input.faces.iter().enumerate() {
+            check_cancelled(input.cancel)?;
+            let identity = input.identities.get(index).copied().unwrap_or(0);
+            let swapper =
+                self.swappers.get(identity).ok_or_else(|| PipelineError::Runtime("no such identity".into()))?;
+            canvas.frame = swapper.swap(&canvas.frame, face, &self.options.masks)?;
+        }
+        Ok(())
     }
 }
 

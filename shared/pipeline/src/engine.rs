@@ -14,6 +14,7 @@ use crate::face::analyser::FaceAnalyser;
 use crate::face::source_cache::SourceFaceCache;
 use crate::face::tracker;
 use crate::face::Face;
+use crate::face_mapping::{resolve_references, MappedTarget};
 use crate::frame_size::check_frame_sizes;
 use crate::image_io::{self, DecodedImage, ImageFormat};
 use crate::imgproc::resize::resize_cubic;
@@ -348,6 +349,12 @@ impl Engine {
         cancel: &AtomicBool,
         timings: &mut StageTimings,
     ) -> Result<ProcessedFrame> {
+        let started = Instant::now();
+        let mapping_references = match options.face_mappings.is_empty() {
+            true => Vec::new(),
+            false => resolve_references(&self.registry, &MappedTarget::Frame(&prepared.target.frame), options)?,
+        };
+        timings.analyse += started.elapsed();
         let inputs = ChainInputs {
             sources: &prepared.sources,
             source_faces: &self.source_faces,
@@ -355,6 +362,7 @@ impl Engine {
             reference_faces: None,
             target_faces: TargetFaces::PerFrame,
             max_image_pixels: self.config.max_image_pixels,
+            mapping_references,
         };
         let chain = FrameChain::build(&self.registry, options, inputs, timings)?;
         chain.process(&prepared.target.frame, prepared.target.alpha.clone(), None, cancel, timings)
@@ -470,6 +478,19 @@ impl Engine {
             }
             None => None,
         };
+        let started = Instant::now();
+        let mapping_references = match (&target, options.face_mappings.is_empty()) {
+            (_, true) => Vec::new(),
+            (VideoTarget::Still { image, .. }, false) => {
+                resolve_references(&self.registry, &MappedTarget::Frame(image), options)?
+            }
+            (VideoTarget::File { .. }, false) => {
+                let (path, timeout) = (request.target.as_path(), request.timeout);
+                let mapped = MappedTarget::Video { toolchain: &toolchain, path, info: &info, timeout };
+                resolve_references(&self.registry, &mapped, options)?
+            }
+        };
+        timings.analyse += started.elapsed();
         let inputs = ChainInputs {
             sources: &sources.images,
             source_faces: &self.source_faces,
@@ -477,6 +498,7 @@ impl Engine {
             reference_faces,
             target_faces,
             max_image_pixels: self.config.max_image_pixels,
+            mapping_references,
         };
         let chain = FrameChain::build(&self.registry, options, inputs, &mut timings)?;
 

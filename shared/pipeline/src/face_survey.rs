@@ -73,9 +73,13 @@ pub fn survey_image(
     options: &ProcessOptions,
     max_pixels: u64,
 ) -> Result<Survey> {
-    let frame = image_io::decode(bytes, max_pixels)?.frame;
-    let mut survey = Survey::empty(&frame);
-    survey.add_frame(registry, 0, &frame, options)?;
+    survey_frame(registry, &image_io::decode(bytes, max_pixels)?.frame, options)
+}
+
+/// The faces of one decoded image, as frame 0.
+pub fn survey_frame(registry: &ModelRegistry, frame: &Frame, options: &ProcessOptions) -> Result<Survey> {
+    let mut survey = Survey::empty(frame);
+    survey.add_frame(registry, 0, frame, options)?;
     survey.group_people(options.selector.reference_face_distance);
     Ok(survey)
 }

@@ -12,6 +12,7 @@ pub mod deep_swapper_models;
 pub mod engine;
 pub mod error;
 pub mod face;
+pub mod face_mapping;
 pub mod face_survey;
 pub mod frame_size;
 pub mod geometry;

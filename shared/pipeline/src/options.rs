@@ -7,6 +7,7 @@ use serde::Serialize;
 
 pub use crate::deep_swapper_models::DEEP_SWAPPER_MODELS;
 use crate::error::{PipelineError, Result};
+use crate::face_mapping::{self, FaceMapping};
 use crate::processor::Processor;
 
 /// How an option's value is written and checked.
@@ -309,6 +310,12 @@ pub static OPTIONS: &[OptionSpec] = &[
         "position of the reference face in the reference frame",
     ),
     opt("reference_face_distance", float(0.0, 1.0, 0.05), "0.3", "maximum distance to the reference face"),
+    opt(
+        "face_mappings",
+        OptionKind::Text,
+        "",
+        "ff only: JSON list of {\"source\": index | [indices], \"target\": person id | embedding | {\"frame\", \"position\"}}; each mapped person gets their own source, other faces are left alone",
+    ),
     opt(
         "reference_frame_number",
         OptionKind::Int { min: 0, max: i64::MAX },
@@ -639,6 +646,12 @@ pub fn spec(name: &str) -> Option<&'static OptionSpec> {
     OPTIONS.iter().find(|spec| spec.name == name)
 }
 
+/// Whether the option's value is free text (JSON for `face_mappings`), kept whole: other values
+/// are split on whitespace, as FaceFusion's command line splits lists.
+pub fn is_free_text(name: &str) -> bool {
+    spec(name).is_some_and(|spec| matches!(spec.kind, OptionKind::Text))
+}
+
 /// The option's canonical name: kebab-case and leading dashes are accepted.
 pub fn canonical_name(name: &str) -> String {
     name.trim_start_matches('-').replace('-', "_")
@@ -919,6 +932,8 @@ pub struct VideoOutputOptions {
 pub struct ProcessOptions {
     /// In the order they run; validated, so only processors this engine has.
     pub processors: Vec<Processor>,
+    /// ff's source-to-person mappings; empty: FaceFusion's selection and one averaged source.
+    pub face_mappings: Vec<FaceMapping>,
     pub detector: DetectorOptions,
     pub landmarker: LandmarkerOptions,
     pub selector: SelectorOptions,
@@ -980,6 +995,14 @@ impl ProcessOptions {
 
 fn json_values(name: &str, value: &serde_json::Value) -> Result<Vec<String>> {
     use serde_json::Value;
+    if is_free_text(&canonical_name(name)) {
+        // Free text stays whole; a JSON value (face mappings as an array) is kept as its text.
+        return Ok(match value {
+            Value::Null => Vec::new(),
+            Value::String(text) => vec![text.clone()],
+            other => vec![other.to_string()],
+        });
+    }
     let scalar = |value: &Value| match value {
         Value::String(text) => Ok(text.clone()),
         Value::Number(number) => Ok(number.to_string()),
@@ -1106,6 +1129,7 @@ impl RawValues {
             padding: self.sides("face_mask_padding"),
         };
         Ok(ProcessOptions {
+            face_mappings: face_mapping::parse(&self.list("face_mappings").join(" "))?,
             processors,
             detector,
             landmarker: LandmarkerOptions {

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use ff_pipeline::options::{canonical_name, ProcessOptions};
+use ff_pipeline::options::{canonical_name, is_free_text, ProcessOptions};
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -53,12 +53,15 @@ pub fn group_option_fields(fields: Vec<(String, String)>) -> Vec<(String, Vec<St
     let mut index: HashMap<String, usize> = HashMap::new();
     for (name, value) in fields {
         let name = canonical_name(&name);
-        let values = value.split_whitespace().map(str::to_owned);
+        let values: Vec<String> = match is_free_text(&name) {
+            true => vec![value],
+            false => value.split_whitespace().map(str::to_owned).collect(),
+        };
         match index.get(&name) {
             Some(&at) => pairs[at].1.extend(values),
             None => {
                 index.insert(name.clone(), pairs.len());
-                pairs.push((name, values.collect()));
+                pairs.push((name, values));
             }
         }
     }

@@ -118,3 +118,47 @@ async fn an_upload_is_surveyed_by_its_key_and_other_keys_are_refused() {
     let bad_option = Form::default().file("media", "biden.jpg", &asset("biden.jpg")).text("face_detector_score", "7");
     send(&router, bad_option.post("/api/v1/faces")).await.assert_error(StatusCode::BAD_REQUEST, "invalid_option");
 }
+
+/// The survey's person ids name people in `face_mappings`, as a form field of /process and as
+/// an array in a JSON job's options.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn person_ids_from_the_survey_map_sources_in_process_and_jobs() {
+    let backend = fs_backend();
+    let router = app(&backend);
+    let mapped = |mappings: &str| {
+        Form::default()
+            .file("source", "obama.jpg", &asset("obama.jpg"))
+            .file("source", "biden.jpg", &asset("biden.jpg"))
+            .file("target", "two_people.jpg", &asset("two_people.jpg"))
+            .text("face_swapper_model", "inswapper_128")
+            .text("face_mappings", mappings)
+            .post("/api/v1/process")
+    };
+    let one = send(&router, mapped(r#"[{"source": 1, "target": 0}]"#)).await;
+    assert_eq!(one.status, StatusCode::OK, "{:?}", String::from_utf8_lossy(&one.body));
+    assert_eq!(one.headers["x-faces-processed"], "1");
+    let both = send(&router, mapped(r#"[{"source": 0, "target": 0}, {"source": 1, "target": 1}]"#)).await;
+    assert_eq!(both.headers["x-faces-processed"], "2");
+    send(&router, mapped(r#"[{"source": 0, "target": 9}]"#))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_option");
+    send(&router, mapped("not json")).await.assert_error(StatusCode::BAD_REQUEST, "invalid_option");
+
+    for key in ["uploads/00000000000000000000000000000001", "uploads/00000000000000000000000000000002"] {
+        let name = if key.ends_with('1') { "obama.jpg" } else { "two_people.jpg" };
+        backend.storage.put_bytes(key, Bytes::from(asset(name)), WriteCondition::IfAbsent).await.unwrap();
+    }
+    let job = serde_json::json!({
+        "sources": ["uploads/00000000000000000000000000000001"],
+        "target": "uploads/00000000000000000000000000000002",
+        "options": {"face_swapper_model": "inswapper_128", "face_mappings": [{"source": 0, "target": 1}]},
+    });
+    let request = Request::post("/api/v1/jobs")
+        .header(CONTENT_TYPE, "application/json")
+        .body(Body::from(job.to_string()))
+        .unwrap();
+    let created = send(&router, request).await;
+    assert_eq!(created.status, StatusCode::ACCEPTED, "{:?}", String::from_utf8_lossy(&created.body));
+    let options = &created.json()["options"];
+    assert_eq!(options["face_mappings"][0]["target"], 1, "the record keeps the mappings as given: {options}");
+}

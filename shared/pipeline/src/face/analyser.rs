@@ -49,11 +49,13 @@ impl FaceNeeds {
             || selector.age_end.is_some();
         let swap_reads_embedding = options.uses(crate::processor::Processor::FaceSwapper)
             && face_swapper::reads_target_embedding(&options.swapper);
+        // Face mappings recognise people by their embeddings, in every face of every frame.
+        let mapped = !options.face_mappings.is_empty();
         Self {
-            embedding: selector.mode == SelectorMode::Reference || swap_reads_embedding,
+            embedding: selector.mode == SelectorMode::Reference || swap_reads_embedding || mapped,
             classification: filtered,
             // With a filter every face must be classified before the first survivor is known.
-            only_first: (selector.mode == SelectorMode::One && !filtered).then_some(selector.order),
+            only_first: (selector.mode == SelectorMode::One && !filtered && !mapped).then_some(selector.order),
         }
     }
 }

@@ -1,0 +1,306 @@
+//! Face mappings (`face_mappings`, an ff option beyond FaceFusion): several people swapped at once,
+//! each with their own source. A mapping names source images by index and a target person by a
+//! person id of the face survey (`POST /api/v1/faces`), an embedding, or a face's frame and
+//! position. With mappings, each target face in each frame goes to the mapping whose person it is
+//! nearest to (under `reference_face_distance`); faces of no mapped person are left alone by every
+//! face processor. Without mappings nothing changes.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{PipelineError, Result};
+use crate::face::analyser::FaceAnalyser;
+use crate::face::selector::sort_and_filter;
+use crate::face::Face;
+use crate::face_survey::{survey_frame, survey_video, MAX_SAMPLED_FRAMES};
+use crate::options::ProcessOptions;
+use crate::processors::face_swapper::SourceFace;
+use crate::raster::Frame;
+use crate::sessions::ModelRegistry;
+use crate::video::{FrameReader, ReadOptions, Toolchain, VideoInfo};
+
+pub const OPTION: &str = "face_mappings";
+/// The most mappings one run takes.
+pub const MAX_MAPPINGS: usize = 16;
+/// ArcFace's embedding length.
+pub const EMBEDDING_LEN: usize = 512;
+
+/// One mapping as given.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaceMapping {
+    /// Indices among the run's source images; several are averaged, as FaceFusion averages all.
+    pub sources: Vec<usize>,
+    pub target: MappingTarget,
+}
+
+/// Who a mapping's source goes to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MappingTarget {
+    /// A person id of the target's face survey, made with the run's options.
+    Person(usize),
+    /// A 512-value ArcFace embedding (a person's `embedding` from the survey).
+    Embedding(Vec<f32>),
+    /// The face at `position` (selector order) in frame `frame` (0 for an image).
+    Face { frame: u64, position: usize },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMapping {
+    source: RawSources,
+    target: RawTarget,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSources {
+    One(usize),
+    Many(Vec<usize>),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawTarget {
+    Person(usize),
+    Embedding(Vec<f32>),
+    Face {
+        #[serde(default)]
+        frame: u64,
+        position: usize,
+    },
+}
+
+/// Parses the option's JSON text: an array of `{"source": i | [i, ...], "target": person id |
+/// [512 floats] | {"frame": n, "position": p}}`. Empty text means no mappings.
+pub fn parse(text: &str) -> Result<Vec<FaceMapping>> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let invalid = |reason: String| PipelineError::invalid_option(OPTION, reason);
+    let raw: Vec<RawMapping> = serde_json::from_str(text).map_err(|error| {
+        invalid(format!(
+            "expected a JSON array of {{\"source\": index, \"target\": person id | embedding | {{\"frame\", \"position\"}}}}: {error}"
+        ))
+    })?;
+    if raw.len() > MAX_MAPPINGS {
+        return Err(invalid(format!("at most {MAX_MAPPINGS} mappings")));
+    }
+    raw.into_iter()
+        .map(|mapping| {
+            let sources = match mapping.source {
+                RawSources::One(index) => vec![index],
+                RawSources::Many(indices) if !indices.is_empty() => indices,
+                RawSources::Many(_) => return Err(invalid("a mapping needs at least one source".into())),
+            };
+            let target = match mapping.target {
+                RawTarget::Person(id) => MappingTarget::Person(id),
+                RawTarget::Embedding(values) => MappingTarget::Embedding(checked_embedding(values)?),
+                RawTarget::Face { frame, position } => MappingTarget::Face { frame, position },
+            };
+            Ok(FaceMapping { sources, target })
+        })
+        .collect()
+}
+
+fn checked_embedding(values: Vec<f32>) -> Result<Vec<f32>> {
+    let norm = values.iter().map(|v| f64::from(*v) * f64::from(*v)).sum::<f64>().sqrt();
+    if values.len() != EMBEDDING_LEN || !norm.is_finite() || norm == 0.0 {
+        return Err(PipelineError::invalid_option(
+            OPTION,
+            format!("an embedding target is {EMBEDDING_LEN} finite numbers, not all zero"),
+        ));
+    }
+    Ok(values.into_iter().map(|v| (f64::from(v) / norm) as f32).collect())
+}
+
+/// What the target is, for finding the people mappings name.
+pub enum MappedTarget<'t> {
+    /// An image (or a still a lip-synced video is made of): frame 0.
+    Frame(&'t Frame),
+    /// A video file, read again for the frames mappings name.
+    Video { toolchain: &'t Toolchain, path: &'t Path, info: &'t VideoInfo, timeout: Duration },
+}
+
+/// The normalised embeddings that recognise each mapping's person, in mapping order: a person of
+/// the survey by all their faces, a face by its own, an embedding as given. The survey and the
+/// frames are made with the run's options, as `POST /api/v1/faces` made them.
+pub fn resolve_references(
+    registry: &ModelRegistry,
+    target: &MappedTarget<'_>,
+    options: &ProcessOptions,
+) -> Result<Vec<Vec<Vec<f32>>>> {
+    let mappings = &options.face_mappings;
+    let needs_survey = mappings.iter().any(|mapping| matches!(mapping.target, MappingTarget::Person(_)));
+    let survey = match (needs_survey, target) {
+        (false, _) => None,
+        (true, MappedTarget::Frame(frame)) => Some(survey_frame(registry, frame, options)?),
+        (true, MappedTarget::Video { toolchain, path, info, timeout }) => {
+            Some(survey_video(registry, toolchain, path, info, options, MAX_SAMPLED_FRAMES, *timeout)?)
+        }
+    };
+    mappings
+        .iter()
+        .map(|mapping| match &mapping.target {
+            MappingTarget::Embedding(values) => Ok(vec![values.clone()]),
+            MappingTarget::Person(id) => {
+                let survey = survey.as_ref().ok_or_else(|| PipelineError::Runtime("no survey was made".into()))?;
+                let person = survey.people.get(*id).ok_or_else(|| {
+                    PipelineError::invalid_option(
+                        OPTION,
+                        format!(
+                            "the target has {} people (POST /api/v1/faces); there is no person {id}",
+                            survey.people.len()
+                        ),
+                    )
+                })?;
+                Ok(person.faces.iter().map(|&face| survey.faces[face].face.embedding_norm.clone()).collect())
+            }
+            MappingTarget::Face { frame, position } => {
+                let face = face_at(registry, target, *frame, *position, options)?;
+                Ok(vec![face.embedding_norm])
+            }
+        })
+        .collect()
+}
+
+/// The face at `position` in the selector's order in frame `number` of the target.
+fn face_at(
+    registry: &ModelRegistry,
+    target: &MappedTarget<'_>,
+    number: u64,
+    position: usize,
+    options: &ProcessOptions,
+) -> Result<Face> {
+    let read;
+    let frame = match target {
+        MappedTarget::Frame(frame) if number == 0 => *frame,
+        MappedTarget::Frame(_) => {
+            return Err(PipelineError::invalid_option(OPTION, format!("an image has only frame 0, not {number}")))
+        }
+        MappedTarget::Video { toolchain, path, info, timeout } => {
+            let options = ReadOptions {
+                trim_frame_start: Some(number),
+                trim_frame_end: Some(number + 1),
+                timeout: *timeout,
+                ..ReadOptions::default()
+            };
+            let mut reader = FrameReader::open(toolchain, path, info, &options)?;
+            read = reader
+                .next_frame()?
+                .ok_or_else(|| PipelineError::invalid_option(OPTION, format!("the video has no frame {number}")))?;
+            reader.abort();
+            &read
+        }
+    };
+    let faces = FaceAnalyser::new(registry, &options.detector, &options.landmarker).faces(frame)?;
+    let count = faces.len();
+    sort_and_filter(faces, &options.selector).into_iter().nth(position).ok_or_else(|| {
+        PipelineError::invalid_option(
+            OPTION,
+            format!("frame {number} has {count} face(s); there is no position {position}"),
+        )
+    })
+}
+
+/// Each mapping's identity: its source images' chosen faces averaged, as FaceFusion averages all.
+pub fn identities(sources: &[Frame], chosen: &[Option<Face>], mappings: &[FaceMapping]) -> Result<Vec<SourceFace>> {
+    mappings
+        .iter()
+        .map(|mapping| {
+            let mut frames = Vec::with_capacity(mapping.sources.len());
+            let mut faces = Vec::with_capacity(mapping.sources.len());
+            for &index in &mapping.sources {
+                let (Some(frame), Some(face)) = (sources.get(index), chosen.get(index)) else {
+                    return Err(PipelineError::invalid_option(
+                        OPTION,
+                        format!("source {index} does not exist: the run has {} source image(s)", sources.len()),
+                    ));
+                };
+                frames.push(frame.clone());
+                faces.push(face.clone());
+            }
+            SourceFace::average(&frames, &faces).map_err(|_| PipelineError::NoSourceFace { index: mapping.sources[0] })
+        })
+        .collect()
+}
+
+/// The faces of one frame that belong to a mapped person, each with its mapping's index, in the
+/// frame's order. A person is in a frame once, so each mapping takes at most one face: the pairs
+/// of face and mapping under `max_distance` are taken nearest first, each face and each mapping
+/// once (as the survey never puts two faces of one frame in one person).
+pub fn assign(faces: &[Face], references: &[Vec<Vec<f32>>], max_distance: f32) -> Vec<(Face, usize)> {
+    let mut pairs: Vec<(f32, usize, usize)> = faces
+        .iter()
+        .enumerate()
+        .flat_map(|(face, candidate)| {
+            references.iter().enumerate().map(move |(mapping, person)| (nearest(candidate, person), face, mapping))
+        })
+        .filter(|(distance, _, _)| *distance < max_distance)
+        .collect();
+    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut mapping_of: Vec<Option<usize>> = vec![None; faces.len()];
+    let mut taken = vec![false; references.len()];
+    for (_, face, mapping) in pairs {
+        if mapping_of[face].is_none() && !taken[mapping] {
+            mapping_of[face] = Some(mapping);
+            taken[mapping] = true;
+        }
+    }
+    faces.iter().zip(mapping_of).filter_map(|(face, mapping)| Some((face.clone(), mapping?))).collect()
+}
+
+/// The face's distance to the nearest of `references` (FaceFusion's face distance).
+fn nearest(face: &Face, references: &[Vec<f32>]) -> f32 {
+    references
+        .iter()
+        .map(|reference| {
+            let dot: f64 = face.embedding_norm.iter().zip(reference).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+            ((1.0 - dot) / 2.0).clamp(0.0, 1.0) as f32
+        })
+        .fold(f32::INFINITY, f32::min)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_kind_of_target() {
+        let embedding: Vec<String> = (0..512).map(|i| if i == 3 { "2.0".into() } else { "0".into() }).collect();
+        let text = format!(
+            r#"[{{"source": 0, "target": 1}}, {{"source": [1, 2], "target": {{"frame": 30, "position": 1}}}},
+               {{"source": 2, "target": [{}]}}, {{"source": 0, "target": {{"position": 0}}}}]"#,
+            embedding.join(",")
+        );
+        let mappings = parse(&text).unwrap();
+        assert_eq!(mappings[0], FaceMapping { sources: vec![0], target: MappingTarget::Person(1) });
+        assert_eq!(mappings[1].sources, [1, 2]);
+        assert_eq!(mappings[1].target, MappingTarget::Face { frame: 30, position: 1 });
+        match &mappings[2].target {
+            MappingTarget::Embedding(values) => assert_eq!((values[3], values.len()), (1.0, 512)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(mappings[3].target, MappingTarget::Face { frame: 0, position: 0 });
+        assert!(parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_a_mapping() {
+        for bad in [
+            "{}",
+            "[1]",
+            r#"[{"source": 0}]"#,
+            r#"[{"source": [], "target": 0}]"#,
+            r#"[{"source": -1, "target": 0}]"#,
+            r#"[{"source": 0, "target": [1.0, 2.0]}]"#,
+            r#"[{"source": 0, "target": 0, "weight": 1}]"#,
+        ] {
+            let error = parse(bad).unwrap_err();
+            assert!(error.to_string().contains("face_mappings"), "{bad}: {error}");
+        }
+        let many = format!("[{}]", vec![r#"{"source": 0, "target": 0}"#; 17].join(","));
+        assert!(parse(&many).is_err());
+    }
+}
