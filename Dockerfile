@@ -35,6 +35,9 @@ RUN apt-get update \
  && chown ff:ff /models /data
 COPY --from=onnxruntime /src/.ort/lib/libonnxruntime.so.1.31.1 /usr/local/lib/libonnxruntime.so.1.31.1
 COPY --from=builder /usr/local/bin/ff /usr/local/bin/ff
+# The try-it page ff serves at /, also as a static file for a web server in front (it calls the
+# API at its own origin).
+COPY shared/service/assets/index.html /usr/share/ff/www/index.html
 
 ENV ORT_DYLIB_PATH=/usr/local/lib/libonnxruntime.so.1.31.1 \
     FF_MODELS_DIR=/models \

@@ -11,9 +11,10 @@ use crate::http::body::refuse_unread;
 use crate::keys::{bearer_token, Caller};
 use crate::state::AppState;
 
-/// Routes anyone may call, keys or not: liveness, the API's own description, and the S3 webhook
-/// (which has its own secret, FF_EVENTS_SECRET).
-const OPEN_PATHS: [&str; 4] = ["/api/v1/health", "/api/v1/openapi.json", "/api/v1/docs", "/api/v1/events/s3"];
+/// Routes anyone may call, keys or not: liveness, the API's own description, the try-it page
+/// (which asks for a key and sends it with its calls), and the S3 webhook (which has its own
+/// secret, FF_EVENTS_SECRET).
+const OPEN_PATHS: [&str; 5] = ["/", "/api/v1/health", "/api/v1/openapi.json", "/api/v1/docs", "/api/v1/events/s3"];
 
 /// ff's own upload URLs carry their authorisation in a signed query, as a presigned S3 URL does:
 /// whoever was given the URL may PUT, without the API key.

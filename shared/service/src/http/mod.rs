@@ -15,6 +15,7 @@ pub mod job_create;
 pub mod jobs;
 pub mod metrics;
 pub mod openapi;
+pub mod page;
 pub mod process;
 pub mod uploads;
 
@@ -154,7 +155,11 @@ pub fn app(endpoints: &[Endpoints], state: AppState) -> Router {
     let timeout = state.config().request_timeout;
     let cors = cors_layer(&state.config().cors_origins);
     let routes = endpoints.iter().fold(
-        Router::new().route(HEALTH, get(health)).merge(openapi::router()).merge(metrics::router()),
+        Router::new()
+            .route(HEALTH, get(health))
+            .merge(openapi::router())
+            .merge(metrics::router())
+            .merge(page::router()),
         |routes, endpoints| routes.merge(endpoints.router()),
     );
     let routes = routes

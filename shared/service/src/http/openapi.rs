@@ -242,6 +242,7 @@ impl Modify for Additions {
         paths::health,
         paths::openapi,
         paths::docs,
+        paths::page,
         paths::process,
         paths::faces,
         paths::create_job,
@@ -286,6 +287,10 @@ mod paths {
     #[utoipa::path(get, path = "/api/v1/docs", tag = "server", security(()),
         responses((status = 200, description = "A page rendering this document", content_type = "text/html", body = String)))]
     fn docs() {}
+
+    #[utoipa::path(get, path = "/", tag = "server", security(()),
+        responses((status = 200, description = "A page to try ff in a browser, on this API", content_type = "text/html", body = String)))]
+    fn page() {}
 
     #[utoipa::path(post, path = "/api/v1/process", tag = "processing",
         description = "Processes an image (or a short video) in the request and answers the result's bytes.",
@@ -460,6 +465,7 @@ mod tests {
 
     use super::*;
     use crate::http::metrics::METRICS_PATH;
+    use crate::http::page::PAGE_PATH;
     use crate::http::Endpoints;
 
     #[test]
@@ -475,7 +481,7 @@ mod tests {
             .iter()
             .flat_map(|endpoints| endpoints.routes().iter())
             .map(|(method, path)| (method.to_string(), path.to_string()))
-            .chain([OPENAPI_PATH, DOCS_PATH, METRICS_PATH].map(|path| ("GET".to_string(), path.to_string())))
+            .chain([OPENAPI_PATH, DOCS_PATH, METRICS_PATH, PAGE_PATH].map(|path| ("GET".to_string(), path.to_string())))
             .collect();
         assert_eq!(described, served);
     }
