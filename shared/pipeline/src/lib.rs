@@ -18,6 +18,7 @@ pub mod frame_size;
 pub mod geometry;
 pub mod image_io;
 pub mod imgproc;
+pub mod mapping_option;
 pub mod mask;
 pub mod media;
 pub mod models;

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 pub use crate::deep_swapper_models::DEEP_SWAPPER_MODELS;
 use crate::error::{PipelineError, Result};
-use crate::face_mapping::{self, FaceMapping};
+use crate::mapping_option::{self, FaceMapping};
 use crate::processor::Processor;
 
 /// How an option's value is written and checked.
@@ -1129,7 +1129,7 @@ impl RawValues {
             padding: self.sides("face_mask_padding"),
         };
         Ok(ProcessOptions {
-            face_mappings: face_mapping::parse(&self.list("face_mappings").join(" "))?,
+            face_mappings: mapping_option::parse(&self.list("face_mappings").join(" "))?,
             processors,
             detector,
             landmarker: LandmarkerOptions {
