@@ -42,6 +42,7 @@ enum Command {
 }
 
 fn main() -> Result<()> {
+    ff_pipeline::allocator::keep_large_buffers_out_of_the_heap();
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         return run_as_lambda();
     }

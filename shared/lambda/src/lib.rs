@@ -31,6 +31,8 @@ pub use lambda_http::Error;
 /// environment, then the function's routes. A bad setting fails the init phase with the variable
 /// named in the log, and Lambda reports the function as failing to start.
 pub async fn run_function(function: Function) -> Result<(), Error> {
+    // Before any frame is handled (the function binaries' `main` is only this call).
+    ff_pipeline::allocator::keep_large_buffers_out_of_the_heap();
     init_tracing();
     let state = state_from_env()?;
     tracing::info!(function = function.name(), "function ready");

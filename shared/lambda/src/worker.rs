@@ -51,6 +51,7 @@ impl From<WorkerError> for Diagnostic {
 
 /// Runs the worker function until the Lambda runtime stops it.
 pub async fn run_worker() -> Result<(), crate::Error> {
+    ff_pipeline::allocator::keep_large_buffers_out_of_the_heap();
     crate::init_tracing();
     let state = crate::state_from_env()?;
     tracing::info!(function = "worker", "function ready");

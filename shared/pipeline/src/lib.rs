@@ -4,6 +4,7 @@
 //! and get frames or bytes back.
 
 pub mod affine;
+pub mod allocator;
 pub mod audio;
 pub mod chain;
 pub mod config_file;
