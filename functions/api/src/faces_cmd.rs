@@ -120,10 +120,7 @@ fn write_crops(dir: &Path, survey: &Survey) -> Result<()> {
 
 /// One line a face, then one a person.
 fn print_table(survey: &Survey) {
-    let mut person_of = vec![0; survey.faces.len()];
-    for (id, person) in survey.people.iter().enumerate() {
-        person.faces.iter().for_each(|&face| person_of[face] = id);
-    }
+    let person_of = survey.person_of_faces();
     println!(
         "{:>4} {:>6} {:>4} {:>6}  {:<25} {:>5}  {:<7} {:<6} {:<7}",
         "face", "frame", "pos", "person", "box", "score", "age", "gender", "race"

@@ -780,21 +780,9 @@ impl Engine {
         let options = &request.options;
         let last = info.frame_count.saturating_sub(1);
         let index = (options.selector.reference_frame_number as u64).saturating_sub(1).min(last);
-        let mut reader = FrameReader::open(
-            toolchain,
-            &request.target,
-            info,
-            &ReadOptions {
-                trim_frame_start: Some(index),
-                trim_frame_end: Some(index + 1),
-                timeout: request.timeout,
-                ..ReadOptions::default()
-            },
-        )?;
-        let Some(frame) = reader.next_frame()? else {
+        let Some(frame) = FrameReader::read_one(toolchain, &request.target, info, index, request.timeout)? else {
             return Ok(Vec::new());
         };
-        reader.abort();
         FaceAnalyser::new(&self.registry, &options.detector, &options.landmarker).faces(&frame)
     }
 }

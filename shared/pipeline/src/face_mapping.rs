@@ -11,14 +11,14 @@ use std::time::Duration;
 use crate::error::{PipelineError, Result};
 use crate::face::analyser::FaceAnalyser;
 use crate::face::selector::sort_and_filter;
-use crate::face::Face;
+use crate::face::{embedding_distance, Face};
 use crate::face_survey::{survey_frame, survey_video, MAX_SAMPLED_FRAMES};
 use crate::mapping_option::{FaceMapping, MappingTarget, OPTION};
 use crate::options::ProcessOptions;
 use crate::processors::face_swapper::SourceFace;
 use crate::raster::Frame;
 use crate::sessions::ModelRegistry;
-use crate::video::{FrameReader, ReadOptions, Toolchain, VideoInfo};
+use crate::video::{FrameReader, Toolchain, VideoInfo};
 
 /// What the target is, for finding the people mappings name.
 pub enum MappedTarget<'t> {
@@ -85,17 +85,8 @@ fn face_at(
             return Err(PipelineError::invalid_option(OPTION, format!("an image has only frame 0, not {number}")))
         }
         MappedTarget::Video { toolchain, path, info, timeout } => {
-            let options = ReadOptions {
-                trim_frame_start: Some(number),
-                trim_frame_end: Some(number + 1),
-                timeout: *timeout,
-                ..ReadOptions::default()
-            };
-            let mut reader = FrameReader::open(toolchain, path, info, &options)?;
-            read = reader
-                .next_frame()?
+            read = FrameReader::read_one(toolchain, path, info, number, *timeout)?
                 .ok_or_else(|| PipelineError::invalid_option(OPTION, format!("the video has no frame {number}")))?;
-            reader.abort();
             &read
         }
     };
@@ -158,36 +149,15 @@ pub fn assign(faces: &[Face], references: &[Vec<Vec<f32>>], max_distance: f32) -
 
 /// The face's distance to the nearest of `references` (FaceFusion's face distance).
 fn nearest(face: &Face, references: &[Vec<f32>]) -> f32 {
-    references
-        .iter()
-        .map(|reference| {
-            let dot: f64 = face.embedding_norm.iter().zip(reference).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
-            ((1.0 - dot) / 2.0).clamp(0.0, 1.0) as f32
-        })
-        .fold(f32::INFINITY, f32::min)
+    references.iter().map(|reference| embedding_distance(&face.embedding_norm, reference)).fold(f32::INFINITY, f32::min)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::face::{BoundingBox, Gender, Race};
 
     fn face(embedding: [f32; 2]) -> Face {
-        Face {
-            bounding_box: BoundingBox { x1: 0.0, y1: 0.0, x2: 1.0, y2: 1.0 },
-            detector_score: 0.9,
-            landmarker_score: 0.9,
-            landmark_5: [[0.0; 2]; 5],
-            landmark_5_68: [[0.0; 2]; 5],
-            landmark_68: Vec::new(),
-            landmark_68_5: Vec::new(),
-            angle: 0,
-            embedding: embedding.to_vec(),
-            embedding_norm: embedding.to_vec(),
-            gender: Gender::Male,
-            age: (20, 30),
-            race: Race::White,
-        }
+        crate::face::test_face(0.0, 1.0, 0.9, embedding, (20, 30))
     }
 
     #[test]

@@ -78,7 +78,7 @@ pub fn survey_image(
 
 /// The faces of one decoded image, as frame 0.
 pub fn survey_frame(registry: &ModelRegistry, frame: &Frame, options: &ProcessOptions) -> Result<Survey> {
-    let mut survey = Survey::empty(frame);
+    let mut survey = Survey::empty(frame.width, frame.height);
     survey.add_frame(registry, 0, frame, options)?;
     survey.group_people(options.selector.reference_face_distance);
     Ok(survey)
@@ -106,7 +106,7 @@ pub fn survey_video(
         ..ReadOptions::default()
     };
     let mut reader = FrameReader::open(toolchain, path, info, &read)?;
-    let mut survey = Survey { width: reader.width(), height: reader.height(), ..Survey::empty(&Raster::new(0, 0, 3)) };
+    let mut survey = Survey::empty(reader.width(), reader.height());
     // The reader hands out the multiples of `every` in [start, end), in order.
     let mut number = start.div_ceil(every) * every;
     while let Some(frame) = reader.next_frame()? {
@@ -127,15 +127,17 @@ fn sampling_step(frames: u64, samples: usize) -> u64 {
 }
 
 impl Survey {
-    fn empty(frame: &Frame) -> Self {
-        Self {
-            width: frame.width,
-            height: frame.height,
-            frames: Vec::new(),
-            faces: Vec::new(),
-            people: Vec::new(),
-            truncated: false,
+    fn empty(width: usize, height: usize) -> Self {
+        Self { width, height, frames: Vec::new(), faces: Vec::new(), people: Vec::new(), truncated: false }
+    }
+
+    /// The person of each face, by face index.
+    pub fn person_of_faces(&self) -> Vec<usize> {
+        let mut person_of = vec![0; self.faces.len()];
+        for (id, person) in self.people.iter().enumerate() {
+            person.faces.iter().for_each(|&face| person_of[face] = id);
         }
+        person_of
     }
 
     /// Analyses one frame: its faces in the selector's order (its filters apply, as they would

@@ -77,7 +77,7 @@ pub struct PersonEntry {
 
 impl FacesAnswer {
     pub fn from_survey(media: MediaClass, survey: &Survey) -> Self {
-        let person_of = person_index(survey);
+        let person_of = survey.person_of_faces();
         Self {
             media,
             width: survey.width,
@@ -88,17 +88,6 @@ impl FacesAnswer {
             truncated: survey.truncated,
         }
     }
-}
-
-/// The person of each face, by face index.
-fn person_index(survey: &Survey) -> Vec<usize> {
-    let mut person_of = vec![0; survey.faces.len()];
-    for (id, person) in survey.people.iter().enumerate() {
-        for &face in &person.faces {
-            person_of[face] = id;
-        }
-    }
-    person_of
 }
 
 fn face_entry(id: usize, surveyed: &SurveyedFace, person: usize) -> FaceEntry {

@@ -102,8 +102,33 @@ pub fn normalize(vector: &[f32]) -> Vec<f32> {
 
 /// FaceFusion's face distance: interp(1 − dot(a, b), [0, 2], [0, 1]).
 pub fn face_distance(a: &Face, b: &Face) -> f32 {
-    let dot: f64 = a.embedding_norm.iter().zip(&b.embedding_norm).map(|(x, y)| *x as f64 * *y as f64).sum();
+    embedding_distance(&a.embedding_norm, &b.embedding_norm)
+}
+
+/// [`face_distance`] between two normalised embeddings.
+pub fn embedding_distance(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
     ((1.0 - dot) / 2.0).clamp(0.0, 1.0) as f32
+}
+
+/// A face for tests of selection and matching: a square box at `x1`, a 2-value embedding.
+#[cfg(test)]
+pub(crate) fn test_face(x1: f64, size: f64, score: f32, embedding: [f32; 2], age: (u32, u32)) -> Face {
+    Face {
+        bounding_box: BoundingBox { x1, y1: 0.0, x2: x1 + size, y2: size },
+        detector_score: score,
+        landmarker_score: 0.9,
+        landmark_5: [[0.0; 2]; 5],
+        landmark_5_68: [[0.0; 2]; 5],
+        landmark_68: Vec::new(),
+        landmark_68_5: Vec::new(),
+        angle: 0,
+        embedding: embedding.to_vec(),
+        embedding_norm: embedding.to_vec(),
+        gender: Gender::Male,
+        age,
+        race: Race::White,
+    }
 }
 
 /// numpy.interp for increasing `from`: linear, clamped to the end values.

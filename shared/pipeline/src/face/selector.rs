@@ -66,26 +66,8 @@ pub fn select_faces(target_faces: &[Face], reference_faces: &[Face], options: &S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::face::{BoundingBox, Gender, Race};
+    use crate::face::test_face as face;
     use crate::options::ProcessOptions;
-
-    fn face(x1: f64, size: f64, score: f32, embedding: [f32; 2], age: (u32, u32)) -> Face {
-        Face {
-            bounding_box: BoundingBox { x1, y1: 0.0, x2: x1 + size, y2: size },
-            detector_score: score,
-            landmarker_score: 0.9,
-            landmark_5: [[0.0; 2]; 5],
-            landmark_5_68: [[0.0; 2]; 5],
-            landmark_68: Vec::new(),
-            landmark_68_5: Vec::new(),
-            angle: 0,
-            embedding: embedding.to_vec(),
-            embedding_norm: embedding.to_vec(),
-            gender: Gender::Male,
-            age,
-            race: Race::White,
-        }
-    }
 
     #[test]
     fn orders_and_modes() {

@@ -111,6 +111,26 @@ impl FrameReader {
         })
     }
 
+    /// Frame `index` of the video (its own numbering, size and rate) alone; `None` past its end.
+    pub fn read_one(
+        toolchain: &Toolchain,
+        path: &Path,
+        info: &VideoInfo,
+        index: u64,
+        timeout: Duration,
+    ) -> Result<Option<Frame>> {
+        let options = ReadOptions {
+            trim_frame_start: Some(index),
+            trim_frame_end: Some(index + 1),
+            timeout,
+            ..ReadOptions::default()
+        };
+        let mut reader = Self::open(toolchain, path, info, &options)?;
+        let frame = reader.next_frame()?;
+        reader.abort();
+        Ok(frame)
+    }
+
     pub fn width(&self) -> usize {
         self.width
     }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Request, State};
-use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -17,7 +16,7 @@ use ff_pipeline::options::ProcessOptions;
 use ff_pipeline::video::Toolchain;
 use serde::Deserialize;
 
-use super::body::{read_small, refuse_unread, within_upload_deadline};
+use super::body::{declares_json, read_small, refuse_unread, within_upload_deadline};
 use crate::document::OptionsDocument;
 use crate::error::ApiError;
 use crate::faces::{FacesAnswer, MediaClass};
@@ -65,12 +64,7 @@ async fn faces(State(state): State<AppState>, request: Request) -> Response {
         Ok(upload) => upload,
         Err(busy) => return refuse_unread(busy.into(), request).await,
     };
-    let is_json = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/json"));
-    let input = match is_json {
+    let input = match declares_json(request.headers()) {
         true => match read_small(request, JSON_BODY_LIMIT, state.config().upload_timeout).await {
             Ok(body) => Input::Json(body),
             Err(answer) => return answer,

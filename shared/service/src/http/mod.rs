@@ -233,12 +233,7 @@ async fn health() -> Json<serde_json::Value> {
 /// FF_MAX_UPLOAD_SIZE_MB without reading the body, which is far too large to drain (see [`body`]):
 /// the connection closes, and the answer says so.
 async fn payload_too_large_as_json(State(limit_bytes): State<usize>, response: Response) -> Response {
-    let is_json = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/json"));
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !body::declares_json(response.headers()) {
         let mut answer = ApiError::PayloadTooLarge { limit_bytes }.into_response();
         answer.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
         return answer;
