@@ -4,7 +4,7 @@
 # ffmpeg come from PyPI wheels (the source scripts/setup uses), ffprobe from an npm package, since
 # no PyPI wheel ships one; building needs python3 with pip, and npm.
 #
-#   deploy/layer/build.sh OUT_DIR [arm64|x86_64]      (default arm64, as in template.yaml)
+#   deploy/layer/build.sh OUT_DIR [x86_64|arm64]      (default x86_64, as in template.yaml)
 #
 # Lambda mounts a layer at /opt; template.yaml points ORT_DYLIB_PATH at /opt/lib and FF_FFMPEG at
 # /opt/bin/ffmpeg (ffprobe is found beside it). `sam build` calls this through the Makefile beside it.
@@ -14,8 +14,8 @@ ORT_VERSION="1.31.1"          # must match ff_pipeline::runtime::ORT_VERSION and
 IMAGEIO_FFMPEG_VERSION="0.7.0" # ships ffmpeg 7.0.2 as a static binary
 FFPROBE_NPM_VERSION="5.2.0"    # @ffprobe-installer/linux-*: a static ffprobe (johnvansickle build)
 
-out="${1:?usage: build.sh OUT_DIR [arm64|x86_64]}"
-arch="${2:-arm64}"
+out="${1:?usage: build.sh OUT_DIR [x86_64|arm64]}"
+arch="${2:-x86_64}"
 case "$arch" in
   arm64) ort_platform="manylinux_2_28_aarch64"; ffmpeg_platform="manylinux2014_aarch64"; npm_cpu="arm64" ;;
   x86_64) ort_platform="manylinux_2_28_x86_64"; ffmpeg_platform="manylinux2014_x86_64"; npm_cpu="x64" ;;
