@@ -3,8 +3,9 @@
 #   docker build -t ff .
 #   docker run -p 8000:8000 -v ff-models:/models -v ff-data:/data ff
 #
-# Models are not baked in: they live in the /models volume and are downloaded on first use (or
-# pre-seeded there, see docs/deploy.md). compose.yaml runs this image next to MinIO.
+# Models are not baked in unless FF_BAKED_MODELS names them (below): they live in the /models
+# volume and are downloaded on first use (or pre-seeded there, or copied from the bucket's
+# FF_MODELS_S3_PREFIX; see docs/deploy.md). compose.yaml runs this image next to MinIO.
 
 # --- ONNX Runtime: the same PyPI wheel and extraction as scripts/setup, for the build platform.
 FROM python:3.12-slim-bookworm AS onnxruntime
@@ -38,6 +39,19 @@ COPY --from=builder /usr/local/bin/ff /usr/local/bin/ff
 # The try-it page ff serves at /, also as a static file for a web server in front (it calls the
 # API at its own origin).
 COPY shared/service/assets/index.html /usr/share/ff/www/index.html
+
+# Models baked into the image, for a container-image Lambda function (or an offline host) whose
+# cold start fetches nothing: e.g. --build-arg FF_BAKED_MODELS="face_swapper face_detector
+# face_landmarker face_recognizer content_analyser". Downloaded and verified here (CRC32 sidecar,
+# and the catalogue's SHA-256 where FaceFusion publishes one); a model that fails fails the build.
+# Before VOLUME, which would discard what a later step writes to /models.
+ARG FF_BAKED_MODELS=""
+# The names are meant to split into separate arguments.
+# hadolint ignore=SC2086
+RUN if [ -n "$FF_BAKED_MODELS" ]; then \
+      FF_MODELS_DIR=/models ff models download $FF_BAKED_MODELS \
+      && chown -R ff:ff /models && chmod -R a+rX /models; \
+    fi
 
 ENV ORT_DYLIB_PATH=/usr/local/lib/libonnxruntime.so.1.31.1 \
     FF_MODELS_DIR=/models \

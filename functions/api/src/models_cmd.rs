@@ -1,10 +1,14 @@
-//! `ff models`: the FaceFusion 3.5.3 model catalogue against the models directory, and explicit
-//! downloads (the counterpart of FaceFusion's `force-download`).
+//! `ff models`: the FaceFusion 3.5.3 model catalogue against the models directory, explicit
+//! downloads (the counterpart of FaceFusion's `force-download`), and filling the bucket's models
+//! prefix (FF_MODELS_S3_PREFIX) that functions and containers copy models from.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use anyhow::bail;
-use ff_pipeline::models::{catalogue, DownloadScope, ModelEntry, ModelStatus, ModelStore};
+use anyhow::{bail, Context};
+use ff_pipeline::models::{catalogue, DownloadScope, ModelEntry, ModelSource, ModelStatus, ModelStore};
+use ff_service::models_bucket::{BucketModels, Published};
+use ff_service::{storage_from_config, ServiceConfig};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ModelsCommand {
@@ -25,6 +29,17 @@ pub enum ModelsCommand {
         names: Vec<String>,
         /// With a processor name or `all`, include the deep swapper models FaceFusion only fetches
         /// with `--download-scope full`.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Put models into the storage's models prefix (FF_MODELS_S3_PREFIX, in FF_S3_BUCKET or
+    /// FF_DATA_DIR), downloading any the models directory lacks first; models the prefix already
+    /// holds unchanged are skipped. Every function and container then copies them from there.
+    Upload {
+        /// Models, model options, modules or processors, or `all`, as for `download`.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// As for `download`: include the deep swapper models of `--download-scope full`.
         #[arg(long)]
         full: bool,
     },
@@ -76,7 +91,52 @@ pub fn run(command: ModelsCommand, models_dir: &Path) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        ModelsCommand::Upload { names, full } => {
+            let scope = if full { DownloadScope::Full } else { DownloadScope::Lite };
+            let entries = resolve(&names, scope)?;
+            tokio::runtime::Runtime::new()?.block_on(upload(&entries, models_dir))
+        }
     }
+}
+
+/// Downloads (or copies from the prefix) each model into `models_dir`, then publishes it.
+async fn upload(entries: &[&'static ModelEntry], models_dir: &Path) -> anyhow::Result<()> {
+    let config = ServiceConfig::from_env().context("invalid service configuration")?;
+    let Some(prefix) = config.models_s3_prefix.clone() else {
+        bail!("set FF_MODELS_S3_PREFIX (e.g. `models/`) to the prefix the functions read models from");
+    };
+    let storage = storage_from_config(&config);
+    let bucket = Arc::new(BucketModels::new(storage, prefix, tokio::runtime::Handle::current()));
+    eprintln!("uploading {} models to {}", entries.len(), bucket.location());
+    let store = Arc::new(ModelStore::new(models_dir, true).with_source(bucket.clone()));
+    let mut failed = Vec::new();
+    for (position, entry) in entries.iter().enumerate() {
+        eprintln!("[{}/{}] {}", position + 1, entries.len(), entry.name);
+        let (local, name) = (Arc::clone(&store), entry.name.clone());
+        let downloaded = tokio::task::spawn_blocking(move || local.download(&name)).await?;
+        let outcome = match downloaded {
+            Ok(_) => bucket.publish(models_dir, &entry.name).await.map_err(anyhow::Error::from),
+            Err(error) => Err(error.into()),
+        };
+        match outcome {
+            Ok(Published::Present) => eprintln!("  already there: {}", bucket.key(&entry.file)),
+            Ok(Published::Uploaded { bytes }) => eprintln!("  uploaded {bytes} bytes to {}", bucket.key(&entry.file)),
+            Err(error) => {
+                eprintln!("  failed: {error:#}");
+                failed.push(entry.name.as_str());
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} models are not in {}: {} (the errors above say why)",
+            failed.len(),
+            entries.len(),
+            bucket.location(),
+            failed.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Expands each name into catalogue entries, without duplicates, in the order given.

@@ -253,3 +253,41 @@ fn process_shows_a_progress_bar_on_a_terminal_and_json_lines_elsewhere() {
     }
     assert!(stderr.contains("\"progress\""), "{stderr}");
 }
+
+fn ff_models(args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ff"));
+    command
+        .arg("models")
+        .args(args)
+        .env("FF_MODELS_DIR", assets_dir().join("standins/light"))
+        .env_remove("FF_S3_BUCKET")
+        .env_remove("FF_MODELS_S3_PREFIX");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("run ff models")
+}
+
+/// `ff models upload` fills the models prefix of the storage (here FF_DATA_DIR) once.
+#[test]
+fn models_upload_fills_the_storage_prefix_once() {
+    let data = tempfile::tempdir().unwrap();
+    let prefix = Path::new("models/");
+    let env = [("FF_DATA_DIR", data.path()), ("FF_MODELS_S3_PREFIX", prefix)];
+
+    let first = ff_models(&["upload", "modnet"], &env);
+    succeeded(&first);
+    let stored = std::fs::read(data.path().join("models/modnet.onnx")).unwrap();
+    assert_eq!(stored, std::fs::read(assets_dir().join("standins/light/modnet.onnx")).unwrap());
+    let sidecar = std::fs::read_to_string(data.path().join("models/modnet.hash")).unwrap();
+    assert_eq!(sidecar, std::fs::read_to_string(assets_dir().join("standins/light/modnet.hash")).unwrap());
+    assert!(String::from_utf8_lossy(&first.stderr).contains("uploaded"), "{}", String::from_utf8_lossy(&first.stderr));
+
+    let again = ff_models(&["upload", "modnet"], &env);
+    succeeded(&again);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already there"));
+
+    let unset = ff_models(&["upload", "modnet"], &[("FF_DATA_DIR", data.path())]);
+    assert!(!unset.status.success());
+    assert!(String::from_utf8_lossy(&unset.stderr).contains("FF_MODELS_S3_PREFIX"));
+}

@@ -19,7 +19,7 @@ use crate::frame_size::check_frame_sizes;
 use crate::image_io::{self, DecodedImage, ImageFormat};
 use crate::imgproc::resize::resize_cubic;
 use crate::media::{self, MediaKind};
-use crate::models::ModelStore;
+use crate::models::{ModelSource, ModelStore};
 use crate::options::{ProcessOptions, SelectorMode, VideoOutputOptions};
 use crate::processor::Processor;
 use crate::raster::{Frame, Raster};
@@ -207,7 +207,17 @@ pub struct PreparedImage {
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Result<Self> {
-        let store = Arc::new(ModelStore::new(&config.models_dir, config.allow_download));
+        Self::with_model_source(config, None)
+    }
+
+    /// An engine whose missing models are copied from `source` (when given) before FaceFusion's
+    /// URLs are tried: the service's bucket prefix of models.
+    pub fn with_model_source(config: EngineConfig, source: Option<Arc<dyn ModelSource>>) -> Result<Self> {
+        let mut store = ModelStore::new(&config.models_dir, config.allow_download);
+        if let Some(source) = source {
+            store = store.with_source(source);
+        }
+        let store = Arc::new(store);
         let resolver_store = store.clone();
         let registry = ModelRegistry::new(
             Arc::new(move |name: &str| resolver_store.ensure(name)),

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use ff_pipeline::models::{catalogue, crc32_file, ModelStore};
+use ff_pipeline::models::{catalogue, crc32_file, ModelSource, ModelStore, SourceError};
 use ff_pipeline::PipelineError;
 
 /// How the server answers requests for one path.
@@ -540,4 +540,106 @@ fn every_stand_in_verifies_offline() {
     // The 19 models of the first processors and the 12 ONNX stand-ins of the six added later (the
     // deep swapper's `.dfm` is not ONNX): see the stand-ins' README.
     assert_eq!(checked, 31);
+}
+
+/// A source over a local directory laid out like a models directory, counting what it is asked.
+#[derive(Debug)]
+struct DirectorySource {
+    dir: std::path::PathBuf,
+    reads: Mutex<Vec<String>>,
+}
+
+impl DirectorySource {
+    fn new(dir: &Path) -> Arc<Self> {
+        Arc::new(Self { dir: dir.to_path_buf(), reads: Mutex::new(Vec::new()) })
+    }
+
+    fn reads(&self) -> Vec<String> {
+        self.reads.lock().unwrap().clone()
+    }
+}
+
+impl ModelSource for DirectorySource {
+    fn location(&self) -> String {
+        format!("{}/", self.dir.display())
+    }
+
+    fn read_small(&self, relative: &str, max_bytes: u64) -> Result<Option<Vec<u8>>, SourceError> {
+        self.reads.lock().unwrap().push(relative.to_string());
+        match std::fs::read(self.dir.join(relative)) {
+            Ok(bytes) if bytes.len() as u64 > max_bytes => Err("too large".into()),
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    fn copy_to(&self, relative: &str, destination: &Path, _max_bytes: u64) -> Result<Option<u64>, SourceError> {
+        self.reads.lock().unwrap().push(relative.to_string());
+        match std::fs::copy(self.dir.join(relative), destination) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+fn fill_source(dir: &Path, name: &str, body: &[u8], sidecar: &str) {
+    let entry = catalogue().get(name).unwrap();
+    std::fs::write(dir.join(&entry.file), body).unwrap();
+    std::fs::write(dir.join(&entry.hash_file), sidecar).unwrap();
+}
+
+#[test]
+fn a_source_fills_the_models_directory_even_with_downloads_off() {
+    let bucket = tempfile::tempdir().unwrap();
+    let body = content(200_000, 21);
+    fill_source(bucket.path(), "fan_68_5", &body, &crc_of(&body));
+    let source = DirectorySource::new(bucket.path());
+    let dir = tempfile::tempdir().unwrap();
+    let store = ModelStore::new(dir.path(), false).with_source(source.clone());
+    assert_eq!(store.source_location(), Some(format!("{}/", bucket.path().display())));
+
+    let path = store.ensure("fan_68_5").unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), body);
+    assert_eq!(std::fs::read_to_string(dir.path().join("fan_68_5.hash")).unwrap(), crc_of(&body));
+    assert!(!part_of(&path).exists());
+    assert_eq!(source.reads(), ["fan_68_5.hash", "fan_68_5.onnx"]);
+    // Verified now: the source is not asked again.
+    store.ensure("fan_68_5").unwrap();
+    assert_eq!(source.reads().len(), 2);
+
+    // Without the model in the source and without downloads, the error names both.
+    let error = store.ensure("peppa_wutz").unwrap_err();
+    match &error {
+        PipelineError::Download { name, reason } => {
+            assert_eq!(name, "peppa_wutz");
+            assert!(reason.contains("does not have peppa_wutz.hash") && reason.contains("disabled"), "{reason}");
+        }
+        other => panic!("expected Download, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_corrupt_or_missing_copy_in_the_source_falls_back_to_the_mirrors() {
+    let body = content(120_000, 22);
+    let server = serve_model("fan_68_5", &body, Behaviour::Normal);
+    let bucket = tempfile::tempdir().unwrap();
+    // The source's sidecar is right but its file is another one: it must not be kept.
+    fill_source(bucket.path(), "fan_68_5", &content(120_000, 23), &crc_of(&body));
+    let source = DirectorySource::new(bucket.path());
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path(), &[&server]).with_source(source.clone());
+    let path = store.ensure("fan_68_5").unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), body);
+    let (model_path, _) = paths("fan_68_5");
+    assert_eq!(server.requests().iter().map(|r| r.path.clone()).collect::<Vec<_>>(), [model_path]);
+
+    // A model the source lacks entirely comes from the mirrors, sidecar and all.
+    let other = content(90_000, 24);
+    let server = serve_model("peppa_wutz", &other, Behaviour::Normal);
+    let store = self::store(dir.path(), &[&server]).with_source(source.clone());
+    assert_eq!(std::fs::read(store.ensure("peppa_wutz").unwrap()).unwrap(), other);
+    assert_eq!(server.requests().len(), 2);
+    assert!(source.reads().contains(&"peppa_wutz.onnx".to_string()));
 }

@@ -54,6 +54,10 @@ pub struct ServiceConfig {
     pub s3_bucket: Option<String>,
     /// FF_S3_PREFIX: key prefix inside the bucket, without surrounding slashes; empty for none.
     pub s3_prefix: String,
+    /// FF_MODELS_S3_PREFIX: a prefix of the storage (the bucket, else FF_DATA_DIR) holding models
+    /// under their FaceFusion file names with `.hash` sidecars; a missing model is copied from
+    /// there before FaceFusion's URLs are tried, even when downloads are off. Ends with '/'.
+    pub models_s3_prefix: Option<String>,
     /// FF_S3_ENDPOINT: an S3-compatible server (MinIO) instead of AWS, `http(s)://host:port`.
     pub s3_endpoint: Option<String>,
     /// FF_S3_FORCE_PATH_STYLE: bucket in the URL path; defaults to true when an endpoint is set.
@@ -171,6 +175,7 @@ impl ServiceConfig {
             data_dir: value("FF_DATA_DIR").map_or_else(|| PathBuf::from(".data"), PathBuf::from),
             s3_bucket: value("FF_S3_BUCKET").map(parse_bucket).transpose()?,
             s3_prefix: parse_s3_prefix(value("FF_S3_PREFIX"))?,
+            models_s3_prefix: value("FF_MODELS_S3_PREFIX").map(parse_models_prefix).transpose()?,
             s3_endpoint: value("FF_S3_ENDPOINT").map(parse_endpoint).transpose()?,
             s3_force_path_style: parse_bool(
                 value("FF_S3_FORCE_PATH_STYLE"),
@@ -312,6 +317,31 @@ fn parse_s3_prefix(value: Option<String>) -> Result<String, ConfigError> {
             variable: "FF_S3_PREFIX",
             value: prefix,
             expected: "'/'-separated names without empty, `.` or `..` parts".into(),
+        })
+    }
+}
+
+/// The prefixes the service writes its own objects under; models must live elsewhere, or the
+/// sweep, the lifecycle rules or the worker's S3 events would treat them as jobs and inputs.
+/// (A test in `models_bucket` checks this list against the modules that own them.)
+pub(crate) const SERVICE_PREFIXES: [&str; 9] =
+    ["jobs/", "uploads/", "inbox/", "outbox/", "failed/", "batch/", "idempotency/", "owners/", "lambda-results/"];
+
+/// A non-empty key prefix, returned with one trailing '/', outside the service's own prefixes.
+fn parse_models_prefix(text: String) -> Result<String, ConfigError> {
+    let trimmed = text.trim().trim_matches('/');
+    let prefix = format!("{trimmed}/");
+    let clashes = SERVICE_PREFIXES.iter().any(|own| prefix.starts_with(own) || own.starts_with(&prefix));
+    if !trimmed.is_empty() && crate::storage::validate_key(trimmed).is_ok() && !clashes {
+        Ok(prefix)
+    } else {
+        Err(ConfigError {
+            variable: "FF_MODELS_S3_PREFIX",
+            value: text,
+            expected: format!(
+                "a key prefix such as `models/`, '/'-separated names without `.` or `..`, outside {}",
+                SERVICE_PREFIXES.join(", ")
+            ),
         })
     }
 }
@@ -477,6 +507,19 @@ mod tests {
 
     fn parse(vars: &[(&str, &str)]) -> Result<ServiceConfig, ConfigError> {
         ServiceConfig::from_lookup(|name| vars.iter().find(|(key, _)| *key == name).map(|(_, value)| value.to_string()))
+    }
+
+    #[test]
+    fn the_models_prefix_is_a_prefix_of_its_own() {
+        assert_eq!(parse(&[]).unwrap().models_s3_prefix, None);
+        for (given, kept) in [("models", "models/"), ("/models/", "models/"), ("ff/models/v3", "ff/models/v3/")] {
+            let config = parse(&[("FF_MODELS_S3_PREFIX", given)]).unwrap();
+            assert_eq!(config.models_s3_prefix.as_deref(), Some(kept), "{given}");
+        }
+        for refused in ["/", "jobs/models", "uploads", "models/../jobs", "inbox/"] {
+            let error = parse(&[("FF_MODELS_S3_PREFIX", refused)]).unwrap_err();
+            assert_eq!(error.variable, "FF_MODELS_S3_PREFIX", "{refused}");
+        }
     }
 
     #[test]

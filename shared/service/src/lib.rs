@@ -28,6 +28,7 @@ pub mod jobs;
 pub mod keys;
 pub mod limiter;
 pub mod metrics;
+pub mod models_bucket;
 pub mod plan;
 pub mod probe;
 pub mod run;

@@ -11,6 +11,7 @@ use crate::jobs::queue::JobQueue;
 use crate::keys::RateLimits;
 use crate::limiter::{BusyLog, ConcurrencyLimiter};
 use crate::metrics::Metrics;
+use crate::models_bucket::BucketModels;
 use crate::storage::{FsStorage, Storage};
 #[cfg(feature = "s3")]
 use crate::storage::{S3Settings, S3Storage, DEFAULT_CALL_TIMEOUT};
@@ -39,13 +40,30 @@ pub struct AppState {
     metrics: Arc<Metrics>,
     /// Signs the upload URLs ff serves itself (filesystem backend).
     upload_signer: Arc<UploadSigner>,
+    /// FF_MODELS_S3_PREFIX: the models kept in storage, which the engine copies missing models from.
+    models_bucket: Option<Arc<BucketModels>>,
 }
 
 impl AppState {
     /// Builds the engine the settings describe.
+    /// With FF_MODELS_S3_PREFIX, the engine copies missing models from that prefix of the storage
+    /// first; that needs the Tokio runtime this is called on (both servers and every Lambda
+    /// function build their state inside one).
     pub fn new(config: ServiceConfig) -> Result<Self, PipelineError> {
-        let engine = Engine::new(config.to_engine_config())?;
-        Ok(Self::with_engine(Arc::new(engine), config))
+        let storage = storage_from_config(&config);
+        let models_bucket = match (&config.models_s3_prefix, tokio::runtime::Handle::try_current()) {
+            (Some(prefix), Ok(runtime)) => Some(Arc::new(BucketModels::new(Arc::clone(&storage), prefix, runtime))),
+            (Some(_), Err(_)) => {
+                tracing::warn!("FF_MODELS_S3_PREFIX is ignored: the state was built outside a Tokio runtime");
+                None
+            }
+            (None, _) => None,
+        };
+        let source = models_bucket.clone().map(|bucket| bucket as Arc<dyn ff_pipeline::models::ModelSource>);
+        let engine = Engine::with_model_source(config.to_engine_config(), source)?;
+        let mut state = Self::with_engine(Arc::new(engine), config).with_storage(storage);
+        state.models_bucket = models_bucket;
+        Ok(state)
     }
 
     /// Serves an engine built elsewhere (tests, or a host that shares one engine).
@@ -73,7 +91,20 @@ impl AppState {
             // Linux's getrandom(2) does not fail once the kernel's pool is ready, long before any
             // server starts; without it there would be no safe key to sign with.
             upload_signer: Arc::new(UploadSigner::random().expect("the operating system's random source")),
+            models_bucket: None,
         }
+    }
+
+    /// Serves an engine whose store copies models from `bucket` (tests; `new` does this from the
+    /// settings).
+    pub fn with_models_bucket(mut self, bucket: Arc<BucketModels>) -> Self {
+        self.models_bucket = Some(bucket);
+        self
+    }
+
+    /// The models kept in storage (FF_MODELS_S3_PREFIX), if configured.
+    pub fn models_bucket(&self) -> Option<&Arc<BucketModels>> {
+        self.models_bucket.as_ref()
     }
 
     /// Keeps jobs and files in `storage` instead of what the settings name (tests, embedding).

@@ -18,7 +18,7 @@ use ureq::http::{header, StatusCode};
 /// bigger body means a misconfigured mirror, and this bounds the disk we may fill.
 pub(crate) const MAX_MODEL_BYTES: u64 = 4 << 30;
 /// A `.hash` sidecar is 8 hex digits; anything much longer is not a sidecar.
-const MAX_SIDECAR_BYTES: u64 = 64;
+pub(crate) const MAX_SIDECAR_BYTES: u64 = 64;
 const USER_AGENT: &str = concat!("ff/", env!("CARGO_PKG_VERSION"), " (FaceFusion 3.5.3 compatible)");
 /// Copy buffer size: large enough to keep syscalls cheap, small enough to keep the watchdog
 /// informed several times a second on slow links.

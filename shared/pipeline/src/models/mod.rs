@@ -5,18 +5,21 @@
 //!   its release, FaceFusion module, option value and pre-processing metadata.
 //! * [`ModelStore`] maps names to files in a models directory, checks each file against its `.hash`
 //!   sidecar (CRC32, as FaceFusion does) and downloads missing or corrupt files with resume.
+//! * [`ModelSource`] is where the operator keeps copies (ff's bucket prefix), tried before the URLs.
 //!
 //! The models directory is chosen by the caller; [`default_models_dir`] gives the convention
 //! (`FF_MODELS_DIR`, else `.models` in the working directory).
 
 mod catalogue;
 mod download;
+mod source;
 mod store;
 
 use std::path::PathBuf;
 
 pub use catalogue::{catalogue, Catalogue, DownloadScope, ModelEntry, Provider, Tile};
 pub use download::Timeouts;
+pub use source::{ModelSource, SourceError};
 pub use store::{crc32_file, sha256_file, ModelStatus, ModelStore, CUSTOM_MODELS_DIR};
 
 /// Environment variable naming the models directory.

@@ -14,7 +14,8 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::catalogue::{catalogue, ModelEntry};
-use super::download::{fetch_small, fetch_to_part, Timeouts};
+use super::download::{fetch_small, fetch_to_part, Timeouts, MAX_MODEL_BYTES, MAX_SIDECAR_BYTES};
+use super::source::ModelSource;
 use crate::error::{PipelineError, Result};
 use crate::options::custom_model_stem;
 
@@ -88,6 +89,8 @@ pub struct ModelStore {
     allow_download: bool,
     mirrors: Vec<Mirror>,
     timeouts: Timeouts,
+    /// Tried before the mirrors, and even when downloads are off: the operator filled it.
+    source: Option<Arc<dyn ModelSource>>,
     /// One mutex per model name, so concurrent `ensure` calls in this process download once.
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     verified: Mutex<HashMap<String, Stamp>>,
@@ -107,6 +110,7 @@ impl ModelStore {
             allow_download,
             mirrors,
             timeouts: Timeouts::default(),
+            source: None,
             locks: Mutex::new(HashMap::new()),
             verified: Mutex::new(HashMap::new()),
         }
@@ -134,6 +138,18 @@ impl ModelStore {
     pub fn with_timeouts(mut self, connect: Duration, read: Duration) -> Self {
         self.timeouts = Timeouts { connect, read };
         self
+    }
+
+    /// Copies missing models from `source` before trying any mirror. The source is used even when
+    /// downloads are off: it is the operator's own copy, not the internet.
+    pub fn with_source(mut self, source: Arc<dyn ModelSource>) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// Where missing models are copied from before the mirrors, if anywhere.
+    pub fn source_location(&self) -> Option<String> {
+        self.source.as_ref().map(|source| source.location())
     }
 
     pub fn dir(&self) -> &Path {
@@ -196,10 +212,10 @@ impl ModelStore {
         if matches!(check, Check::Verified) {
             return Ok(path);
         }
-        if !self.allow_download {
+        if !self.allow_download && self.source.is_none() {
             return Err(self.offline_error(entry, check));
         }
-        self.download_entry(entry)
+        self.download_entry(entry, self.allow_download)
     }
 
     /// Like [`ModelStore::ensure`] but downloads even when the store was built without downloads:
@@ -213,7 +229,7 @@ impl ModelStore {
         if matches!(self.check(entry)?, Check::Verified) {
             return Ok(self.dir.join(&entry.file));
         }
-        self.download_entry(entry)
+        self.download_entry(entry, true)
     }
 
     /// The deep swapper models a user dropped into `<models dir>/custom/`, as `custom/<stem>` names
@@ -251,17 +267,18 @@ impl ModelStore {
         }
     }
 
-    fn download_entry(&self, entry: &ModelEntry) -> Result<PathBuf> {
+    /// Fetches a model from the source, then (with `use_mirrors`) from the mirrors.
+    fn download_entry(&self, entry: &ModelEntry, use_mirrors: bool) -> Result<PathBuf> {
         self.with_lock(entry, || {
             // Another thread or process may have finished while this one waited for the lock.
             if matches!(self.check(entry)?, Check::Verified) {
                 return Ok(self.dir.join(&entry.file));
             }
-            self.download_locked(entry)
+            self.download_locked(entry, use_mirrors)
         })
     }
 
-    fn download_locked(&self, entry: &ModelEntry) -> Result<PathBuf> {
+    fn download_locked(&self, entry: &ModelEntry, use_mirrors: bool) -> Result<PathBuf> {
         let path = self.dir.join(&entry.file);
         let hash_path = self.dir.join(&entry.hash_file);
         let expected = match read_hash(&hash_path)? {
@@ -270,7 +287,7 @@ impl ModelStore {
                 if let Some(Err(content)) = found {
                     tracing::warn!(model = %entry.name, path = %hash_path.display(), content, "hash sidecar is not 8 hex digits; fetching it again");
                 }
-                self.fetch_hash(entry, &hash_path)?
+                self.fetch_hash(entry, &hash_path, use_mirrors)?
             }
         };
 
@@ -292,7 +309,26 @@ impl ModelStore {
         let part = part_path(&path);
         let mut failures: Vec<String> = Vec::new();
         let mut corrupt: Vec<String> = Vec::new();
-        for mirror in self.mirrors_for(entry) {
+        if let Some(source) = &self.source {
+            match copy_from_source(source.as_ref(), entry, &part, &expected)? {
+                SourceCopy::Verified => {
+                    std::fs::rename(&part, &path).map_err(|error| PipelineError::io(&path, error))?;
+                    self.remember(entry, &path, &expected);
+                    tracing::info!(model = %entry.name, source = %source.location(), "model copied from the source and verified");
+                    return Ok(path);
+                }
+                SourceCopy::Absent => failures.push(format!("{} does not have {}", source.location(), entry.file)),
+                SourceCopy::Failed(reason) => {
+                    tracing::warn!(model = %entry.name, source = %source.location(), "{reason}");
+                    failures.push(reason);
+                }
+            }
+        }
+        let mirrors: Vec<&Mirror> = if use_mirrors { self.mirrors_for(entry).collect() } else { Vec::new() };
+        if !use_mirrors {
+            failures.push("downloads from FaceFusion's URLs are disabled".into());
+        }
+        for mirror in mirrors {
             let url = mirror.url(&entry.base_name, entry.url_file_name());
             let mut attempt = 0;
             let mut restarted = false;
@@ -362,10 +398,37 @@ impl ModelStore {
         Err(PipelineError::Download { name: entry.name.clone(), reason: format!("{}; {fix}", failures.join("; ")) })
     }
 
-    /// Fetches the sidecar from the first mirror that has it and stores it atomically.
-    fn fetch_hash(&self, entry: &ModelEntry, hash_path: &Path) -> Result<String> {
+    /// Fetches the sidecar from the source, else (with `use_mirrors`) from the first mirror that
+    /// has it, and stores it atomically.
+    fn fetch_hash(&self, entry: &ModelEntry, hash_path: &Path, use_mirrors: bool) -> Result<String> {
         let mut failures = Vec::new();
-        for mirror in self.mirrors_for(entry) {
+        if let Some(source) = &self.source {
+            match source.read_small(&entry.hash_file, MAX_SIDECAR_BYTES) {
+                Ok(Some(body)) => match parse_hash(&body) {
+                    Some(crc) => {
+                        write_atomically(hash_path, crc.as_bytes())?;
+                        tracing::debug!(model = %entry.name, crc, source = %source.location(), "hash sidecar copied");
+                        return Ok(crc);
+                    }
+                    None => failures.push(format!(
+                        "{}{}: not a CRC32 sidecar ({:?})",
+                        source.location(),
+                        entry.hash_file,
+                        String::from_utf8_lossy(&body)
+                    )),
+                },
+                Ok(None) => failures.push(format!("{} does not have {}", source.location(), entry.hash_file)),
+                Err(error) => {
+                    tracing::warn!(model = %entry.name, source = %source.location(), %error, "hash sidecar unreadable");
+                    failures.push(format!("{}{}: {error}", source.location(), entry.hash_file));
+                }
+            }
+        }
+        let mirrors: Vec<&Mirror> = if use_mirrors { self.mirrors_for(entry).collect() } else { Vec::new() };
+        if !use_mirrors {
+            failures.push("downloads from FaceFusion's URLs are disabled".into());
+        }
+        for mirror in mirrors {
             let url = mirror.url(&entry.base_name, entry.hash_url_file_name());
             let body = match fetch_small(&url, self.timeouts) {
                 Ok(body) => body,
@@ -471,6 +534,36 @@ impl ModelStore {
         }
         let _lock = LockFile::acquire(&with_suffix(&path, ".lock"))?;
         work()
+    }
+}
+
+/// What copying a model from the source gave.
+enum SourceCopy {
+    /// The part file holds the model and matches its sidecar.
+    Verified,
+    /// The source does not have the file.
+    Absent,
+    /// The source failed or its copy did not verify (the part is removed); the mirrors may do better.
+    Failed(String),
+}
+
+/// Copies `entry` from `source` into `part` and verifies it against `expected`.
+fn copy_from_source(source: &dyn ModelSource, entry: &ModelEntry, part: &Path, expected: &str) -> Result<SourceCopy> {
+    let limit = entry.bytes.unwrap_or(MAX_MODEL_BYTES);
+    let copied = match source.copy_to(&entry.file, part, limit) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(SourceCopy::Absent),
+        Err(error) => {
+            remove_if_exists(part)?;
+            return Ok(SourceCopy::Failed(format!("{}{}: {error}", source.location(), entry.file)));
+        }
+    };
+    match verify_part(entry, part, expected)? {
+        Ok(()) => Ok(SourceCopy::Verified),
+        Err(reason) => {
+            remove_if_exists(part)?;
+            Ok(SourceCopy::Failed(format!("{}{} ({copied} bytes): {reason}", source.location(), entry.file)))
+        }
     }
 }
 

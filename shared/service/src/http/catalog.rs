@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 
 use super::body::{read_small, refuse_unread, MODEL_DOWNLOAD_BODY_LIMIT};
 use crate::error::ApiError;
+use crate::models_bucket::{BucketModels, Published};
 use crate::run::on_cpu;
 use crate::state::AppState;
 
@@ -267,8 +268,18 @@ struct DownloadResult {
     status: &'static str,
     size: Option<u64>,
     verified: bool,
+    /// With FF_MODELS_S3_PREFIX: `present` (the bucket had it) or `uploaded`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bucket: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<Value>,
+}
+
+impl DownloadResult {
+    fn fail(&mut self, error: &ApiError) {
+        self.status = "failed";
+        self.error = Some(json!({ "code": error.code(), "message": error.to_string() }));
+    }
 }
 
 /// Downloads the named models, option values (`yolo_face`), modules or processors
@@ -297,8 +308,28 @@ async fn download_named(state: &AppState, body: &[u8]) -> Result<Response, ApiEr
     })?;
     let entries = resolve_names(&names)?;
     let engine = Arc::clone(state.engine());
-    let results = on_cpu(move || download_all(&engine, &entries)).await?;
+    let mut results = on_cpu(move || download_all(&engine, &entries)).await?;
+    if let Some(bucket) = state.models_bucket() {
+        publish_all(bucket, state.engine().store().dir(), &mut results).await;
+    }
     Ok(download_response(results))
+}
+
+/// Fills the bucket's models prefix with every model that is now in place, so the other functions
+/// and containers copy it from there (FF_MODELS_S3_PREFIX). A model the bucket cannot take counts
+/// as failed: filling the bucket is what the request was for.
+async fn publish_all(bucket: &BucketModels, models_dir: &Path, results: &mut [DownloadResult]) {
+    for result in results.iter_mut().filter(|result| result.status != "failed") {
+        match bucket.publish(models_dir, &result.name).await {
+            Ok(Published::Present) => result.bucket = Some("present"),
+            Ok(Published::Uploaded { .. }) => result.bucket = Some("uploaded"),
+            Err(error) => {
+                let error = ApiError::from(error);
+                tracing::error!(model = %result.name, %error, "could not put the model in the bucket");
+                result.fail(&error);
+            }
+        }
+    }
 }
 
 /// Expands names into catalogue entries, in the order given and without duplicates; `lite` scope
@@ -342,24 +373,26 @@ fn download_one(store: &ModelStore, name: &str) -> DownloadResult {
         tracing::info!(model = name, "downloading model");
         store.download(name).map(|_| "downloaded")
     };
-    let (status, error) = match outcome {
-        Ok(status) => (status, None),
+    let after = store.status(name).ok();
+    let mut result = DownloadResult {
+        name: name.to_string(),
+        status: "present",
+        size: after.as_ref().and_then(|status| status.size),
+        verified: after.is_some_and(|status| status.verified),
+        bucket: None,
+        error: None,
+    };
+    match outcome {
+        Ok(status) => result.status = status,
         Err(error) => {
             let error = ApiError::from(error);
             if let ApiError::Internal { detail } | ApiError::ModelUnavailable { detail, .. } = &error {
                 tracing::error!(model = name, code = error.code(), %detail, "model download failed");
             }
-            ("failed", Some(json!({ "code": error.code(), "message": error.to_string() })))
+            result.fail(&error);
         }
-    };
-    let after = store.status(name).ok();
-    DownloadResult {
-        name: name.to_string(),
-        status,
-        size: after.as_ref().and_then(|status| status.size),
-        verified: after.is_some_and(|status| status.verified),
-        error,
     }
+    result
 }
 
 /// 200 when every model is in place; otherwise 503 `model_unavailable` with the same error object
@@ -423,7 +456,11 @@ async fn system(State(state): State<AppState>) -> Json<Value> {
             "queue_capacity": config.job_queue_length,
             "queued": state.job_queue().depth(),
         },
-        "models": { "download_allowed": state.engine().store().allow_download() },
+        "models": {
+            "download_allowed": state.engine().store().allow_download(),
+            // FF_MODELS_S3_PREFIX: where missing models are copied from before FaceFusion's URLs.
+            "source": state.engine().store().source_location(),
+        },
         // FF_CONTENT_ANALYSIS: whether every target goes through FaceFusion's NSFW gate.
         "content_analysis": config.content_analysis,
     }))
@@ -553,18 +590,32 @@ mod tests {
 
     #[test]
     fn a_failed_download_is_a_503_with_every_result() {
-        let ok = DownloadResult { name: "a".into(), status: "present", size: Some(1), verified: true, error: None };
+        let ok = DownloadResult {
+            name: "a".into(),
+            status: "present",
+            size: Some(1),
+            verified: true,
+            bucket: None,
+            error: None,
+        };
         let failed = DownloadResult {
             name: "b".into(),
             status: "failed",
             size: None,
             verified: false,
+            bucket: None,
             error: Some(json!({ "code": "model_unavailable", "message": "x" })),
         };
         let response = download_response(vec![ok, failed]);
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        let all_ok =
-            DownloadResult { name: "a".into(), status: "downloaded", size: Some(1), verified: true, error: None };
+        let all_ok = DownloadResult {
+            name: "a".into(),
+            status: "downloaded",
+            size: Some(1),
+            verified: true,
+            bucket: Some("uploaded"),
+            error: None,
+        };
         assert_eq!(download_response(vec![all_ok]).status(), StatusCode::OK);
     }
 }

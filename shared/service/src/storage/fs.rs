@@ -13,6 +13,7 @@
 
 use std::fs::TryLockError;
 use std::io::ErrorKind;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -251,6 +252,31 @@ impl Storage for FsStorage {
         let (file, meta) = opened;
         let key_owned = key.to_string();
         let stream = tokio_util::io::ReaderStream::with_capacity(file, READ_CHUNK)
+            .map(move |chunk| chunk.map_err(|e| StorageError::backend("get", &key_owned, e)));
+        Ok(ObjectBody { meta, stream: with_idle_timeout(Box::pin(stream), "get", key, self.call_timeout) })
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<ObjectBody> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        validate_key(key)?;
+        let path = self.path_of(key);
+        let opened = timed("get", key, self.call_timeout, async {
+            let mut file = tokio::fs::File::open(&path).await.map_err(|e| map_io("get", key, e))?;
+            let meta = file.metadata().await.map_err(|e| map_io("get", key, e))?;
+            if !meta.is_file() {
+                return Err(StorageError::NotFound { key: key.to_string() });
+            }
+            if range.start > range.end || range.end > meta.len() {
+                let detail = format!("range {range:?} outside the object's {} bytes", meta.len());
+                return Err(StorageError::backend("get", key, detail));
+            }
+            file.seek(std::io::SeekFrom::Start(range.start)).await.map_err(|e| map_io("get", key, e))?;
+            Ok((file, ObjectMeta { size: range.end - range.start, ..object_meta(key, &meta) }))
+        })
+        .await?;
+        let (file, meta) = opened;
+        let key_owned = key.to_string();
+        let stream = tokio_util::io::ReaderStream::with_capacity(file.take(meta.size), READ_CHUNK)
             .map(move |chunk| chunk.map_err(|e| StorageError::backend("get", &key_owned, e)));
         Ok(ObjectBody { meta, stream: with_idle_timeout(Box::pin(stream), "get", key, self.call_timeout) })
     }

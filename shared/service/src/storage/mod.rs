@@ -17,6 +17,7 @@ mod s3;
 pub mod testing;
 
 use std::fmt;
+use std::ops::Range;
 use std::path::Path;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
@@ -149,6 +150,10 @@ pub trait Storage: Send + Sync + fmt::Debug {
 
     /// Opens an object for reading in chunks.
     async fn get(&self, key: &str) -> Result<ObjectBody>;
+
+    /// Bytes `range` (end exclusive) of an object whose size the caller knows from `head`: one
+    /// part of a ranged parallel download. The meta's `size` is the length of the part.
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<ObjectBody>;
 
     async fn head(&self, key: &str) -> Result<ObjectMeta>;
 

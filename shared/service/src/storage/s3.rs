@@ -15,6 +15,7 @@
 //! holds on AWS S3 and MinIO.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -74,6 +75,43 @@ impl std::fmt::Debug for S3Storage {
 }
 
 impl S3Storage {
+    /// GetObject, whole or one byte range (`bytes=a-b`), as a stream bounded by the call timeout.
+    async fn get_object(&self, key: &str, range: Option<String>) -> Result<ObjectBody> {
+        validate_key(key)?;
+        let full = self.full_key(key);
+        let output = timed("get", key, self.limit(), async {
+            let client = self.client().await;
+            client
+                .get_object()
+                .bucket(&self.settings.bucket)
+                .key(&full)
+                .set_range(range)
+                .send()
+                .await
+                .map_err(|e| map_sdk("get", key, e))
+        })
+        .await?;
+        let meta = ObjectMeta {
+            key: key.to_string(),
+            size: output.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or_default(),
+            etag: output.e_tag().unwrap_or_default().to_string(),
+            last_modified: output.last_modified().and_then(to_system_time),
+        };
+        let key_owned = key.to_string();
+        let stream = futures_util::stream::unfold(Some(output.body), move |body| {
+            let key = key_owned.clone();
+            async move {
+                let mut body = body?;
+                match body.try_next().await {
+                    Ok(Some(chunk)) => Some((Ok(chunk), Some(body))),
+                    Ok(None) => None,
+                    Err(error) => Some((Err(StorageError::backend("get", &key, error)), None)),
+                }
+            }
+        });
+        Ok(ObjectBody { meta, stream: with_idle_timeout(Box::pin(stream), "get", key, self.limit()) })
+    }
+
     pub fn new(settings: S3Settings) -> Self {
         let prefix = settings.prefix.trim_matches('/').to_string();
         Self { settings, prefix, client: tokio::sync::OnceCell::new(), key_locks: Mutex::new(HashMap::new()) }
@@ -340,38 +378,15 @@ impl Storage for S3Storage {
     }
 
     async fn get(&self, key: &str) -> Result<ObjectBody> {
-        validate_key(key)?;
-        let full = self.full_key(key);
-        let output = timed("get", key, self.limit(), async {
-            let client = self.client().await;
-            client
-                .get_object()
-                .bucket(&self.settings.bucket)
-                .key(&full)
-                .send()
-                .await
-                .map_err(|e| map_sdk("get", key, e))
-        })
-        .await?;
-        let meta = ObjectMeta {
-            key: key.to_string(),
-            size: output.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or_default(),
-            etag: output.e_tag().unwrap_or_default().to_string(),
-            last_modified: output.last_modified().and_then(to_system_time),
-        };
-        let key_owned = key.to_string();
-        let stream = futures_util::stream::unfold(Some(output.body), move |body| {
-            let key = key_owned.clone();
-            async move {
-                let mut body = body?;
-                match body.try_next().await {
-                    Ok(Some(chunk)) => Some((Ok(chunk), Some(body))),
-                    Ok(None) => None,
-                    Err(error) => Some((Err(StorageError::backend("get", &key, error)), None)),
-                }
-            }
-        });
-        Ok(ObjectBody { meta, stream: with_idle_timeout(Box::pin(stream), "get", key, self.limit()) })
+        self.get_object(key, None).await
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<ObjectBody> {
+        if range.start >= range.end {
+            return Err(StorageError::backend("get", key, format!("empty range {range:?}")));
+        }
+        // HTTP ranges name the last byte, not the end.
+        self.get_object(key, Some(format!("bytes={}-{}", range.start, range.end - 1))).await
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta> {
