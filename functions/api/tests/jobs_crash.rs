@@ -1,7 +1,8 @@
 //! A job survives `kill -9` of `ff serve`: the server is killed while a job runs, started again
 //! on the same data directory, and every job ends completed or failed, never stuck `running`.
 //! What killed runs leave behind (run directories, temporary files, inputs of a job whose creation
-//! was killed) is swept at the restart.
+//! was killed) is swept at the restart. And two `ff serve` sharing one bucket (the S3 test server)
+//! survive the death of the one running a job: the other takes it over once its lease passes.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -51,9 +52,17 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
+/// Short, so a dead server's job is taken over within seconds.
+const LEASE_SECS: &str = "2";
+
 fn start_server(data_dir: &Path, temp_dir: &Path) -> Server {
+    start_server_with(data_dir, temp_dir, &[])
+}
+
+fn start_server_with(data_dir: &Path, temp_dir: &Path, env: &[(&str, String)]) -> Server {
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_ff"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ff"));
+    command
         .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
         .env("FF_MODELS_DIR", assets_dir().join("standins/light"))
         .env("FF_ALLOW_MODEL_DOWNLOAD", "false")
@@ -65,11 +74,14 @@ fn start_server(data_dir: &Path, temp_dir: &Path) -> Server {
         .env_remove("FF_SWEEP_INTERVAL_SECS")
         .env_remove("FF_REQUEST_TIMEOUT_SECS")
         .env_remove("FF_VIDEO_TIMEOUT_SECS")
+        .env("FF_JOB_LEASE_SECS", LEASE_SECS)
         .env_remove("FF_S3_BUCKET")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn ff serve");
+        .stderr(Stdio::null());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let child = command.spawn().expect("spawn ff serve");
     let mut server = Server { child, base_url: format!("http://127.0.0.1:{port}") };
     let deadline = Instant::now() + STARTUP_BUDGET;
     loop {
@@ -226,4 +238,66 @@ fn a_job_running_when_the_server_is_killed_completes_after_a_restart() {
         let inputs = data_dir.0.join("jobs").join(id).join("inputs");
         assert!(inputs.read_dir().is_ok_and(|mut entries| entries.next().is_some()), "job {id} kept its inputs");
     }
+}
+
+/// The settings that put a server's jobs on the S3 test server under `prefix`.
+fn bucket_env(prefix: &str, worker: &str) -> Vec<(&'static str, String)> {
+    let settings = ff_service::storage::testing::s3_test_settings(prefix);
+    let server = ff_service::storage::testing::s3_test_server();
+    vec![
+        ("FF_S3_BUCKET", settings.bucket),
+        ("FF_S3_PREFIX", prefix.to_string()),
+        ("FF_S3_ENDPOINT", server.endpoint.clone()),
+        ("AWS_ACCESS_KEY_ID", server.access_key.clone()),
+        ("AWS_SECRET_ACCESS_KEY", server.secret_key.clone()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("FF_WORKER_ID", worker.to_string()),
+    ]
+}
+
+#[test]
+fn two_servers_on_one_bucket_survive_the_death_of_either() {
+    let prefix = format!("lease-{}", ff_service::jobs::new_job_id());
+    let storage = ff_service::storage::S3Storage::new(ff_service::storage::testing::s3_test_settings(&prefix));
+    tokio::runtime::Runtime::new().expect("a runtime").block_on(storage.create_bucket_if_missing()).expect("bucket");
+    let scratch = DataDir(std::env::temp_dir().join(format!("ff-jobs-lease-{}", std::process::id())));
+    std::fs::create_dir_all(&scratch.0).expect("a temp directory");
+    let mut servers: Vec<Option<Server>> = ["serve-a", "serve-b"]
+        .iter()
+        .map(|worker| Some(start_server_with(&scratch.0, &scratch.0, &bucket_env(&prefix, worker))))
+        .collect();
+    let id = create_job(servers[0].as_ref().expect("server a"));
+
+    // Whichever server claimed it dies with kill -9 while it runs.
+    let deadline = Instant::now() + JOBS_BUDGET;
+    let owner = loop {
+        let record = job(servers[1].as_ref().expect("server b"), &id);
+        if record["status"] == "running" {
+            break record["worker"].as_str().expect("a running job names its worker").to_string();
+        }
+        assert_eq!(record["status"], "queued", "the job ended before it could be caught running: {record}");
+        assert!(Instant::now() < deadline, "the job did not start within {JOBS_BUDGET:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let dead = usize::from(owner.starts_with("serve-b/"));
+    assert!(owner.starts_with(["serve-a/", "serve-b/"][dead]), "worker {owner}");
+    let mut victim = servers[dead].take().expect("the owner is running");
+    victim.child.kill().expect("SIGKILL the owner");
+    victim.child.wait().expect("reap it");
+    drop(victim);
+
+    let survivor = servers[1 - dead].as_ref().expect("the other server");
+    let deadline = Instant::now() + JOBS_BUDGET;
+    let record = loop {
+        let record = job(survivor, &id);
+        if !matches!(record["status"].as_str(), Some("queued" | "running")) {
+            break record;
+        }
+        assert!(Instant::now() < deadline, "job {id} still {} on the surviving server", record["status"]);
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // It ran to completion once, on the survivor, after the dead server's attempt.
+    assert_eq!((record["status"].as_str(), record["attempts"].as_u64()), (Some("completed"), Some(2)), "{record}");
+    let result = agent().get(format!("{}/api/v1/jobs/{id}/result", survivor.base_url)).call().expect("result");
+    assert!(matches!(result.status().as_u16(), 200 | 302 | 303 | 307), "{}", result.status());
 }

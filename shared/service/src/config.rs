@@ -66,6 +66,13 @@ pub struct ServiceConfig {
     pub workers: usize,
     /// FF_JOB_QUEUE_LENGTH: jobs waiting for a worker before new ones get 429.
     pub job_queue_length: usize,
+    /// FF_JOB_LEASE_SECS: how long a running job stays this worker's without a write; every
+    /// progress write (and a heartbeat a third of it apart) renews it. Past it, any worker on the
+    /// same storage may take the job over.
+    pub job_lease: Duration,
+    /// FF_WORKER_ID: names this process in the records of the jobs it runs (`worker` is
+    /// `<id>/<claim>`); defaults to `<hostname>-<pid>`.
+    pub worker_id: String,
     /// FF_BATCH_OPTIONS: options for `inbox/` objects without a sidecar (see the batch module).
     pub batch_options: Option<crate::batch::options::BatchOptions>,
     /// FF_EVENTS_SECRET: bearer secret of POST /api/v1/events/s3; unset disables the endpoint.
@@ -184,6 +191,13 @@ impl ServiceConfig {
             )?,
             workers: parse_in_range(value("FF_WORKERS"), "FF_WORKERS", 1, 0..=64)?,
             job_queue_length: parse_in_range(value("FF_JOB_QUEUE_LENGTH"), "FF_JOB_QUEUE_LENGTH", 64, 1..=100_000)?,
+            job_lease: Duration::from_secs(parse_in_range(
+                value("FF_JOB_LEASE_SECS"),
+                "FF_JOB_LEASE_SECS",
+                60,
+                2..=3600,
+            )?),
+            worker_id: value("FF_WORKER_ID").map_or_else(|| Ok(default_worker_id()), parse_worker_id)?,
             batch_options: value("FF_BATCH_OPTIONS").map(parse_batch_options).transpose()?,
             events_secret: value("FF_EVENTS_SECRET").map(parse_events_secret).transpose()?,
             max_sync_video_seconds: parse_in_range(
@@ -317,6 +331,30 @@ fn parse_s3_prefix(value: Option<String>) -> Result<String, ConfigError> {
             variable: "FF_S3_PREFIX",
             value: prefix,
             expected: "'/'-separated names without empty, `.` or `..` parts".into(),
+        })
+    }
+}
+
+/// `<hostname>-<pid>`, with anything but letters, digits, `.`, `_` and `-` dropped from the name.
+fn default_worker_id() -> String {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host: String = hostname.trim().chars().filter(|c| is_worker_id_char(*c)).take(48).collect();
+    let host = if host.is_empty() { "ff".to_string() } else { host };
+    format!("{host}-{}", std::process::id())
+}
+
+fn is_worker_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+}
+
+fn parse_worker_id(text: String) -> Result<String, ConfigError> {
+    if (1..=64).contains(&text.len()) && text.chars().all(is_worker_id_char) {
+        Ok(text)
+    } else {
+        Err(ConfigError {
+            variable: "FF_WORKER_ID",
+            value: text,
+            expected: "1-64 letters, digits, `.`, `_` or `-`".into(),
         })
     }
 }
@@ -507,6 +545,17 @@ mod tests {
 
     fn parse(vars: &[(&str, &str)]) -> Result<ServiceConfig, ConfigError> {
         ServiceConfig::from_lookup(|name| vars.iter().find(|(key, _)| *key == name).map(|(_, value)| value.to_string()))
+    }
+
+    #[test]
+    fn job_leases_and_worker_ids() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.job_lease, Duration::from_secs(60));
+        assert!(config.worker_id.ends_with(&format!("-{}", std::process::id())), "{}", config.worker_id);
+        let set = parse(&[("FF_JOB_LEASE_SECS", "5"), ("FF_WORKER_ID", "serve-a.1")]).unwrap();
+        assert_eq!((set.job_lease, set.worker_id.as_str()), (Duration::from_secs(5), "serve-a.1"));
+        assert_eq!(parse(&[("FF_JOB_LEASE_SECS", "1")]).unwrap_err().variable, "FF_JOB_LEASE_SECS");
+        assert_eq!(parse(&[("FF_WORKER_ID", "a/b")]).unwrap_err().variable, "FF_WORKER_ID");
     }
 
     #[test]

@@ -336,17 +336,18 @@ async fn two_workers_racing_run_each_job_once(backend: Backend) {
 }
 
 /// A crashed server's jobs, written as it would have left them: one queued, one running on its
-/// first attempt, one running on its last.
+/// first attempt, one running on its last, both with their lease passed; and one running on
+/// another live server, whose lease holds.
 async fn start_up_requeues_queued_and_retries_running_jobs_once(backend: Backend) {
     let (state, router) = app(&backend, &[]);
     let store = JobStore::new(Arc::clone(&backend.storage));
     let mut ids = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..4 {
         ids.push(create(&router, swap_form().post("/api/v1/jobs")).await.id);
     }
-    let crash = |id: &str, attempts: u32| {
+    let crash = |id: &str, attempts: u32, lease: Duration, worker: &str| {
         let store = store.clone();
-        let id = id.to_string();
+        let (id, worker) = (id.to_string(), worker.to_string());
         async move {
             store
                 .update(&id, |job| {
@@ -354,15 +355,19 @@ async fn start_up_requeues_queued_and_retries_running_jobs_once(backend: Backend
                     running.status = JobStatus::Running;
                     running.attempts = attempts;
                     running.progress = 10;
-                    running.worker = Some("dead-worker".into());
+                    running.worker = Some(worker.clone());
+                    running.updated_at = "2026-01-01T00:00:00Z".into();
+                    running.renew_lease(lease);
                     Some(running)
                 })
                 .await
                 .unwrap();
         }
     };
-    crash(&ids[1], 1).await;
-    crash(&ids[2], 2).await;
+    crash(&ids[1], 1, Duration::from_secs(60), "dead-server/1").await;
+    crash(&ids[2], 2, Duration::from_secs(60), "dead-server/2").await;
+    // Its lease runs a century ahead: a live worker elsewhere.
+    crash(&ids[3], 1, Duration::from_secs(100 * 365 * 86400), "live-server/3").await;
     // The jobs were queued in memory by the server that "crashed"; this one starts afresh.
     let (fresh_state, fresh_router) = app(&backend, &[]);
     drop(state);
@@ -374,6 +379,8 @@ async fn start_up_requeues_queued_and_retries_running_jobs_once(backend: Backend
     let lost = wait_until_final(&fresh_router, &ids[2]).await;
     assert_eq!((lost.status, lost.attempts), (JobStatus::Failed, 2));
     assert_eq!(lost.error.unwrap().code, "worker_lost");
+    let elsewhere = send(&fresh_router, get(&format!("/api/v1/jobs/{}", ids[3]))).await.job();
+    assert_eq!((elsewhere.status, elsewhere.worker.as_deref()), (JobStatus::Running, Some("live-server/3")));
     workers.shutdown(Duration::from_secs(10)).await;
 }
 

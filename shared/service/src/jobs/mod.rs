@@ -19,6 +19,7 @@
 pub mod cancel;
 pub mod create;
 pub mod idempotency;
+pub mod lease;
 pub mod queue;
 pub mod quota;
 pub mod store;
@@ -170,9 +171,13 @@ pub struct Job {
     pub webhook_deliveries: Vec<WebhookDelivery>,
     /// Incremented by every write, so no two versions of a record have the same bytes.
     pub revision: u64,
-    /// The claim of the worker running it: a fresh id per attempt, so a worker that lost its
-    /// claim (recovered as dead, or cancelled) can tell the record is no longer its own.
+    /// The claim of the worker running it, `<FF_WORKER_ID>/<fresh id per attempt>`, so a worker
+    /// that lost its claim (taken over, or cancelled) can tell the record is no longer its own.
     pub worker: Option<String>,
+    /// While running: until when the job is its worker's (RFC 3339 UTC). Every write of the worker
+    /// moves it FF_JOB_LEASE_SECS ahead; once it has passed, any worker may take the job over.
+    #[serde(default)]
+    pub lease_expires_at: Option<String>,
 }
 
 impl Job {
@@ -204,6 +209,7 @@ impl Job {
             webhook_deliveries: Vec::new(),
             revision: 0,
             worker: None,
+            lease_expires_at: None,
         }
     }
 
@@ -224,6 +230,7 @@ impl Job {
             (finished + time::Duration::hours(i64::from(hours))).format(&Rfc3339).ok()
         });
         self.worker = None;
+        self.lease_expires_at = None;
         if status == JobStatus::Completed {
             self.progress = 100;
         }
@@ -243,6 +250,20 @@ impl Job {
     pub fn is_expired(&self, now: OffsetDateTime) -> bool {
         let expires = self.expires_at.as_deref().and_then(|at| OffsetDateTime::parse(at, &Rfc3339).ok());
         self.status.is_final() && expires.is_some_and(|expires| expires <= now)
+    }
+
+    /// Moves the lease `lease` past this version's update time.
+    pub fn renew_lease(&mut self, lease: std::time::Duration) {
+        let updated = OffsetDateTime::parse(&self.updated_at, &Rfc3339).unwrap_or_else(|_| OffsetDateTime::now_utc());
+        let until = updated + time::Duration::seconds(i64::try_from(lease.as_secs()).unwrap_or(i64::MAX / 2));
+        self.lease_expires_at = until.format(&Rfc3339).ok();
+    }
+
+    /// Whether the lease has passed at `now`; `None` for a record without one (written before
+    /// leases existed), which the caller judges by its idle time instead.
+    pub fn lease_expired(&self, now: OffsetDateTime) -> Option<bool> {
+        let until = OffsetDateTime::parse(self.lease_expires_at.as_deref()?, &Rfc3339).ok()?;
+        Some(until <= now)
     }
 
     /// Seconds since the record was last written, if its timestamp parses.

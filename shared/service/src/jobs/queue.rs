@@ -46,9 +46,10 @@ impl JobQueue {
         self.sender.max_capacity() - self.sender.capacity()
     }
 
-    /// Waits for room, then queues; for recovery, which must not drop jobs.
-    pub(crate) async fn push(&self, job_id: String) -> bool {
-        self.sender.send(job_id).await.is_ok()
+    /// Queues if there is room; `false` when full (the scan tries again later: the job stays in
+    /// storage).
+    pub(crate) fn try_push(&self, job_id: String) -> bool {
+        self.sender.try_send(job_id).is_ok()
     }
 
     pub(crate) async fn next(&self) -> Option<String> {

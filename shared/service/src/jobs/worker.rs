@@ -1,17 +1,19 @@
 //! Running jobs: `run_job` (one job, idempotent, shared by every kind of worker), the bounded
-//! queue of `ff serve`, its in-process workers and the start-up recovery.
+//! queue of `ff serve`, its in-process workers and their scan for orphaned jobs.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ff_pipeline::media::sniff;
 use ff_pipeline::video::Progress;
+use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::cancel::Registration;
+use super::lease::{lease_passed, LeaseScanner};
 use super::store::{JobStore, StoreError, Update};
 use super::{files_prefix, Job, JobFailure, JobStatus, MAX_ATTEMPTS};
 use crate::document::OptionsDocument;
@@ -24,10 +26,6 @@ use crate::state::AppState;
 use crate::storage::{download_to_file, Storage, StorageError, WriteCondition};
 use crate::webhooks::WebhookEvent;
 use crate::workspace::Workspace;
-
-/// A `running` job whose record has not moved for this long is taken to have lost its worker
-/// (longer than a Lambda invocation may live, so a live Lambda worker is never overtaken).
-pub const STALE_RUNNING: Duration = Duration::from_secs(20 * 60);
 
 /// How often a video job writes its progress (and so notices a cancellation from another process).
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
@@ -59,11 +57,11 @@ pub enum RunOutcome {
     },
 }
 
-/// Runs one job if it is queued (or its worker died long ago), and does nothing otherwise, so any
-/// number of duplicate or late triggers for one job run it once.
+/// Runs one job if it is queued (or its worker's lease has passed), and does nothing otherwise, so
+/// any number of duplicate or late triggers for one job run it once.
 ///
-/// The job is claimed by a conditional write of `running` with a fresh claim id; of workers
-/// racing for it, only one write succeeds. Between steps the worker writes its progress the same
+/// The job is claimed by a conditional write of `running` with a fresh claim id and a lease; of
+/// workers racing for it, only one write succeeds. Between steps the worker writes its progress the same
 /// way, which is also how it notices a cancellation: the write finds a record that is no longer
 /// its own. A video run also stops within one frame when DELETE in this process sets its flag in
 /// `AppState::job_cancels`. Everything about the job itself ends in its record as `failed` with a
@@ -71,8 +69,10 @@ pub enum RunOutcome {
 /// run it) or a record too damaged to write a failure into (`Abort`).
 pub async fn run_job(state: &AppState, job_id: &str) -> Result<RunOutcome, Failure> {
     let store = JobStore::new(Arc::clone(state.storage()));
-    let claim = uuid::Uuid::new_v4().simple().to_string();
-    let job = match store.update(job_id, |job| decide_claim(job, &claim)).await.map_err(Failure::from)? {
+    let claim = format!("{}/{}", state.config().worker_id, uuid::Uuid::new_v4().simple());
+    let lease = state.config().job_lease;
+    let decide = |job: &Job| decide_claim(job, &claim, lease, OffsetDateTime::now_utc());
+    let job = match store.update(job_id, decide).await.map_err(Failure::from)? {
         Update::Missing => return Ok(RunOutcome::Skipped { status: None }),
         Update::Unchanged(job) => return Ok(RunOutcome::Skipped { status: Some(job.status) }),
         Update::Written(job) if job.status == JobStatus::Failed => {
@@ -83,7 +83,7 @@ pub async fn run_job(state: &AppState, job_id: &str) -> Result<RunOutcome, Failu
     tracing::info!(job = %job.id, attempt = job.attempts, "job started");
     state.webhooks().notify(&job, WebhookEvent::Start);
     let cancel = state.job_cancels().register(&job.id);
-    let run = ClaimedRun { store, state: state.clone(), id: job.id.clone(), claim, cancel };
+    let run = ClaimedRun { store, state: state.clone(), id: job.id.clone(), claim, lease, cancel };
     let outcome = run.execute(&job).await.map_err(Failure::from);
     match &outcome {
         Ok(outcome) => tracing::info!(job = %job_id, ?outcome, "job ended"),
@@ -92,42 +92,33 @@ pub async fn run_job(state: &AppState, job_id: &str) -> Result<RunOutcome, Failu
     outcome
 }
 
-/// The claim decision for one version of the record.
-fn decide_claim(job: &Job, claim: &str) -> Option<Job> {
+/// The claim decision for one version of the record at `now`.
+fn decide_claim(job: &Job, claim: &str, lease: Duration, now: OffsetDateTime) -> Option<Job> {
     match job.status {
-        JobStatus::Queued => Some(claimed(job, claim)),
-        JobStatus::Running if job.idle_seconds().is_some_and(|idle| idle >= STALE_RUNNING.as_secs() as i64) => {
-            Some(after_worker_lost(job, Some(claim)))
-        }
+        JobStatus::Queued => Some(claimed(job, claim, lease)),
+        JobStatus::Running if lease_passed(job, now) => Some(after_worker_lost(job, claim, lease)),
         _ => None,
     }
 }
 
-fn claimed(job: &Job, claim: &str) -> Job {
+fn claimed(job: &Job, claim: &str, lease: Duration) -> Job {
     let mut next = job.next();
     next.status = JobStatus::Running;
     next.attempts += 1;
     next.worker = Some(claim.to_string());
     next.started_at = Some(next.updated_at.clone());
+    next.renew_lease(lease);
     next.reset_progress();
     next.error = None;
     next
 }
 
-/// The next version of a job whose worker died: run again (claimed by `claim`, or queued when
-/// `None`) if it has attempts left, else failed with `worker_lost`.
-pub fn after_worker_lost(job: &Job, claim: Option<&str>) -> Job {
+/// The next version of a job whose worker's lease passed: claimed by `claim` if it has attempts
+/// left, else failed with `worker_lost`.
+pub fn after_worker_lost(job: &Job, claim: &str, lease: Duration) -> Job {
     if job.attempts < MAX_ATTEMPTS {
-        match claim {
-            Some(claim) => claimed(job, claim),
-            None => {
-                let mut next = job.next();
-                next.status = JobStatus::Queued;
-                next.worker = None;
-                next.reset_progress();
-                next
-            }
-        }
+        tracing::warn!(job = %job.id, lost = ?job.worker, attempts = job.attempts, "taking over a job whose lease passed");
+        claimed(job, claim, lease)
     } else {
         let message = format!("the worker running this job stopped {} times; it is not retried again", job.attempts);
         job.next().finish(JobStatus::Failed, Some(JobFailure { code: "worker_lost".into(), message }))
@@ -144,6 +135,8 @@ struct ClaimedRun {
     state: AppState,
     id: String,
     claim: String,
+    /// FF_JOB_LEASE_SECS: each write of this run renews the lease by this much.
+    lease: Duration,
     /// Set by DELETE in this process, or by this run when a progress write finds the job gone.
     cancel: Registration,
 }
@@ -194,20 +187,17 @@ impl ClaimedRun {
         self.deliver(product, rate).await
     }
 
-    /// Runs the engine on the blocking pool while this task writes the progress about once a
-    /// second, which is also how a DELETE in another process is noticed. A video also stops within
-    /// one frame when DELETE in this process sets the job's flag.
-    /// Also answers the rate the frames came at, as last reported.
+    /// Runs the engine on the blocking pool while this task looks at the record about once a
+    /// second: it writes a video's progress when frames moved, renews the lease when nothing was
+    /// written for a third of it, and otherwise reads, which is how a DELETE in another process is
+    /// noticed. A video also stops within one frame when DELETE in this process sets the job's
+    /// flag. Also answers the rate the frames came at, as last reported.
     async fn process(&self, run: Run, first: Option<Progress>) -> Result<(Product, Option<f64>), ApiError> {
         let cancel = Arc::clone(self.cancel.flag());
         // Should this task be dropped (shutdown), the pipeline stops too.
         let _cancel_when_dropped = CancelOnDrop(Arc::clone(&cancel));
         let engine = Arc::clone(self.state.engine());
-        let Some(first) = first else {
-            // An image takes about a second: no progress to report, nothing to stop midway.
-            return Ok((execute_on_cpu(engine, run, |_| {}, cancel, ()).await?, None));
-        };
-        let (sender, mut receiver) = watch::channel::<Option<Progress>>(None);
+        let (sender, mut receiver) = watch::channel::<Option<Progress>>(first);
         let report = move |progress| {
             sender.send_replace(Some(progress));
         };
@@ -215,23 +205,28 @@ impl ClaimedRun {
         let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
+        let renew_every = self.lease / 3;
+        let mut last_write = Instant::now();
         let product = loop {
             tokio::select! {
                 product = &mut task => break product?,
                 _ = ticker.tick() => {
-                    // A write when frames moved, else a read: either way the record is looked at
-                    // about once a second.
-                    let step = match receiver.has_changed().unwrap_or(false) {
-                        true => {
-                            let progress = receiver.borrow_and_update().unwrap_or(first);
+                    let moved = receiver.has_changed().unwrap_or(false).then(|| *receiver.borrow_and_update());
+                    let step = match moved.flatten() {
+                        Some(progress) => {
+                            last_write = Instant::now();
                             self.video_progress(&progress, video_percent(&progress)).await
                         }
-                        false => self.still_owned().await,
+                        None if last_write.elapsed() >= renew_every => {
+                            last_write = Instant::now();
+                            self.renew().await
+                        }
+                        None => self.still_owned().await,
                     };
                     match step {
                         Ok(Step::Owned) => {}
                         Ok(Step::Lost(status)) => {
-                            tracing::info!(job = %self.id, ?status, "job no longer ours; stopping the video");
+                            tracing::info!(job = %self.id, ?status, "job no longer ours; stopping");
                             cancel.store(true, Ordering::Relaxed);
                         }
                         Err(error) => tracing::warn!(job = %self.id, %error, "progress write failed"),
@@ -327,7 +322,13 @@ impl ClaimedRun {
             .store
             .update(&self.id, |job| {
                 let ours = job.status == JobStatus::Running && job.worker.as_deref() == Some(self.claim.as_str());
-                ours.then(|| change(job.next()))
+                ours.then(|| {
+                    let mut next = change(job.next());
+                    if next.status == JobStatus::Running {
+                        next.renew_lease(self.lease);
+                    }
+                    next
+                })
             })
             .await?;
         Ok(match update {
@@ -342,6 +343,11 @@ impl ClaimedRun {
             Update::Unchanged(job) => Step::Lost(Some(job.status)),
             Update::Missing => Step::Lost(None),
         })
+    }
+
+    /// A write that changes nothing but the update time and the lease.
+    async fn renew(&self) -> Result<Step, StoreError> {
+        self.advance(|next| next).await
     }
 
     async fn progress(&self, percent: u8) -> Result<Step, StoreError> {
@@ -435,45 +441,6 @@ fn failure_of(error: ApiError) -> JobFailure {
     JobFailure { code: error.code().to_string(), message: error.to_string() }
 }
 
-/// Finds what a previous run of the server left behind and returns the ids to queue: `queued`
-/// jobs, and `running` ones (whose worker died with that server) re-queued while they have
-/// attempts left, failed with `worker_lost` otherwise.
-///
-/// Only for a server whose workers are the only ones using this storage: another live server's
-/// running jobs would look dead too. Lambda workers never call it; they rely on `STALE_RUNNING`.
-pub async fn recover(store: &JobStore) -> Result<Vec<String>, StoreError> {
-    let mut to_queue = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = store.list(None, None, 100, cursor.as_deref()).await?;
-        for job in &page.jobs {
-            match job.status {
-                JobStatus::Queued => to_queue.push(job.id.clone()),
-                JobStatus::Running => {
-                    let update = store
-                        .update(&job.id, |job| (job.status == JobStatus::Running).then(|| after_worker_lost(job, None)))
-                        .await?;
-                    match update {
-                        Update::Written(job) if job.status == JobStatus::Queued => {
-                            tracing::warn!(job = %job.id, attempts = job.attempts, "re-queued a job left running");
-                            to_queue.push(job.id);
-                        }
-                        Update::Written(job) => {
-                            tracing::warn!(job = %job.id, attempts = job.attempts, "failed a job whose worker died again");
-                        }
-                        Update::Unchanged(_) | Update::Missing => {}
-                    }
-                }
-                _ => {}
-            }
-        }
-        match page.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => return Ok(to_queue),
-        }
-    }
-}
-
 /// The in-process workers of `ff serve`.
 #[derive(Debug)]
 pub struct Workers {
@@ -482,37 +449,21 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Recovers what a previous run left, then starts FF_WORKERS workers; with FF_WORKERS=0 it
-    /// starts nothing (and recovers nothing: jobs then belong to an external worker).
+    /// Starts FF_WORKERS workers and the scan that feeds them what no one else is running: at
+    /// start-up every queued job (whoever queued it in memory may be gone), then, about twice a
+    /// lease while this server's queue is empty, jobs queued for a whole lease and running jobs
+    /// whose lease passed, whichever server left them. With FF_WORKERS=0 it starts nothing: jobs
+    /// then belong to an external worker.
     pub fn start(state: &AppState) -> Self {
         let stop = CancellationToken::new();
         let count = state.config().workers;
         if count == 0 {
             return Self { stop, tasks: Vec::new() };
         }
-        let state = state.clone();
-        let token = stop.clone();
-        // Recovery runs before any worker claims a job, so a job claimed by this server can
-        // never be mistaken for one left running by the previous one.
-        let supervisor = tokio::spawn(async move {
-            let store = JobStore::new(Arc::clone(state.storage()));
-            let to_queue = tokio::select! {
-                () = token.cancelled() => return,
-                ids = recover_until_done(&store, &token) => ids,
-            };
-            let workers: Vec<JoinHandle<()>> =
-                (0..count).map(|index| tokio::spawn(work(state.clone(), token.clone(), index))).collect();
-            for id in to_queue {
-                tokio::select! {
-                    () = token.cancelled() => break,
-                    queued = state.job_queue().push(id) => if !queued { break },
-                }
-            }
-            for worker in workers {
-                let _ = worker.await;
-            }
-        });
-        Self { stop, tasks: vec![supervisor] }
+        let mut tasks: Vec<JoinHandle<()>> =
+            (0..count).map(|index| tokio::spawn(work(state.clone(), stop.clone(), index))).collect();
+        tasks.push(tokio::spawn(feed(state.clone(), stop.clone())));
+        Self { stop, tasks }
     }
 
     /// Stops taking jobs and waits up to `grace` for the ones running; a job still running after
@@ -521,28 +472,42 @@ impl Workers {
         self.stop.cancel();
         let all = futures_util::future::join_all(self.tasks);
         if tokio::time::timeout(grace, all).await.is_err() {
-            tracing::warn!("workers still busy at shutdown; their jobs will be recovered at the next start");
+            tracing::warn!("workers still busy at shutdown; their jobs go to whoever finds their lease passed");
         }
     }
 }
 
-/// Recovery, retried while storage is unreachable (a server starting before its MinIO).
-async fn recover_until_done(store: &JobStore, stop: &CancellationToken) -> Vec<String> {
-    let mut delay = Duration::from_millis(500);
+/// The scan of [`Workers::start`]: queues what [`LeaseScanner::due`] finds while this server's
+/// queue is empty, about twice a lease; storage trouble (a server starting before its MinIO) is
+/// logged and tried again at the next round.
+async fn feed(state: AppState, stop: CancellationToken) {
+    let lease = state.config().job_lease;
+    let mut scanner = LeaseScanner::new(JobStore::new(Arc::clone(state.storage())), lease);
+    let mut started = false;
     loop {
-        match recover(store).await {
-            Ok(ids) => {
-                tracing::info!(queued = ids.len(), "job recovery done");
-                return ids;
-            }
-            Err(error) => {
-                tracing::error!(%error, retry_in_ms = delay.as_millis() as u64, "job recovery failed");
-                tokio::select! {
-                    () = stop.cancelled() => return Vec::new(),
-                    () = tokio::time::sleep(delay) => {}
+        if state.job_queue().depth() == 0 {
+            let scan = tokio::select! {
+                () = stop.cancelled() => return,
+                scan = scanner.due(!started) => scan,
+            };
+            match scan {
+                Ok(ids) => {
+                    if !started || !ids.is_empty() {
+                        tracing::info!(found = ids.len(), "jobs to run found in storage");
+                    }
+                    started = true;
+                    for id in ids {
+                        if !state.job_queue().try_push(id) {
+                            break;
+                        }
+                    }
                 }
-                delay = (delay * 2).min(Duration::from_secs(30));
+                Err(error) => tracing::error!(%error, "scanning the jobs in storage failed"),
             }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(lease / 2) => {}
         }
     }
 }
@@ -582,29 +547,40 @@ mod tests {
         job
     }
 
+    const LEASE: Duration = Duration::from_secs(60);
+
     #[test]
-    fn only_queued_jobs_are_claimed() {
-        let claimed = decide_claim(&job(JobStatus::Queued, 0), "c").unwrap();
+    fn only_queued_jobs_are_claimed_with_a_lease() {
+        let now = OffsetDateTime::now_utc();
+        let claimed = decide_claim(&job(JobStatus::Queued, 0), "c", LEASE, now).unwrap();
         assert_eq!((claimed.status, claimed.attempts, claimed.worker.as_deref()), (JobStatus::Running, 1, Some("c")));
         assert!(claimed.started_at.is_some());
-        for status in [JobStatus::Running, JobStatus::Completed, JobStatus::Failed, JobStatus::Cancelled] {
-            assert!(decide_claim(&job(status, 1), "c").is_none(), "{status:?}");
+        assert_eq!(claimed.lease_expired(now), Some(false));
+        assert_eq!(claimed.lease_expired(now + time::Duration::seconds(61)), Some(true));
+        for status in [JobStatus::Completed, JobStatus::Failed, JobStatus::Cancelled] {
+            assert!(decide_claim(&job(status, 1), "c", LEASE, now).is_none(), "{status:?}");
         }
+        // Another worker's running job is left alone while its lease holds.
+        assert!(decide_claim(&claimed, "d", LEASE, now).is_none());
     }
 
     #[test]
-    fn a_long_silent_running_job_is_taken_over() {
-        let mut stale = job(JobStatus::Running, 1);
-        stale.updated_at = "2000-01-01T00:00:00Z".into();
-        let taken = decide_claim(&stale, "new").unwrap();
+    fn a_running_job_whose_lease_passed_is_taken_over() {
+        let now = OffsetDateTime::now_utc();
+        let running = decide_claim(&job(JobStatus::Queued, 0), "old", LEASE, now).unwrap();
+        let later = now + time::Duration::seconds(61);
+        let taken = decide_claim(&running, "new", LEASE, later).unwrap();
         assert_eq!((taken.status, taken.attempts, taken.worker.as_deref()), (JobStatus::Running, 2, Some("new")));
+        let mut legacy = job(JobStatus::Running, 1);
+        legacy.updated_at = "2000-01-01T00:00:00Z".into();
+        assert!(decide_claim(&legacy, "new", LEASE, now).is_some(), "a silent record without a lease");
     }
 
     #[test]
     fn a_lost_job_is_retried_once_then_failed() {
-        let requeued = after_worker_lost(&job(JobStatus::Running, 1), None);
-        assert_eq!((requeued.status, requeued.attempts, requeued.worker), (JobStatus::Queued, 1, None));
-        let failed = after_worker_lost(&job(JobStatus::Running, MAX_ATTEMPTS), None);
+        let retried = after_worker_lost(&job(JobStatus::Running, 1), "c", LEASE);
+        assert_eq!((retried.status, retried.attempts, retried.worker.as_deref()), (JobStatus::Running, 2, Some("c")));
+        let failed = after_worker_lost(&job(JobStatus::Running, MAX_ATTEMPTS), "c", LEASE);
         assert_eq!(failed.status, JobStatus::Failed);
         assert_eq!(failed.error.unwrap().code, "worker_lost");
         assert!(failed.finished_at.is_some());

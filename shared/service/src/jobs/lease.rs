@@ -1,0 +1,133 @@
+//! Leases: how several workers on one storage (servers, containers, Lambda invocations) share
+//! jobs without a coordinator.
+//!
+//! A running job's record names its worker (`<FF_WORKER_ID>/<claim>`) and carries
+//! `lease_expires_at`; every write of that worker (progress about once a second for a video, a
+//! heartbeat a third of the lease apart otherwise) moves it FF_JOB_LEASE_SECS ahead. A worker that
+//! dies stops writing, the lease passes, and any other worker takes the job over with a conditional
+//! write (`worker::run_job`), so one job never has two owners. [`LeaseScanner`] is how the workers
+//! of `ff serve` find such jobs, and queued ones nobody took, on storage they share with others.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures_util::{StreamExt, TryStreamExt};
+use time::OffsetDateTime;
+
+use super::store::{JobStore, StoreError};
+use super::{is_job_id, Job, JobStatus, JOBS_PREFIX};
+use crate::storage::ListRequest;
+
+/// For a `running` record without a lease (written before leases existed): taken to have lost its
+/// worker after this long without a write, longer than a Lambda invocation may live.
+pub const LEGACY_STALE_RUNNING: Duration = Duration::from_secs(20 * 60);
+
+/// Records read at once by a scan.
+const SCAN_READ_CONCURRENCY: usize = 8;
+
+/// Final jobs remembered so a scan does not read them again (they never change); past this many
+/// the memory starts over.
+const MAX_KNOWN_FINAL: usize = 200_000;
+
+/// Whether a running job's worker has lost it at `now`: its lease has passed (or, without a
+/// lease, it has been silent for [`LEGACY_STALE_RUNNING`]).
+pub fn lease_passed(job: &Job, now: OffsetDateTime) -> bool {
+    job.lease_expired(now)
+        .unwrap_or_else(|| job.idle_seconds().is_some_and(|idle| idle >= LEGACY_STALE_RUNNING.as_secs() as i64))
+}
+
+/// Finds the jobs this server's workers should try to claim.
+#[derive(Debug)]
+pub struct LeaseScanner {
+    store: JobStore,
+    lease: Duration,
+    known_final: HashSet<String>,
+}
+
+impl LeaseScanner {
+    pub fn new(store: JobStore, lease: Duration) -> Self {
+        Self { store, lease, known_final: HashSet::new() }
+    }
+
+    /// Ids of running jobs whose lease has passed, and of queued jobs: all of them when
+    /// `all_queued` (at start-up, when whoever queued them in memory may be gone), else those no
+    /// one has claimed for a whole lease. Nothing is written: claiming is `run_job`'s conditional
+    /// write, so a job found by several servers still runs once.
+    pub async fn due(&mut self, all_queued: bool) -> Result<Vec<String>, StoreError> {
+        let mut due = Vec::new();
+        let mut start_after = None;
+        loop {
+            let request = ListRequest { start_after: start_after.clone(), limit: 1000, shallow: true };
+            let listing = self.store.storage().list(JOBS_PREFIX, request).await?;
+            let ids: Vec<String> = listing
+                .objects
+                .iter()
+                .filter_map(|object| object.key.strip_prefix(JOBS_PREFIX)?.strip_suffix(".json"))
+                .filter(|id| is_job_id(id) && !self.known_final.contains(*id))
+                .map(str::to_string)
+                .collect();
+            let reads = ids.into_iter().map(|id| {
+                let store = self.store.clone();
+                async move { Ok::<_, StoreError>(store.load(&id).await?.map(|(job, _)| job)) }
+            });
+            let records: Vec<Option<Job>> =
+                futures_util::stream::iter(reads).buffered(SCAN_READ_CONCURRENCY).try_collect().await?;
+            let now = OffsetDateTime::now_utc();
+            for job in records.into_iter().flatten() {
+                if self.is_due(&job, all_queued, now) {
+                    due.push(job.id);
+                } else if job.status.is_final() {
+                    self.remember_final(job.id);
+                }
+            }
+            match listing.next_start_after {
+                Some(next) => start_after = Some(next),
+                None => return Ok(due),
+            }
+        }
+    }
+
+    fn is_due(&self, job: &Job, all_queued: bool, now: OffsetDateTime) -> bool {
+        match job.status {
+            JobStatus::Queued => {
+                all_queued || job.idle_seconds().is_some_and(|idle| idle >= self.lease.as_secs() as i64)
+            }
+            JobStatus::Running => lease_passed(job, now),
+            _ => false,
+        }
+    }
+
+    fn remember_final(&mut self, id: String) {
+        if self.known_final.len() >= MAX_KNOWN_FINAL {
+            self.known_final.clear();
+        }
+        self.known_final.insert(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::{new_job_id, JobInputs};
+
+    fn job(status: JobStatus) -> Job {
+        let inputs = JobInputs { sources: vec![], target: "t.png".into() };
+        let mut job = Job::new(new_job_id(), inputs, serde_json::json!({}), None);
+        job.status = status;
+        job
+    }
+
+    #[test]
+    fn a_lease_passes_at_its_time_and_a_legacy_record_after_twenty_minutes() {
+        let now = OffsetDateTime::now_utc();
+        let mut leased = job(JobStatus::Running);
+        leased.renew_lease(Duration::from_secs(60));
+        assert!(!lease_passed(&leased, now));
+        assert!(lease_passed(&leased, now + time::Duration::seconds(61)));
+
+        let mut legacy = job(JobStatus::Running);
+        assert!(!lease_passed(&legacy, now));
+        legacy.updated_at = "2000-01-01T00:00:00Z".into();
+        assert!(lease_passed(&legacy, now));
+    }
+}
