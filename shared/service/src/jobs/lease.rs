@@ -11,19 +11,14 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use futures_util::{StreamExt, TryStreamExt};
 use time::OffsetDateTime;
 
 use super::store::{JobStore, StoreError};
-use super::{is_job_id, Job, JobStatus, JOBS_PREFIX};
-use crate::storage::ListRequest;
+use super::{Job, JobStatus};
 
 /// For a `running` record without a lease (written before leases existed): taken to have lost its
 /// worker after this long without a write, longer than a Lambda invocation may live.
 pub const LEGACY_STALE_RUNNING: Duration = Duration::from_secs(20 * 60);
-
-/// Records read at once by a scan.
-const SCAN_READ_CONCURRENCY: usize = 8;
 
 /// Final jobs remembered so a scan does not read them again (they never change); past this many
 /// the memory starts over.
@@ -57,21 +52,9 @@ impl LeaseScanner {
         let mut due = Vec::new();
         let mut start_after = None;
         loop {
-            let request = ListRequest { start_after: start_after.clone(), limit: 1000, shallow: true };
-            let listing = self.store.storage().list(JOBS_PREFIX, request).await?;
-            let ids: Vec<String> = listing
-                .objects
-                .iter()
-                .filter_map(|object| object.key.strip_prefix(JOBS_PREFIX)?.strip_suffix(".json"))
-                .filter(|id| is_job_id(id) && !self.known_final.contains(*id))
-                .map(str::to_string)
-                .collect();
-            let reads = ids.into_iter().map(|id| {
-                let store = self.store.clone();
-                async move { Ok::<_, StoreError>(store.load(&id).await?.map(|(job, _)| job)) }
-            });
-            let records: Vec<Option<Job>> =
-                futures_util::stream::iter(reads).buffered(SCAN_READ_CONCURRENCY).try_collect().await?;
+            let known_final = &self.known_final;
+            let (listing, _, records) =
+                self.store.read_records(start_after.clone(), 1000, |id| !known_final.contains(id)).await?;
             let now = OffsetDateTime::now_utc();
             for job in records.into_iter().flatten() {
                 if self.is_due(&job, all_queued, now) {

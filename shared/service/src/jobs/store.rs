@@ -7,7 +7,7 @@ use futures_util::{StreamExt, TryStreamExt};
 
 use super::{files_prefix, is_job_id, record_key, Job, JobStatus, JOBS_PREFIX};
 use crate::error::ApiError;
-use crate::storage::{ListRequest, Storage, StorageError, WriteCondition};
+use crate::storage::{ListPage, ListRequest, Storage, StorageError, WriteCondition};
 
 /// A record is a few hundred bytes; anything much larger is not one of ours.
 const MAX_RECORD_BYTES: u64 = 1024 * 1024;
@@ -127,22 +127,7 @@ impl JobStore {
         let mut page = JobPage::default();
         let mut scanned = 0;
         loop {
-            let request = ListRequest { start_after: start_after.clone(), limit: limit.max(100), shallow: true };
-            let listing = self.storage.list(JOBS_PREFIX, request).await?;
-            let ids: Vec<String> = listing
-                .objects
-                .iter()
-                .filter_map(|object| object.key.strip_prefix(JOBS_PREFIX)?.strip_suffix(".json"))
-                .filter(|id| is_job_id(id))
-                .map(str::to_string)
-                .collect();
-            // Read in order, a few at a time; a record deleted meanwhile is skipped.
-            let reads = ids.clone().into_iter().map(|id| {
-                let store = self.clone();
-                async move { Ok::<_, StoreError>(store.load(&id).await?.map(|(job, _)| job)) }
-            });
-            let records: Vec<Option<Job>> =
-                futures_util::stream::iter(reads).buffered(LIST_READ_CONCURRENCY).try_collect().await?;
+            let (listing, ids, records) = self.read_records(start_after.clone(), limit.max(100), |_| true).await?;
             for (id, record) in ids.iter().zip(records) {
                 scanned += 1;
                 let wanted = |job: &Job| {
@@ -164,6 +149,32 @@ impl JobStore {
                 None => return Ok(page),
             }
         }
+    }
+
+    /// One listing page of `jobs/` after `start_after` (at most `limit` keys), and the records of
+    /// the job ids on it that `wanted` accepts, read in order a few at a time (`None` for a record
+    /// deleted meanwhile). Also the listing, for its next page.
+    pub(crate) async fn read_records(
+        &self,
+        start_after: Option<String>,
+        limit: usize,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<(ListPage, Vec<String>, Vec<Option<Job>>), StoreError> {
+        let request = ListRequest { start_after, limit, shallow: true };
+        let listing = self.storage.list(JOBS_PREFIX, request).await?;
+        let ids: Vec<String> = listing
+            .objects
+            .iter()
+            .filter_map(|object| object.key.strip_prefix(JOBS_PREFIX)?.strip_suffix(".json"))
+            .filter(|id| is_job_id(id) && wanted(id))
+            .map(str::to_string)
+            .collect();
+        let reads = ids.clone().into_iter().map(|id| {
+            let store = self.clone();
+            async move { Ok::<_, StoreError>(store.load(&id).await?.map(|(job, _)| job)) }
+        });
+        let records = futures_util::stream::iter(reads).buffered(LIST_READ_CONCURRENCY).try_collect().await?;
+        Ok((listing, ids, records))
     }
 
     /// Removes everything stored for a job except its record (inputs and result), and keeps
