@@ -117,6 +117,17 @@ pub struct VideoRequest {
     /// The longest video a still image may become (the length of the audio it speaks): a longer audio
     /// is refused with `video_too_long`. `None`: up to [`MAX_AUDIO_DURATION`].
     pub max_duration: Option<Duration>,
+    /// Only this piece of the run (see [`Engine::plan_segments`]); `None`: the whole trim range.
+    pub segment: Option<VideoSegment>,
+}
+
+/// One piece of a video run cut by [`Engine::plan_segments`]: frames `frames` of the target (inside
+/// the run's trim range), processed exactly as the whole run processes them, encoded without audio
+/// for [`Engine::join_segments`]. The content analyser is not run on a piece: `plan_segments`
+/// judged the whole range before cutting it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VideoSegment {
+    pub frames: (u64, u64),
 }
 
 /// A finished video and what happened.
@@ -350,6 +361,12 @@ impl Engine {
         Ok(RunSources { images, audio })
     }
 
+    /// The first audio source in a temp file (what replaces a video's sound), if there is one.
+    fn source_audio(&self, sources: &[Vec<u8>]) -> Result<Option<tempfile::NamedTempFile>> {
+        let first = sources.iter().find(|bytes| matches!(media::sniff(bytes), Some(MediaKind::Audio(_))));
+        first.map(|bytes| write_temp_file(bytes)).transpose()
+    }
+
     /// Runs the processors in order on a decoded target (spec §1.4-1.6); an image target is its own
     /// reference frame.
     pub fn process_frames(
@@ -413,7 +430,11 @@ impl Engine {
         };
         timings.audio = started.elapsed();
         let started = Instant::now();
-        let target = self.open_video_target(&toolchain, &request, audio.as_ref())?;
+        let mut target = self.open_video_target(&toolchain, &request, audio.as_ref())?;
+        let whole_trim = target.trim();
+        if let Some(segment) = request.segment {
+            target.narrow_to(segment)?;
+        }
         timings.decode += started.elapsed();
         let info = target.info().clone();
         let (width, height) = (info.width as usize, info.height as usize);
@@ -433,14 +454,10 @@ impl Engine {
         )?;
         let (encoder, audio_encoder) = choose_encoders(&toolchain, video)?;
         self.prepare_models(options)?;
-        if self.config.content_analysis {
+        // A segment's range was judged whole by plan_segments.
+        if self.config.content_analysis && request.segment.is_none() {
             let started = Instant::now();
-            let (start, end) = target.trim();
-            let key = content_analyser::file_key(&request.target, &[start, end])?;
-            self.verdicts.judged(key, || match &target {
-                VideoTarget::File { trim, .. } => self.check_video_content(&toolchain, &request, &info, *trim, cancel),
-                VideoTarget::Still { image, .. } => content_analyser::check(&self.registry, image),
-            })?;
+            self.judge_content(&toolchain, &request, &target, cancel)?;
             timings.content = started.elapsed();
         }
 
@@ -481,8 +498,10 @@ impl Engine {
         let voice = match &audio {
             Some(audio) => {
                 let started = Instant::now();
-                let voice =
+                let mut voice =
                     VoiceFrames::extract(&self.registry, &options.lip_syncer.voice_extractor_model, audio, temp_fps)?;
+                // The voice windows follow the whole run's frame numbers; a segment starts later.
+                voice.skip_frames((target.trim().0 - whole_trim.0) as usize);
                 timings.audio += started.elapsed();
                 Some(voice)
             }
@@ -536,34 +555,20 @@ impl Engine {
                 Box::new(StillFrames::new(image, info.frame_count))
             }
         };
-        let audio_plan = match (&sources.audio, video.audio_volume) {
-            (_, 0) => AudioPlan::None,
-            // FaceFusion replaces the sound with the first source audio whenever one is given.
-            (Some(file), _) => AudioPlan::Replace { audio: file.path().to_path_buf() },
-            (None, _) if info.has_audio => AudioPlan::Restore {
-                target: request.target.clone(),
-                trim_frame_start: trim.0,
-                trim_frame_end: trim.1,
-                target_fps: info.fps,
-            },
-            (None, _) => AudioPlan::None,
+        let audio_plan = match request.segment {
+            // The audio goes in once, over the joined segments.
+            Some(_) => AudioPlan::None,
+            None => audio_plan(
+                sources.audio.as_ref().map(|file| file.path()),
+                video.audio_volume,
+                &request.target,
+                &info,
+                trim,
+            ),
         };
         let encode = EncodeOptions {
-            encoder,
-            preset: video.video_preset.parse()?,
-            quality: video.video_quality,
-            input_fps: temp_fps,
-            output_fps,
-            resolution: Some((scaled.0 as u32, scaled.1 as u32)),
-            // FaceFusion encodes into a temp file with the target's container, which it requires to be
-            // the output's; ff converts between containers, so the output's container picks the
-            // encoder fixes (an H.264 stream in a .webm file would be broken).
-            temp_format: None,
             audio: audio_plan,
-            audio_encoder,
-            audio_quality: video.audio_quality,
-            audio_volume: video.audio_volume,
-            timeout: request.timeout,
+            ..encode_options(video, (encoder, audio_encoder), (temp_fps, output_fps), scaled, request.timeout)?
         };
         let writer = FrameWriter::create(&toolchain, &request.output, encode)?;
 
@@ -618,6 +623,95 @@ impl Engine {
             processing_fps: fps,
             elapsed,
             timings,
+        })
+    }
+
+    /// Cuts a video run into pieces of about `seconds` of the target for [`Engine::process_video`]
+    /// with [`VideoRequest::segment`] and [`Engine::join_segments`], after deciding for the whole run
+    /// what must be decided once: the content analyser's verdict over the whole trim range (an error
+    /// when it rejects the target) and that the models are there. `None` when the run is not cut:
+    /// it is not longer than a piece and a quarter, or its frames do not map one to one onto the
+    /// target's (a still photo, a changed frame rate, timestamp gaps the decoder fills), or the
+    /// detector interval counts frames from the run's start. Needs `request.probe`.
+    pub fn plan_segments(
+        &self,
+        request: &VideoRequest,
+        seconds: f64,
+        cancel: &AtomicBool,
+    ) -> Result<Option<Vec<(u64, u64)>>> {
+        let options = &request.options;
+        let Some(info) = &request.probe else {
+            return Ok(None);
+        };
+        let video = &options.output.video;
+        let output_fps = video.video_fps.map_or(info.fps, |fps| fps.clamp(1.0, 60.0));
+        let one_to_one = info.decode_fps(video.video_fps) == info.fps && output_fps == info.fps;
+        let frames_per_segment = (seconds * info.fps).round() as u64;
+        if !one_to_one || info.has_timestamp_gaps() || options.tracker.detector_interval > 1 || frames_per_segment == 0
+        {
+            return Ok(None);
+        }
+        let trim = info.trim_range(video.trim_frame_start, video.trim_frame_end)?;
+        if trim.1 - trim.0 <= frames_per_segment + frames_per_segment / 4 {
+            return Ok(None);
+        }
+        let toolchain = Toolchain::from_env();
+        let keyframes = toolchain.keyframes(&request.target, info, request.timeout)?;
+        let ranges = crate::video::segment_ranges(trim, &keyframes, frames_per_segment);
+        if ranges.len() < 2 {
+            return Ok(None);
+        }
+        self.prepare_models(options)?;
+        if self.config.content_analysis {
+            let target = VideoTarget::File { info: info.clone(), trim };
+            self.judge_content(&toolchain, request, &target, cancel)?;
+        }
+        Ok(Some(ranges))
+    }
+
+    /// Joins the pieces of a run cut by [`Engine::plan_segments`] (in order, each made by
+    /// [`Engine::process_video`] with its [`VideoSegment`]) into `request.output` by stream copy,
+    /// and adds the audio the whole run would have: the target's over the trim range, or the
+    /// source audio.
+    pub fn join_segments(&self, request: &VideoRequest, parts: &[PathBuf]) -> Result<EncodedVideo> {
+        let options = &request.options;
+        let video = &options.output.video;
+        let Some(info) = &request.probe else {
+            return Err(PipelineError::MissingInput("joining segments needs the probed target".into()));
+        };
+        let toolchain = Toolchain::from_env();
+        let audio_file = self.source_audio(&request.sources)?;
+        let trim = info.trim_range(video.trim_frame_start, video.trim_frame_end)?;
+        let scaled = image_io::scaled_resolution(info.width as usize, info.height as usize, video.video_scale);
+        let output_fps = video.video_fps.map_or(info.fps, |fps| fps.clamp(1.0, 60.0));
+        let rates = (info.decode_fps(video.video_fps), output_fps);
+        let encode = EncodeOptions {
+            audio: audio_plan(
+                audio_file.as_ref().map(|file| file.path()),
+                video.audio_volume,
+                &request.target,
+                info,
+                trim,
+            ),
+            ..encode_options(video, choose_encoders(&toolchain, video)?, rates, scaled, request.timeout)?
+        };
+        crate::video::join_segments(&toolchain, parts, &request.output, &encode)
+    }
+
+    /// The NSFW gate for a video run (spec §10), its verdict remembered by the target's content and
+    /// range.
+    fn judge_content(
+        &self,
+        toolchain: &Toolchain,
+        request: &VideoRequest,
+        target: &VideoTarget,
+        cancel: &AtomicBool,
+    ) -> Result<()> {
+        let (start, end) = target.trim();
+        let key = content_analyser::file_key(&request.target, &[start, end])?;
+        self.verdicts.judged(key, || match target {
+            VideoTarget::File { trim, info } => self.check_video_content(toolchain, request, info, *trim, cancel),
+            VideoTarget::Still { image, .. } => content_analyser::check(&self.registry, image),
         })
     }
 
@@ -834,6 +928,24 @@ impl VideoTarget {
         }
     }
 
+    /// Keeps only `segment`'s frames of a video file's trim range.
+    fn narrow_to(&mut self, segment: VideoSegment) -> Result<()> {
+        let (from, to) = segment.frames;
+        match self {
+            Self::File { trim, .. } if trim.0 <= from && from < to && to <= trim.1 => {
+                *trim = (from, to);
+                Ok(())
+            }
+            Self::File { trim, .. } => Err(PipelineError::invalid_option(
+                "segment",
+                format!("frames {from}..{to} are not inside the run's frames {}..{}", trim.0, trim.1),
+            )),
+            Self::Still { .. } => {
+                Err(PipelineError::invalid_option("segment", "a photo target is not cut into segments"))
+            }
+        }
+    }
+
     /// The frames processed, in the target's numbering.
     fn trim(&self) -> (u64, u64) {
         match self {
@@ -841,6 +953,51 @@ impl VideoTarget {
             Self::Still { info, .. } => (0, info.frame_count),
         }
     }
+}
+
+/// Where the output's audio comes from (spec §11.2): none at volume 0; the first source audio
+/// whenever one is given (FaceFusion replaces the sound with it); else the target's over the trim
+/// range, if it has any.
+fn audio_plan(source_audio: Option<&Path>, volume: u8, target: &Path, info: &VideoInfo, trim: (u64, u64)) -> AudioPlan {
+    match (source_audio, volume) {
+        (_, 0) => AudioPlan::None,
+        (Some(file), _) => AudioPlan::Replace { audio: file.to_path_buf() },
+        (None, _) if info.has_audio => AudioPlan::Restore {
+            target: target.to_path_buf(),
+            trim_frame_start: trim.0,
+            trim_frame_end: trim.1,
+            target_fps: info.fps,
+        },
+        (None, _) => AudioPlan::None,
+    }
+}
+
+/// The encoder settings of a run from its output options, without audio: frames come at
+/// `rates.0` (the decoder's rate) and leave at `rates.1`, scaled to `scaled`.
+fn encode_options(
+    video: &VideoOutputOptions,
+    (encoder, audio_encoder): (VideoEncoder, AudioEncoder),
+    (input_fps, output_fps): (f64, f64),
+    scaled: (usize, usize),
+    timeout: Duration,
+) -> Result<EncodeOptions> {
+    Ok(EncodeOptions {
+        encoder,
+        preset: video.video_preset.parse()?,
+        quality: video.video_quality,
+        input_fps,
+        output_fps,
+        resolution: Some((scaled.0 as u32, scaled.1 as u32)),
+        // FaceFusion encodes into a temp file with the target's container, which it requires to be
+        // the output's; ff converts between containers, so the output's container picks the
+        // encoder fixes (an H.264 stream in a .webm file would be broken).
+        temp_format: None,
+        audio: AudioPlan::None,
+        audio_encoder,
+        audio_quality: video.audio_quality,
+        audio_volume: video.audio_volume,
+        timeout,
+    })
 }
 
 /// The video encoder asked for (it must be one the local ffmpeg offers) or the first of FaceFusion's

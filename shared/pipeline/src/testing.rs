@@ -244,6 +244,7 @@ pub fn run_video_benchmark(title: &str, sources: &[&str], target: &str, pairs: &
         timeout: Duration::from_secs(3600),
         probe: None,
         max_duration: None,
+        segment: None,
     };
 
     let written_before = bytes_written();

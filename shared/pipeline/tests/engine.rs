@@ -403,6 +403,7 @@ fn an_nsfw_video_is_rejected_after_judging_one_frame_a_second() {
         timeout: std::time::Duration::from_secs(300),
         probe: None,
         max_duration: None,
+        segment: None,
     };
     let run = || engine.process_video(request(), |_| {}, &std::sync::atomic::AtomicBool::new(false));
     let result = run();

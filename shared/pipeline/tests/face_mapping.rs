@@ -155,6 +155,7 @@ fn a_video_swaps_only_its_mapped_people() {
             parallelism: Some(Parallelism { workers: 2, max_in_flight: 4 }),
             timeout: Duration::from_secs(600),
             max_duration: None,
+            segment: None,
         };
         engine.process_video(request, |_| {}, &AtomicBool::new(false)).unwrap()
     };

@@ -124,6 +124,7 @@ fn deoldify_video_matches_facefusion_frame_for_frame() {
         timeout: Duration::from_secs(600),
         probe: None,
         max_duration: None,
+        segment: None,
     };
     let result = engine().process_video(request, |_| {}, &AtomicBool::new(false)).unwrap();
     assert_eq!(result.frames, 20);
@@ -167,6 +168,7 @@ fn a_background_removed_webm_keeps_its_alpha() {
         timeout: Duration::from_secs(600),
         probe: None,
         max_duration: None,
+        segment: None,
     };
     let result = engine().process_video(request, |_| {}, &AtomicBool::new(false)).unwrap();
     assert_eq!(result.frames, 3);

@@ -54,6 +54,7 @@ fn request(sources: &[&Path], target: &Path, output: &Path, options: ProcessOpti
         timeout: Duration::from_secs(900),
         probe: None,
         max_duration: None,
+        segment: None,
     }
 }
 

@@ -65,6 +65,7 @@ fn run(engine: &Engine, target: &Path, output: &Path, processor: &str, pairs: &[
         parallelism: Some(Parallelism { workers: 2, max_in_flight: 4 }),
         timeout: Duration::from_secs(600),
         max_duration: None,
+        segment: None,
     };
     engine.process_video(request, |_| {}, &AtomicBool::new(false)).unwrap()
 }
@@ -150,6 +151,7 @@ fn a_cancelled_tracked_run_stops_with_its_analysis() {
         parallelism: Some(Parallelism { workers: 2, max_in_flight: 4 }),
         timeout: Duration::from_secs(600),
         max_duration: None,
+        segment: None,
     };
     let progress = |p: ff_pipeline::video::Progress| {
         if p.frames_done >= 3 {

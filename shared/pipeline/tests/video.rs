@@ -587,6 +587,7 @@ fn swap_with_engine(input: &Path, output: &Path) -> u64 {
         timeout: std::time::Duration::from_secs(600),
         probe: None,
         max_duration: None,
+        segment: None,
     };
     let result = engine.process_video(request, |_| {}, &AtomicBool::new(false)).unwrap();
     assert!(result.faces_processed > 0, "the swapper changed no face");

@@ -45,6 +45,7 @@ fn video_swap_matches_facefusion_golden() {
         timeout: Duration::from_secs(900),
         probe: None,
         max_duration: None,
+        segment: None,
     };
     let mut updates = Vec::new();
     let result = engine().process_video(request, |p| updates.push(p.frames_done), &AtomicBool::new(false)).unwrap();
@@ -123,6 +124,7 @@ fn case_request(output: &Path, extra: &[(&str, &str)]) -> VideoRequest {
         timeout: Duration::from_secs(900),
         probe: None,
         max_duration: None,
+        segment: None,
     }
 }
 

@@ -155,6 +155,7 @@ pub fn execute(
                 parallelism: None,
                 timeout,
                 max_duration: limit.max_duration(),
+                segment: None,
             };
             let output = engine.process_video(request, progress, cancel)?;
             tracing::info!(

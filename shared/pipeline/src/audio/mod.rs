@@ -118,6 +118,12 @@ impl VoiceFrames {
         &self.spectrogram
     }
 
+    /// Drops the windows of the first `frames` frames: window 0 is then frame `frames`'s, for a
+    /// piece of a video that starts there.
+    pub fn skip_frames(&mut self, frames: usize) {
+        self.ends.drain(..frames.min(self.ends.len()));
+    }
+
     /// The raw (80, 16) mel window of the 0-based extracted frame `frame_index`, row-major, 1280
     /// values; all zeros past the last window (FaceFusion's empty audio frame, §9.5 step 5).
     pub fn window(&self, frame_index: usize) -> Vec<f32> {

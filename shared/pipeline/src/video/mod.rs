@@ -25,6 +25,7 @@ mod encoders;
 mod pipeline;
 mod probe;
 mod reader;
+mod segments;
 mod writer;
 
 pub use command::Toolchain;
@@ -37,4 +38,5 @@ pub use encoders::{
 pub use pipeline::{cancelled_error, process_video, FrameSource, Parallelism, Progress, StillFrames};
 pub use probe::{parse_probe, probe, Rational, VideoInfo};
 pub use reader::{FrameReader, ReadOptions};
+pub use segments::{join_segments, segment_ranges};
 pub use writer::{AudioOutcome, AudioPlan, EncodeOptions, EncodedVideo, FrameWriter};

@@ -106,7 +106,7 @@ pub struct EncodedVideo {
 
 /// Unique temp names beside the output: a rename within one directory is atomic and cannot cross file
 /// systems, and concurrent jobs writing the same output name cannot collide.
-fn sibling_temp(output: &Path, tag: &str, extension: &str) -> PathBuf {
+pub(super) fn sibling_temp(output: &Path, tag: &str, extension: &str) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let stem = output.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
@@ -114,15 +114,15 @@ fn sibling_temp(output: &Path, tag: &str, extension: &str) -> PathBuf {
     output.parent().unwrap_or(Path::new(".")).join(name)
 }
 
-fn extension_of(path: &Path) -> String {
+pub(super) fn extension_of(path: &Path) -> String {
     path.extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default()
 }
 
 /// A file removed on drop unless kept: partial outputs never outlive a failure or a cancellation.
-struct TempFile(Option<PathBuf>);
+pub(super) struct TempFile(pub(super) Option<PathBuf>);
 
 impl TempFile {
-    fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         self.0.as_deref().unwrap_or(Path::new(""))
     }
 
@@ -308,42 +308,52 @@ impl FrameWriter {
 
     fn mux_audio(&mut self) -> Result<AudioOutcome> {
         let temp_video = std::mem::replace(&mut self.temp_video, TempFile(None));
-        let options = &self.options;
-        if options.audio_volume == 0 || options.audio == AudioPlan::None {
-            temp_video.persist(&self.output)?;
-            return Ok(AudioOutcome::None);
+        mux_audio(&self.toolchain, temp_video, &self.output, &self.options, &self.temp_format)
+    }
+}
+
+/// FaceFusion's audio step over an encoded `temp_video` (in the `temp_format` container): restores
+/// or replaces the audio into a temp file beside `output` and moves that into place, or moves the
+/// video there as it is when there is no audio to add or adding it fails (a warning, as FaceFusion).
+pub(super) fn mux_audio(
+    toolchain: &Toolchain,
+    temp_video: TempFile,
+    output: &Path,
+    options: &EncodeOptions,
+    temp_format: &str,
+) -> Result<AudioOutcome> {
+    if options.audio_volume == 0 || options.audio == AudioPlan::None {
+        temp_video.persist(output)?;
+        return Ok(AudioOutcome::None);
+    }
+    // FaceFusion's -t: the temp video's duration, frame count / fps as OpenCV reads them.
+    let info = toolchain.probe(temp_video.path())?;
+    let duration = info.frame_count as f64 / info.fps;
+    let audio_encoder = fix_audio_encoder(temp_format, options.audio_encoder);
+    let with_audio = TempFile(Some(sibling_temp(output, "audio", &extension_of(output))));
+    let args = audio_args(temp_video.path(), &options.audio, audio_encoder, options, duration, with_audio.path());
+    let outcome = match &options.audio {
+        AudioPlan::Replace { .. } => AudioOutcome::Replaced,
+        _ => AudioOutcome::Restored,
+    };
+    let result = Supervised::spawn("ffmpeg audio", &toolchain.ffmpeg, &args, false, false, AUDIO_TIMEOUT)
+        .and_then(|mut child| child.wait_success());
+    // ffmpeg succeeds without an audio stream when the cut holds no audio packet (a target whose
+    // sound starts later than the trimmed range): say so rather than report the audio restored.
+    let result = result.and_then(|()| match toolchain.probe(with_audio.path())?.has_audio {
+        true => Ok(()),
+        false => Err(media_error(MediaFailure::AudioMissing, "the audio source has no sound in the processed range")),
+    });
+    match result {
+        Ok(()) => {
+            with_audio.persist(output)?;
+            Ok(outcome)
         }
-        // FaceFusion's -t: the temp video's duration, frame count / fps as OpenCV reads them.
-        let info = self.toolchain.probe(temp_video.path())?;
-        let duration = info.frame_count as f64 / info.fps;
-        let audio_encoder = fix_audio_encoder(&self.temp_format, options.audio_encoder);
-        let with_audio = TempFile(Some(sibling_temp(&self.output, "audio", &extension_of(&self.output))));
-        let args = audio_args(temp_video.path(), &options.audio, audio_encoder, options, duration, with_audio.path());
-        let outcome = match &options.audio {
-            AudioPlan::Replace { .. } => AudioOutcome::Replaced,
-            _ => AudioOutcome::Restored,
-        };
-        let result = Supervised::spawn("ffmpeg audio", &self.toolchain.ffmpeg, &args, false, false, AUDIO_TIMEOUT)
-            .and_then(|mut child| child.wait_success());
-        // ffmpeg succeeds without an audio stream when the cut holds no audio packet (a target whose
-        // sound starts later than the trimmed range): say so rather than report the audio restored.
-        let result = result.and_then(|()| match self.toolchain.probe(with_audio.path())?.has_audio {
-            true => Ok(()),
-            false => {
-                Err(media_error(MediaFailure::AudioMissing, "the audio source has no sound in the processed range"))
-            }
-        });
-        match result {
-            Ok(()) => {
-                with_audio.persist(&self.output)?;
-                Ok(outcome)
-            }
-            Err(error) => {
-                drop(with_audio);
-                tracing::warn!(%error, "the audio could not be added; the video is kept without audio");
-                temp_video.persist(&self.output)?;
-                Ok(AudioOutcome::Skipped { reason: error.to_string() })
-            }
+        Err(error) => {
+            drop(with_audio);
+            tracing::warn!(%error, "the audio could not be added; the video is kept without audio");
+            temp_video.persist(output)?;
+            Ok(AudioOutcome::Skipped { reason: error.to_string() })
         }
     }
 }

@@ -1,0 +1,174 @@
+//! Long videos in pieces: where to cut a trim range (at the target's keyframes, about every
+//! `frames_per_segment` frames), and joining the pieces, encoded with identical settings, back into
+//! one video by stream copy, the audio added once over the whole.
+//!
+//! Each piece is decoded with the same `trim` filter as a whole run (see [`super::FrameReader`]), so a
+//! piece's frames are exactly the whole run's frames of that range whatever the cut; cutting at
+//! keyframes keeps the pieces' decoders from reading across a GOP they do not need once they seek.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::command::{media_error, run_capture, Supervised, Toolchain};
+use super::writer::{extension_of, mux_audio, sibling_temp, TempFile};
+use super::{EncodeOptions, EncodedVideo, VideoInfo};
+use crate::error::{MediaFailure, PipelineError, Result};
+
+/// Keyframe lists are a few numbers a second; this bounds a runaway answer (hours of 1-frame GOPs).
+const KEYFRAME_OUTPUT_LIMIT: usize = 64 * 1024 * 1024;
+
+impl Toolchain {
+    /// The frame numbers of the video stream's keyframes (the first frame is 0), from one ffprobe
+    /// that decodes nothing but keyframes.
+    pub fn keyframes(&self, path: &Path, info: &VideoInfo, timeout: Duration) -> Result<Vec<u64>> {
+        let args: Vec<String> = [
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-skip_frame",
+            "nokey",
+            "-show_entries",
+            "frame=best_effort_timestamp_time",
+            "-of",
+            "csv=p=0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([path.to_string_lossy().into_owned()])
+        .collect();
+        let (status, stdout, stderr) =
+            run_capture("ffprobe keyframes", &self.ffprobe, &args, timeout, KEYFRAME_OUTPUT_LIMIT)?;
+        if !status.success() {
+            let detail = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no detail").trim().to_string();
+            return Err(media_error(MediaFailure::FfmpegFailed, format!("reading the keyframes failed: {detail}")));
+        }
+        Ok(keyframe_numbers(&String::from_utf8_lossy(&stdout), info.fps))
+    }
+}
+
+/// Keyframe times (one per line, seconds) as frame numbers counted from the first keyframe's time
+/// (a stream may start late: FaceFusion's MP4s start 23 ms in).
+fn keyframe_numbers(text: &str, fps: f64) -> Vec<u64> {
+    let times: Vec<f64> =
+        text.lines().filter_map(|line| line.trim().trim_end_matches(',').parse::<f64>().ok()).collect();
+    let Some(first) = times.iter().copied().reduce(f64::min) else {
+        return Vec::new();
+    };
+    let mut frames: Vec<u64> = times.iter().map(|time| ((time - first) * fps).round().max(0.0) as u64).collect();
+    frames.sort_unstable();
+    frames.dedup();
+    frames
+}
+
+/// Cuts `trim` into ranges of about `frames_per_segment` frames: each cut goes at the keyframe
+/// nearest to where the segment would end, if one lies within half a segment of it, else exactly
+/// there (the pieces are re-encoded, so any cut is exact). A last piece shorter than a quarter
+/// segment joins the one before. One range when the trim range is not longer than a segment.
+pub fn segment_ranges((start, end): (u64, u64), keyframes: &[u64], frames_per_segment: u64) -> Vec<(u64, u64)> {
+    let length = frames_per_segment.max(1);
+    let mut ranges = Vec::new();
+    let mut from = start;
+    while end.saturating_sub(from) > length + length / 4 {
+        let nominal = from + length;
+        let reach = length / 2;
+        let nearest = keyframes
+            .iter()
+            .copied()
+            .filter(|&frame| frame > from + length / 2 && frame + length / 4 < end && frame.abs_diff(nominal) <= reach)
+            .min_by_key(|&frame| frame.abs_diff(nominal));
+        let cut = nearest.unwrap_or(nominal);
+        ranges.push((from, cut));
+        from = cut;
+    }
+    ranges.push((from, end));
+    ranges
+}
+
+/// Joins `parts` (videos made with identical encoder settings, each starting with a keyframe, no
+/// audio) by stream copy into `output`, then adds the audio of `options.audio` once over the whole,
+/// exactly as [`super::FrameWriter::finish`] does for a video made in one piece.
+pub fn join_segments(
+    toolchain: &Toolchain,
+    parts: &[PathBuf],
+    output: &Path,
+    options: &EncodeOptions,
+) -> Result<EncodedVideo> {
+    if parts.is_empty() {
+        return Err(media_error(MediaFailure::FfmpegFailed, "no segment to join"));
+    }
+    let format = extension_of(output);
+    let list = TempFile(Some(sibling_temp(output, "segments", "txt")));
+    write_concat_list(list.path(), parts)?;
+    let joined = TempFile(Some(sibling_temp(output, "joined", &format)));
+    let mut args: Vec<String> =
+        ["-loglevel", "error", "-nostdin", "-f", "concat", "-safe", "0", "-i"].map(String::from).to_vec();
+    args.push(list.path().to_string_lossy().into_owned());
+    args.extend(["-map", "0:v:0", "-c", "copy", "-y"].map(String::from));
+    args.push(joined.path().to_string_lossy().into_owned());
+    Supervised::spawn("ffmpeg join", &toolchain.ffmpeg, &args, false, false, options.timeout)?.wait_success()?;
+    drop(list);
+    let frames = toolchain.probe(joined.path())?.frame_count;
+    let encoder = super::fix_video_encoder(&format, options.encoder);
+    let audio = mux_audio(toolchain, joined, output, options, &format)?;
+    Ok(EncodedVideo { path: output.to_path_buf(), frames, encoder, audio })
+}
+
+/// The concat demuxer's list: one `file '<path>'` line per part, quotes escaped as it reads them.
+fn write_concat_list(path: &Path, parts: &[PathBuf]) -> Result<()> {
+    let mut text = String::from("ffconcat version 1.0\n");
+    for part in parts {
+        let absolute = std::path::absolute(part).map_err(|e| PipelineError::io(part, e))?;
+        let quoted = absolute.to_string_lossy().replace('\'', r"'\''");
+        text.push_str(&format!("file '{quoted}'\n"));
+    }
+    let mut file = std::fs::File::create(path).map_err(|e| PipelineError::io(path, e))?;
+    file.write_all(text.as_bytes()).map_err(|e| PipelineError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyframe_times_become_frame_numbers_from_the_first() {
+        assert_eq!(keyframe_numbers("0.023000\n8.356333,\n\n16.689667\nN/A\n", 30.0), vec![0, 250, 500]);
+        assert!(keyframe_numbers("", 30.0).is_empty());
+    }
+
+    #[test]
+    fn cuts_go_to_the_nearest_keyframe_within_half_a_segment() {
+        assert_eq!(
+            segment_ranges((0, 1000), &[0, 250, 500, 750], 300),
+            vec![(0, 250), (250, 500), (500, 750), (750, 1000)]
+        );
+        // No keyframe near: cut exactly at the segment length.
+        assert_eq!(segment_ranges((0, 100), &[0], 30), vec![(0, 30), (30, 60), (60, 90), (90, 100)]);
+        // A short tail joins the segment before it.
+        assert_eq!(segment_ranges((10, 75), &[], 30), vec![(10, 40), (40, 75)]);
+        assert_eq!(segment_ranges((0, 37), &[], 30), vec![(0, 37)]);
+    }
+
+    #[test]
+    fn ranges_cover_the_trim_range_without_gaps() {
+        for (trim, keyframes, length) in
+            [((5, 997), vec![0, 11, 250, 251, 600, 990], 100), ((0, 1), vec![], 1), ((3, 400), vec![399], 7)]
+        {
+            let ranges = segment_ranges(trim, &keyframes, length);
+            assert_eq!(ranges.first().unwrap().0, trim.0);
+            assert_eq!(ranges.last().unwrap().1, trim.1);
+            assert!(ranges.windows(2).all(|pair| pair[0].1 == pair[1].0));
+            assert!(ranges.iter().all(|(from, to)| from < to), "{ranges:?}");
+        }
+    }
+
+    #[test]
+    fn the_concat_list_quotes_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("list.txt");
+        write_concat_list(&list, &[dir.path().join("a'b.mp4")]).unwrap();
+        let text = std::fs::read_to_string(&list).unwrap();
+        assert!(text.ends_with("a'\\''b.mp4'\n"), "{text}");
+    }
+}
