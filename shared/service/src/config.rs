@@ -70,6 +70,10 @@ pub struct ServiceConfig {
     /// progress write (and a heartbeat a third of it apart) renews it. Past it, any worker on the
     /// same storage may take the job over.
     pub job_lease: Duration,
+    /// FF_SEGMENT_SECONDS: a video job longer than this (and a quarter) is cut into segments of
+    /// about this many seconds of the target, run by any worker in parallel and joined; 0 runs
+    /// every video job in one piece.
+    pub segment_seconds: u32,
     /// FF_WORKER_ID: names this process in the records of the jobs it runs (`worker` is
     /// `<id>/<claim>`); defaults to `<hostname>-<pid>`.
     pub worker_id: String,
@@ -197,6 +201,7 @@ impl ServiceConfig {
                 60,
                 2..=3600,
             )?),
+            segment_seconds: parse_in_range(value("FF_SEGMENT_SECONDS"), "FF_SEGMENT_SECONDS", 20, 0..=3600)?,
             worker_id: value("FF_WORKER_ID").map_or_else(|| Ok(default_worker_id()), parse_worker_id)?,
             batch_options: value("FF_BATCH_OPTIONS").map(parse_batch_options).transpose()?,
             events_secret: value("FF_EVENTS_SECRET").map(parse_events_secret).transpose()?,
@@ -551,6 +556,9 @@ mod tests {
     fn job_leases_and_worker_ids() {
         let config = parse(&[]).unwrap();
         assert_eq!(config.job_lease, Duration::from_secs(60));
+        assert_eq!(config.segment_seconds, 20);
+        assert_eq!(parse(&[("FF_SEGMENT_SECONDS", "0")]).unwrap().segment_seconds, 0);
+        assert_eq!(parse(&[("FF_SEGMENT_SECONDS", "-1")]).unwrap_err().variable, "FF_SEGMENT_SECONDS");
         assert!(config.worker_id.ends_with(&format!("-{}", std::process::id())), "{}", config.worker_id);
         let set = parse(&[("FF_JOB_LEASE_SECS", "5"), ("FF_WORKER_ID", "serve-a.1")]).unwrap();
         assert_eq!((set.job_lease, set.worker_id.as_str()), (Duration::from_secs(5), "serve-a.1"));

@@ -1,6 +1,7 @@
 //! S3 object events: what the Lambda worker receives from S3 and what POST /api/v1/events/s3
 //! receives from a MinIO webhook, routed the same way: `jobs/<id>.json` runs the job,
-//! `inbox/<name>` runs the batch, anything else is ignored with the reason.
+//! `jobs/<id>/segments/<n>.json` runs that segment of it, `inbox/<name>` runs the batch, anything
+//! else is ignored with the reason.
 //!
 //! Both deliver at least once and sometimes late; `run_job` and `process_inbox_object` make
 //! repeats no-ops, so this module only has to route.
@@ -8,6 +9,7 @@
 use serde::Serialize;
 
 use crate::batch::{decode_s3_key, inbox_name, process_inbox_object, strip_key_prefix, BatchOutcome};
+use crate::jobs::segments::{run_segment, segment_of_key};
 use crate::jobs::worker::{run_job, RunOutcome};
 use crate::jobs::{is_job_id, JOBS_PREFIX};
 use crate::run::Failure;
@@ -18,7 +20,7 @@ use crate::state::AppState;
 pub struct RecordReport {
     /// The object key, decoded and without FF_S3_PREFIX.
     pub key: String,
-    /// `job`, `batch`, or `ignored` (with the reason in `outcome`).
+    /// `job`, `segment`, `batch`, or `ignored` (with the reason in `outcome`).
     pub action: &'static str,
     /// `completed`, `failed: <code>`, `skipped: <why>`, ..., or why it was ignored.
     pub outcome: String,
@@ -38,6 +40,8 @@ pub struct RecordError {
 pub enum Route {
     /// `jobs/<id>.json`: run that job. `key` is decoded and relative to FF_S3_PREFIX.
     Job { key: String, id: String },
+    /// `jobs/<id>/segments/<n>.json`: run that segment of the job.
+    Segment { key: String, job: String, index: u32 },
     /// `inbox/<name>`: process that batch input.
     Batch { key: String },
     /// Anything else, with the reason; `key` is as far decoded as routing got.
@@ -71,10 +75,13 @@ pub fn route_object_event(
     if let Some(id) = job_record_id(key) {
         return Route::Job { key: key.to_string(), id: id.to_string() };
     }
+    if let Some((job, index)) = segment_of_key(key) {
+        return Route::Segment { key: key.to_string(), job: job.to_string(), index };
+    }
     if inbox_name(key).is_some() {
         return Route::Batch { key: key.to_string() };
     }
-    ignored(key, "neither a job record (jobs/<id>.json) nor a batch input (inbox/<name>)".into())
+    ignored(key, "neither a job record (jobs/<id>.json), a segment's (jobs/<id>/segments/<n>.json) nor a batch input (inbox/<name>)".into())
 }
 
 /// Routes one object event and runs what it names. `event_name` may carry MinIO's `s3:` prefix.
@@ -89,6 +96,10 @@ pub async fn handle_object_event(
         Route::Job { key, id } => {
             let outcome = run_job(state, &id).await.map(|outcome| describe_job(&outcome));
             report(&key, "job", outcome)
+        }
+        Route::Segment { key, job, index } => {
+            let outcome = run_segment(state, &job, index).await.map(|outcome| describe_job(&outcome));
+            report(&key, "segment", outcome)
         }
         Route::Batch { key } => {
             let outcome = process_inbox_object(state, &key).await.map(|outcome| describe_batch(&outcome));
@@ -119,6 +130,9 @@ fn describe_job(outcome: &RunOutcome) -> String {
         RunOutcome::Completed { .. } => "completed".into(),
         RunOutcome::Failed { code } => format!("failed: {code}"),
         RunOutcome::Cancelled => "cancelled".into(),
+        RunOutcome::Cut { segments } => format!("cut into {segments} segments"),
+        RunOutcome::SegmentDone { index } => format!("segment {index} completed"),
+        RunOutcome::SegmentRetried { index, code } => format!("segment {index} failed ({code}), queued again"),
         RunOutcome::Skipped { status: Some(status) } => format!("skipped: {}", status.as_str()),
         RunOutcome::Skipped { status: None } => "skipped: no such job".into(),
         RunOutcome::Superseded { status } => format!("superseded: {}", status.as_str()),
@@ -166,6 +180,11 @@ mod tests {
             Route::Batch { key: "inbox/a b.jpg".into() }
         );
         let ignored = |route: Route| matches!(route, Route::Ignored { .. });
+        assert_eq!(
+            route("ObjectCreated:Put", "ff", &format!("pre/jobs/{id}/segments/12.json")),
+            Route::Segment { key: format!("jobs/{id}/segments/12.json"), job: id.into(), index: 12 }
+        );
+        assert!(ignored(route("ObjectCreated:Put", "ff", &format!("pre/jobs/{id}/segments/12.mp4"))));
         assert!(ignored(route("ObjectRemoved:Delete", "ff", "pre/inbox/a.jpg")));
         assert!(ignored(route("ObjectCreated:Put", "other", "pre/inbox/a.jpg")));
         assert!(ignored(route("ObjectCreated:Put", "ff", "inbox/a.jpg")));

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ff_pipeline::engine::{VideoOutput, VideoRequest};
+use std::path::PathBuf;
+
+use ff_pipeline::engine::{VideoOutput, VideoRequest, VideoSegment};
 use ff_pipeline::image_io::ImageFormat;
 use ff_pipeline::media::MediaKind;
 use ff_pipeline::options::ProcessOptions;
@@ -57,12 +59,29 @@ pub struct VideoTarget {
     pub limit: DurationLimit,
     /// The whole run's time limit; ffmpeg is killed past it.
     pub timeout: Duration,
+    /// Only this segment of a job cut into segments; `None`: the whole video.
+    pub segment: Option<VideoSegment>,
 }
 
 impl VideoTarget {
     /// A target in `workspace`, not probed yet, bounded by `limit` and `timeout`.
     pub fn new(workspace: Workspace, limit: DurationLimit, timeout: Duration) -> Self {
-        Self { workspace, probe: None, limit, timeout }
+        Self { workspace, probe: None, limit, timeout, segment: None }
+    }
+
+    /// The engine's request for this target, its output in the workspace.
+    fn request(&self, sources: Vec<Vec<u8>>, options: ProcessOptions) -> VideoRequest {
+        VideoRequest {
+            sources,
+            target: self.workspace.target().to_path_buf(),
+            probe: self.probe.clone(),
+            output: self.workspace.output().to_path_buf(),
+            options,
+            parallelism: None,
+            timeout: self.timeout,
+            max_duration: self.limit.max_duration(),
+            segment: self.segment,
+        }
     }
 
     /// Probes the target, of kind `target`, against the limit (a photo needs no probe): the one
@@ -145,18 +164,9 @@ pub fn execute(
             let request = ImageRequest { sources, target: bytes, options, output_format };
             Ok(Product::Image(engine.process_image_with_cancel(request, cancel)?))
         }
-        Target::Video(VideoTarget { workspace, probe, limit, timeout }) => {
-            let request = VideoRequest {
-                sources,
-                target: workspace.target().to_path_buf(),
-                probe,
-                output: workspace.output().to_path_buf(),
-                options,
-                parallelism: None,
-                timeout,
-                max_duration: limit.max_duration(),
-                segment: None,
-            };
+        Target::Video(video) => {
+            let request = video.request(sources, options);
+            let workspace = video.workspace;
             let output = engine.process_video(request, progress, cancel)?;
             tracing::info!(
                 frames = output.frames,
@@ -167,6 +177,46 @@ pub fn execute(
             Ok(Product::Video { output: Box::new(output), workspace })
         }
     }
+}
+
+/// What [`execute_or_cut`] did.
+pub enum Outcome {
+    Made(Product),
+    /// The video was cut into these frame ranges, to run as segments; nothing was processed.
+    Cut(Vec<(u64, u64)>),
+}
+
+/// [`execute`], unless the run is a whole video the engine cuts into segments of about `cut`
+/// seconds (`Engine::plan_segments`, which also judges the whole video with the NSFW gate).
+pub fn execute_or_cut(
+    engine: &Engine,
+    run: Run,
+    cut: Option<f64>,
+    progress: impl FnMut(Progress),
+    cancel: &AtomicBool,
+) -> Result<Outcome, ApiError> {
+    if let (Some(seconds), Target::Video(video)) = (cut, &run.target) {
+        if video.segment.is_none() {
+            let request = video.request(run.sources.clone(), run.options.clone());
+            if let Some(ranges) = engine.plan_segments(&request, seconds, cancel)? {
+                return Ok(Outcome::Cut(ranges));
+            }
+        }
+    }
+    Ok(Outcome::Made(execute(engine, run, progress, cancel)?))
+}
+
+/// Joins the segments `parts` of a video run (in order) into the run's output, with the audio
+/// the whole run would have. Blocking. The joined video is `workspace.output()`.
+pub fn join(engine: &Engine, run: Run, parts: &[PathBuf]) -> Result<Workspace, ApiError> {
+    let Run { sources, options, target } = run;
+    let Target::Video(video) = target else {
+        return Err(ApiError::internal("only a video is joined from segments"));
+    };
+    let request = video.request(sources, options);
+    let encoded = engine.join_segments(&request, parts)?;
+    tracing::info!(frames = encoded.frames, parts = parts.len(), "segments joined");
+    Ok(video.workspace)
 }
 
 /// [`execute`] on the blocking pool. `hold` (a processing slot) moves into the task and is

@@ -75,6 +75,11 @@ impl Workspace {
         &self.output
     }
 
+    /// A path for another file of the run, beside the target (removed with the workspace).
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        self.target.with_file_name(name)
+    }
+
     /// Renames the target already in the directory after its kind, now known, and sets the
     /// result's container (a target downloaded before it was sniffed).
     pub fn rename(&mut self, target: MediaKind, container: Container) -> Result<(), ApiError> {

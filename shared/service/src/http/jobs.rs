@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use crate::error::ApiError;
 use crate::format::mime_of;
+use crate::jobs::segments;
 use crate::jobs::store::{JobStore, Update};
 use crate::jobs::watch;
 use crate::jobs::{is_job_id, Job, JobStatus};
@@ -91,8 +92,11 @@ async fn list(
     Ok(Json(serde_json::json!({ "jobs": page.jobs, "next_cursor": page.next_cursor })).into_response())
 }
 
+/// The record; while the job runs in segments, with the frames of its running segments counted.
 async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
-    Ok(Json(load(&state, &id, &caller).await?))
+    let job = load(&state, &id, &caller).await?;
+    let store = JobStore::new(Arc::clone(state.storage()));
+    Ok(Json(segments::with_live_progress(&store, job).await?))
 }
 
 /// Server-Sent Events of the job's record: an event whenever it changes (`status` when its status

@@ -36,15 +36,19 @@ impl JobCancels {
         Registration { cancels: self.clone(), id: id.to_string(), flag }
     }
 
-    /// Sets the flag of job `id` if it runs here; whether it did.
+    /// Sets the flags of job `id` and of its segments (registered as `<id>/...`) that run here;
+    /// whether there was any.
     pub fn cancel(&self, id: &str) -> bool {
-        match self.lock().get(id) {
-            Some(flag) => {
+        let parts = format!("{id}/");
+        let flags = self.lock();
+        let mut found = false;
+        for (key, flag) in flags.iter() {
+            if key == id || key.starts_with(&parts) {
                 flag.store(true, Ordering::Relaxed);
-                true
+                found = true;
             }
-            None => false,
         }
+        found
     }
 
     /// Jobs running in this process.
@@ -84,6 +88,16 @@ mod tests {
         drop(run);
         assert_eq!(cancels.running(), 0);
         assert!(!cancels.cancel("a"));
+    }
+
+    #[test]
+    fn cancelling_a_job_stops_its_segments_and_nothing_else() {
+        let cancels = JobCancels::default();
+        let (first, second, other) =
+            (cancels.register("a/segments/0"), cancels.register("a/segments/1"), cancels.register("ab"));
+        assert!(cancels.cancel("a"));
+        assert!(first.flag().load(Ordering::Relaxed) && second.flag().load(Ordering::Relaxed));
+        assert!(!other.flag().load(Ordering::Relaxed));
     }
 
     #[test]

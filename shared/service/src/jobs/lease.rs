@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use super::queue::Work;
+use super::segments;
 use super::store::{JobStore, StoreError};
 use super::{Job, JobStatus};
 
@@ -44,11 +46,12 @@ impl LeaseScanner {
         Self { store, lease, known_final: HashSet::new() }
     }
 
-    /// Ids of running jobs whose lease has passed, and of queued jobs: all of them when
-    /// `all_queued` (at start-up, when whoever queued them in memory may be gone), else those no
-    /// one has claimed for a whole lease. Nothing is written: claiming is `run_job`'s conditional
-    /// write, so a job found by several servers still runs once.
-    pub async fn due(&mut self, all_queued: bool) -> Result<Vec<String>, StoreError> {
+    /// Running jobs whose lease has passed, and queued jobs: all of them when `all_queued` (at
+    /// start-up, when whoever queued them in memory may be gone), else those no one has claimed
+    /// for a whole lease; the same for the segments of jobs running in segments. Nothing is
+    /// written: claiming is `run_job`'s (`run_segment`'s) conditional write, so work found by
+    /// several servers still runs once.
+    pub async fn due(&mut self, all_queued: bool) -> Result<Vec<Work>, StoreError> {
         let mut due = Vec::new();
         let mut start_after = None;
         loop {
@@ -58,7 +61,13 @@ impl LeaseScanner {
             let now = OffsetDateTime::now_utc();
             for job in records.into_iter().flatten() {
                 if self.is_due(&job, all_queued, now) {
-                    due.push(job.id);
+                    due.push(Work::Job(job.id));
+                } else if job.status == JobStatus::Running && job.segments.is_some() && job.worker.is_none() {
+                    for segment in segments::records(&self.store, &job.id).await? {
+                        if segment.is_due(all_queued, self.lease, now) {
+                            due.push(Work::Segment { job: job.id.clone(), index: segment.index });
+                        }
+                    }
                 } else if job.status.is_final() {
                     self.remember_final(job.id);
                 }
@@ -75,6 +84,8 @@ impl LeaseScanner {
             JobStatus::Queued => {
                 all_queued || job.idle_seconds().is_some_and(|idle| idle >= self.lease.as_secs() as i64)
             }
+            // Its segments carry the leases.
+            JobStatus::Running if job.segments.is_some() && job.worker.is_none() => false,
             JobStatus::Running => lease_passed(job, now),
             _ => false,
         }

@@ -8,6 +8,8 @@
 //! jobs/<id>/inputs/source-0.jpg  uploaded inputs (jobs created from a multipart form)
 //! jobs/<id>/inputs/target.png
 //! jobs/<id>/result.<ext>         the output, once completed
+//! jobs/<id>/segments/<n>.json    a segment's record, while a long video runs in segments
+//! jobs/<id>/segments/<n>.<ext>   a segment's video, until the segments are joined
 //! owners/<key>/active/<id>       a job created under an API key, until counted as finished (see `quota`)
 //! ```
 //!
@@ -22,6 +24,7 @@ pub mod idempotency;
 pub mod lease;
 pub mod queue;
 pub mod quota;
+pub mod segments;
 pub mod store;
 pub mod watch;
 pub mod worker;
@@ -34,7 +37,7 @@ use time::OffsetDateTime;
 use crate::webhooks::target::{Webhook, WebhookDelivery};
 
 pub use cancel::JobCancels;
-pub use queue::JobQueue;
+pub use queue::{JobQueue, Work};
 pub use store::JobStore;
 pub use worker::{run_job, RunOutcome, Workers};
 
@@ -178,6 +181,11 @@ pub struct Job {
     /// moves it FF_JOB_LEASE_SECS ahead; once it has passed, any worker may take the job over.
     #[serde(default)]
     pub lease_expires_at: Option<String>,
+    /// A video cut into segments (FF_SEGMENT_SECONDS) that run as records of their own
+    /// (`segments::Segment`): how many, and which are done. While they run, `worker` is `None`;
+    /// the run that finishes the last one takes the job (`worker` and lease) to join them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments: Option<segments::JobSegments>,
 }
 
 impl Job {
@@ -210,6 +218,7 @@ impl Job {
             revision: 0,
             worker: None,
             lease_expires_at: None,
+            segments: None,
         }
     }
 
@@ -254,23 +263,38 @@ impl Job {
 
     /// Moves the lease `lease` past this version's update time.
     pub fn renew_lease(&mut self, lease: std::time::Duration) {
-        let updated = OffsetDateTime::parse(&self.updated_at, &Rfc3339).unwrap_or_else(|_| OffsetDateTime::now_utc());
-        let until = updated + time::Duration::seconds(i64::try_from(lease.as_secs()).unwrap_or(i64::MAX / 2));
-        self.lease_expires_at = until.format(&Rfc3339).ok();
+        self.lease_expires_at = lease_until(&self.updated_at, lease);
     }
 
     /// Whether the lease has passed at `now`; `None` for a record without one (written before
     /// leases existed), which the caller judges by its idle time instead.
     pub fn lease_expired(&self, now: OffsetDateTime) -> Option<bool> {
-        let until = OffsetDateTime::parse(self.lease_expires_at.as_deref()?, &Rfc3339).ok()?;
-        Some(until <= now)
+        lease_expired(self.lease_expires_at.as_deref(), now)
     }
 
     /// Seconds since the record was last written, if its timestamp parses.
     pub fn idle_seconds(&self) -> Option<i64> {
-        let updated = OffsetDateTime::parse(&self.updated_at, &Rfc3339).ok()?;
-        Some((OffsetDateTime::now_utc() - updated).whole_seconds())
+        idle_seconds(&self.updated_at)
     }
+}
+
+/// The end of a lease `lease` long from `updated_at` (RFC 3339; now if it does not parse).
+pub fn lease_until(updated_at: &str, lease: std::time::Duration) -> Option<String> {
+    let updated = OffsetDateTime::parse(updated_at, &Rfc3339).unwrap_or_else(|_| OffsetDateTime::now_utc());
+    let until = updated + time::Duration::seconds(i64::try_from(lease.as_secs()).unwrap_or(i64::MAX / 2));
+    until.format(&Rfc3339).ok()
+}
+
+/// Whether a lease ending at `until` has passed at `now`; `None` without one.
+pub fn lease_expired(until: Option<&str>, now: OffsetDateTime) -> Option<bool> {
+    let until = OffsetDateTime::parse(until?, &Rfc3339).ok()?;
+    Some(until <= now)
+}
+
+/// Seconds since `updated_at`, if it parses.
+pub fn idle_seconds(updated_at: &str) -> Option<i64> {
+    let updated = OffsetDateTime::parse(updated_at, &Rfc3339).ok()?;
+    Some((OffsetDateTime::now_utc() - updated).whole_seconds())
 }
 
 pub fn record_key(id: &str) -> String {

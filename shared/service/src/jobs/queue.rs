@@ -6,22 +6,30 @@ use tokio::sync::mpsc;
 
 use crate::limiter::Busy;
 
-/// Jobs waiting for an in-process worker: a bounded line of job ids.
+/// What an in-process worker runs: a job (from its claim to its result, or to its cut into
+/// segments), or one segment of a job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Work {
+    Job(String),
+    Segment { job: String, index: u32 },
+}
+
+/// Jobs waiting for an in-process worker: a bounded line of work.
 #[derive(Clone, Debug)]
 pub struct JobQueue {
-    sender: mpsc::Sender<String>,
-    receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<String>>>,
+    sender: mpsc::Sender<Work>,
+    receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<Work>>>,
     in_process: bool,
 }
 
 /// A reserved place in the queue, taken before a job's upload is read so that a client who
 /// would get 429 learns it before sending the files.
 #[derive(Debug)]
-pub struct QueuePlace(mpsc::OwnedPermit<String>);
+pub struct QueuePlace(mpsc::OwnedPermit<Work>);
 
 impl QueuePlace {
     pub fn enqueue(self, job_id: String) {
-        self.0.send(job_id);
+        self.0.send(Work::Job(job_id));
     }
 }
 
@@ -48,11 +56,11 @@ impl JobQueue {
 
     /// Queues if there is room; `false` when full (the scan tries again later: the job stays in
     /// storage).
-    pub(crate) fn try_push(&self, job_id: String) -> bool {
-        self.sender.try_send(job_id).is_ok()
+    pub(crate) fn try_push(&self, work: Work) -> bool {
+        self.in_process && self.sender.try_send(work).is_ok()
     }
 
-    pub(crate) async fn next(&self) -> Option<String> {
+    pub(crate) async fn next(&self) -> Option<Work> {
         self.receiver.lock().await.recv().await
     }
 }
@@ -68,7 +76,7 @@ mod tests {
         assert!(queue.reserve().is_err());
         place.enqueue("a".into());
         assert_eq!(queue.depth(), 1);
-        assert_eq!(queue.next().await.as_deref(), Some("a"));
+        assert_eq!(queue.next().await, Some(Work::Job("a".into())));
         assert!(queue.reserve().is_ok());
     }
 

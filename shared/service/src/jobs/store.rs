@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use super::{files_prefix, is_job_id, record_key, Job, JobStatus, JOBS_PREFIX};
 use crate::error::ApiError;
@@ -22,13 +24,31 @@ const MAX_SCANNED_PER_LIST: usize = 1000;
 
 /// What an update did.
 #[derive(Debug)]
-pub enum Update {
+pub enum Update<T = Job> {
     /// The change was written; the record as stored now.
-    Written(Job),
+    Written(T),
     /// The decision function declined to change this version of the record.
-    Unchanged(Job),
-    /// There is no such job.
+    Unchanged(T),
+    /// There is no such record.
     Missing,
+}
+
+/// A JSON document under one key that changes only by conditional writes: a job's record, or
+/// one of its segments' (`segments::Segment`).
+pub trait Record: Serialize + DeserializeOwned {
+    /// Incremented by every write, so no two versions have the same bytes.
+    fn revision(&self) -> u64;
+    fn set_revision(&mut self, revision: u64);
+}
+
+impl Record for Job {
+    fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    fn set_revision(&mut self, revision: u64) {
+        self.revision = revision;
+    }
 }
 
 /// One page of a job listing.
@@ -75,41 +95,59 @@ impl JobStore {
 
     /// Writes a new record; fails with `PreconditionFailed` if the id is taken.
     pub async fn create(&self, job: &Job) -> Result<(), StoreError> {
-        self.storage.put_bytes(&record_key(&job.id), encode(job)?, WriteCondition::IfAbsent).await?;
-        Ok(())
+        self.create_record(&record_key(&job.id), job).await
     }
 
     /// The record and its etag; `None` for an unknown id.
     pub async fn load(&self, id: &str) -> Result<Option<(Job, String)>, StoreError> {
-        let key = record_key(id);
-        match self.storage.get_bytes(&key, MAX_RECORD_BYTES).await {
-            Ok((bytes, meta)) => Ok(Some((decode(&key, &bytes)?, meta.etag))),
-            Err(StorageError::NotFound { .. }) => Ok(None),
-            Err(error) => Err(error.into()),
-        }
+        self.load_record(&record_key(id)).await
     }
 
     /// Reads the record, asks `decide` for its next version (`None`: leave it), and writes that
     /// only if the record is still the version read. On a lost race it reads again and asks
     /// again, so `decide` always judges the newest record and no concurrent change is lost.
-    pub async fn update(&self, id: &str, mut decide: impl FnMut(&Job) -> Option<Job>) -> Result<Update, StoreError> {
-        let key = record_key(id);
+    pub async fn update(&self, id: &str, decide: impl FnMut(&Job) -> Option<Job>) -> Result<Update, StoreError> {
+        self.update_record(&record_key(id), decide).await
+    }
+
+    /// Writes a new record at `key`; fails with `PreconditionFailed` if there is one.
+    pub async fn create_record<T: Record>(&self, key: &str, record: &T) -> Result<(), StoreError> {
+        self.storage.put_bytes(key, encode(key, record)?, WriteCondition::IfAbsent).await?;
+        Ok(())
+    }
+
+    /// The record at `key` and its etag; `None` when there is none.
+    pub async fn load_record<T: Record>(&self, key: &str) -> Result<Option<(T, String)>, StoreError> {
+        match self.storage.get_bytes(key, MAX_RECORD_BYTES).await {
+            Ok((bytes, meta)) => Ok(Some((decode(key, &bytes)?, meta.etag))),
+            Err(StorageError::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// [`JobStore::update`] for the record at `key`.
+    pub async fn update_record<T: Record>(
+        &self,
+        key: &str,
+        mut decide: impl FnMut(&T) -> Option<T>,
+    ) -> Result<Update<T>, StoreError> {
         for _ in 0..MAX_UPDATE_TRIES {
-            let Some((current, etag)) = self.load(id).await? else {
+            let Some((current, etag)) = self.load_record::<T>(key).await? else {
                 return Ok(Update::Missing);
             };
             let Some(mut next) = decide(&current) else {
                 return Ok(Update::Unchanged(current));
             };
             // Every write moves the revision on, whatever `decide` built the new version from.
-            next.revision = current.revision + 1;
-            match self.storage.put_bytes(&key, encode(&next)?, WriteCondition::IfMatch(etag)).await {
+            next.set_revision(current.revision() + 1);
+            match self.storage.put_bytes(key, encode(key, &next)?, WriteCondition::IfMatch(etag)).await {
                 Ok(_) => return Ok(Update::Written(next)),
                 // Someone wrote (or deleted) it since we read it: judge the new version.
                 Err(StorageError::PreconditionFailed { .. }) => continue,
                 Err(error) => return Err(error.into()),
             }
         }
+        let id = key.strip_prefix(JOBS_PREFIX).and_then(|rest| rest.strip_suffix(".json")).unwrap_or(key);
         Err(StoreError::Contended { id: id.to_string() })
     }
 
@@ -212,13 +250,13 @@ impl JobStore {
     }
 }
 
-fn encode(job: &Job) -> Result<Bytes, StoreError> {
-    serde_json::to_vec_pretty(job)
+fn encode<T: Serialize>(key: &str, record: &T) -> Result<Bytes, StoreError> {
+    serde_json::to_vec_pretty(record)
         .map(Bytes::from)
-        .map_err(|e| StoreError::Corrupt { key: record_key(&job.id), reason: e.to_string() })
+        .map_err(|e| StoreError::Corrupt { key: key.to_string(), reason: e.to_string() })
 }
 
-fn decode(key: &str, bytes: &[u8]) -> Result<Job, StoreError> {
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { key: key.to_string(), reason: e.to_string() })
 }
 

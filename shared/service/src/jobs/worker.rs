@@ -1,12 +1,13 @@
 //! Running jobs: `run_job` (one job, idempotent, shared by every kind of worker), the bounded
 //! queue of `ff serve`, its in-process workers and their scan for orphaned jobs.
 
-use std::sync::atomic::Ordering;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ff_pipeline::media::sniff;
-use ff_pipeline::video::Progress;
+use ff_pipeline::video::{Progress, VideoInfo};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -14,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::cancel::Registration;
 use super::lease::{lease_passed, LeaseScanner};
+use super::queue::Work;
+use super::segments::{self, run_segment, JobSegments};
 use super::store::{JobStore, StoreError, Update};
 use super::{files_prefix, Job, JobFailure, JobStatus, MAX_ATTEMPTS};
 use crate::document::OptionsDocument;
@@ -21,7 +24,7 @@ use crate::error::{storage_code, ApiError};
 use crate::limiter::Busy;
 use crate::plan::Plan;
 use crate::probe::DurationLimit;
-use crate::run::{execute_on_cpu, CancelOnDrop, Failure, Product, Run, Target, MAX_INPUT_BYTES};
+use crate::run::{execute_or_cut, join, on_cpu, CancelOnDrop, Failure, Outcome, Product, Run, Target, MAX_INPUT_BYTES};
 use crate::state::AppState;
 use crate::storage::{download_to_file, Storage, StorageError, WriteCondition};
 use crate::webhooks::WebhookEvent;
@@ -45,6 +48,20 @@ pub enum RunOutcome {
     },
     /// Cancelled (or deleted) while running; its files are gone.
     Cancelled,
+    /// A long video cut into this many segments, now records of their own for any worker; the
+    /// run that finishes the last one joins them and completes the job.
+    Cut {
+        segments: u32,
+    },
+    /// One segment of a job done (`index`); the job goes on with its other segments.
+    SegmentDone {
+        index: u32,
+    },
+    /// A segment's first failure (`code`): it is queued again for any worker.
+    SegmentRetried {
+        index: u32,
+        code: String,
+    },
     /// Nothing done: no such job, or it is not waiting to run (a duplicate or late trigger, or
     /// another worker has it). `None` when the job does not exist.
     Skipped {
@@ -96,6 +113,8 @@ pub async fn run_job(state: &AppState, job_id: &str) -> Result<RunOutcome, Failu
 fn decide_claim(job: &Job, claim: &str, lease: Duration, now: OffsetDateTime) -> Option<Job> {
     match job.status {
         JobStatus::Queued => Some(claimed(job, claim, lease)),
+        // Its segments run under leases of their own; the job is taken only to join them.
+        JobStatus::Running if job.segments.is_some() && job.worker.is_none() => None,
         JobStatus::Running if lease_passed(job, now) => Some(after_worker_lost(job, claim, lease)),
         _ => None,
     }
@@ -108,7 +127,9 @@ fn claimed(job: &Job, claim: &str, lease: Duration) -> Job {
     next.worker = Some(claim.to_string());
     next.started_at = Some(next.updated_at.clone());
     next.renew_lease(lease);
-    next.reset_progress();
+    if next.segments.is_none() {
+        next.reset_progress();
+    }
     next.error = None;
     next
 }
@@ -130,19 +151,19 @@ fn failure_code(job: &Job) -> String {
 }
 
 /// One claimed run of a job.
-struct ClaimedRun {
-    store: JobStore,
-    state: AppState,
-    id: String,
-    claim: String,
+pub(super) struct ClaimedRun {
+    pub(super) store: JobStore,
+    pub(super) state: AppState,
+    pub(super) id: String,
+    pub(super) claim: String,
     /// FF_JOB_LEASE_SECS: each write of this run renews the lease by this much.
-    lease: Duration,
+    pub(super) lease: Duration,
     /// Set by DELETE in this process, or by this run when a progress write finds the job gone.
-    cancel: Registration,
+    pub(super) cancel: Registration,
 }
 
 /// Whether the run still owns its job after writing a step.
-enum Step {
+pub(super) enum Step {
     Owned,
     /// The record is no longer this run's: cancelled, taken over (its status), or deleted (`None`).
     Lost(Option<JobStatus>),
@@ -150,15 +171,21 @@ enum Step {
 
 impl ClaimedRun {
     async fn execute(&self, job: &Job) -> Result<RunOutcome, StoreError> {
+        if job.segments.as_ref().is_some_and(JobSegments::all_done) {
+            // Taken over from a run that died joining the segments.
+            return self.join(job, None).await;
+        }
         let run = match self.prepare(job).await {
             Ok(run) => run,
-            Err(Failure::Abort(error)) => return self.fail(failure_of(error)).await,
-            Err(Failure::Retry(StoreError::Storage(error))) => return self.fail_on_storage(error).await,
-            Err(Failure::Retry(error)) => return Err(error),
+            Err(failure) => return self.fail_to_prepare(failure).await,
         };
         let frames_total = match &run.target {
             Target::Image { .. } => None,
             Target::Video(video) => Some(video.frames_total(&run.options).unwrap_or(0)),
+        };
+        let probe = match &run.target {
+            Target::Video(video) => video.probe.clone(),
+            Target::Image { .. } => None,
         };
         let first = frames_total.map(|frames_total| Progress {
             frames_done: 0,
@@ -174,68 +201,138 @@ impl ClaimedRun {
         if let Step::Lost(status) = step {
             return self.stop(status, None).await;
         }
-        let (product, rate) = match self.process(run, first).await {
-            Ok(processed) => processed,
-            Err(error) if error.is_cancelled() => {
-                return match self.still_owned().await? {
-                    Step::Lost(status) => self.stop(status, None).await,
-                    Step::Owned => self.fail(failure_of(error)).await,
-                };
-            }
-            Err(error) => return self.fail(failure_of(error)).await,
+        // A very long video gets longer segments than FF_SEGMENT_SECONDS rather than too many.
+        let cut = match (self.state.config().segment_seconds, &probe) {
+            (0, _) | (_, None) => None,
+            (seconds, Some(info)) => Some(f64::from(seconds).max(info.duration / f64::from(segments::MAX_SEGMENTS))),
         };
-        self.deliver(product, rate).await
+        let engine = Arc::clone(self.state.engine());
+        let work = move |report: Reporter, cancel: Arc<AtomicBool>| execute_or_cut(&engine, run, cut, report, &cancel);
+        let (outcome, rate) = match drive(self, Arc::clone(self.cancel.flag()), first, work).await {
+            Ok(processed) => processed,
+            Err(error) => return self.fail_after_error(error).await,
+        };
+        match outcome {
+            Outcome::Made(product) => self.deliver(product, rate).await,
+            Outcome::Cut(ranges) => self.cut(ranges, probe).await,
+        }
     }
 
-    /// Runs the engine on the blocking pool while this task looks at the record about once a
-    /// second: it writes a video's progress when frames moved, renews the lease when nothing was
-    /// written for a third of it, and otherwise reads, which is how a DELETE in another process is
-    /// noticed. A video also stops within one frame when DELETE in this process sets the job's
-    /// flag. Also answers the rate the frames came at, as last reported.
-    async fn process(&self, run: Run, first: Option<Progress>) -> Result<(Product, Option<f64>), ApiError> {
-        let cancel = Arc::clone(self.cancel.flag());
-        // Should this task be dropped (shutdown), the pipeline stops too.
-        let _cancel_when_dropped = CancelOnDrop(Arc::clone(&cancel));
-        let engine = Arc::clone(self.state.engine());
-        let (sender, mut receiver) = watch::channel::<Option<Progress>>(first);
-        let report = move |progress| {
-            sender.send_replace(Some(progress));
-        };
-        let mut task = std::pin::pin!(execute_on_cpu(engine, run, report, Arc::clone(&cancel), ()));
-        let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await;
-        let renew_every = self.lease / 3;
-        let mut last_write = Instant::now();
-        let product = loop {
-            tokio::select! {
-                product = &mut task => break product?,
-                _ = ticker.tick() => {
-                    let moved = receiver.has_changed().unwrap_or(false).then(|| *receiver.borrow_and_update());
-                    let step = match moved.flatten() {
-                        Some(progress) => {
-                            last_write = Instant::now();
-                            self.video_progress(&progress, video_percent(&progress)).await
-                        }
-                        None if last_write.elapsed() >= renew_every => {
-                            last_write = Instant::now();
-                            self.renew().await
-                        }
-                        None => self.still_owned().await,
-                    };
-                    match step {
-                        Ok(Step::Owned) => {}
-                        Ok(Step::Lost(status)) => {
-                            tracing::info!(job = %self.id, ?status, "job no longer ours; stopping");
-                            cancel.store(true, Ordering::Relaxed);
-                        }
-                        Err(error) => tracing::warn!(job = %self.id, %error, "progress write failed"),
+    /// A run that could not be prepared: the job fails with the reason, or with the storage's code
+    /// if storage still takes the write.
+    pub(super) async fn fail_to_prepare(&self, failure: Failure) -> Result<RunOutcome, StoreError> {
+        match failure {
+            Failure::Abort(error) => self.fail(failure_of(error)).await,
+            Failure::Retry(StoreError::Storage(error)) => self.fail_on_storage(error).await,
+            Failure::Retry(error) => Err(error),
+        }
+    }
+
+    /// The engine stopped with `error`: a cancellation that lost the job stops quietly, anything
+    /// else fails the job.
+    async fn fail_after_error(&self, error: ApiError) -> Result<RunOutcome, StoreError> {
+        if error.is_cancelled() {
+            if let Step::Lost(status) = self.still_owned().await? {
+                return self.stop(status, None).await;
+            }
+        }
+        self.fail(failure_of(error)).await
+    }
+
+    /// Hands the job over to segments of `ranges`: first the job's record says how many there
+    /// are (still held by this run), then their records are made, then the job lets go of its
+    /// worker and lease. A run dying in between leaves a job whose lease passes, and the run that
+    /// takes it over cuts it again: the same ranges (they depend on the target and options
+    /// only), records already made and segments already done kept.
+    async fn cut(&self, ranges: Vec<(u64, u64)>, probe: Option<VideoInfo>) -> Result<RunOutcome, StoreError> {
+        let total = ranges.len() as u32;
+        let frames_total: u64 = ranges.iter().map(|(from, to)| to - from).sum();
+        let announced = self
+            .advance(|mut next| {
+                if next.segments.as_ref().is_none_or(|segments| segments.total != total) {
+                    next.segments = Some(JobSegments::new(total));
+                    next.frames_done = Some(0);
+                }
+                next.target_video = probe.clone().or(next.target_video);
+                next.frames_total = Some(frames_total);
+                next.fps = None;
+                next.eta_seconds = None;
+                next
+            })
+            .await?;
+        if let Step::Lost(status) = announced {
+            return self.stop(status, None).await;
+        }
+        segments::create_records(&self.store, &self.id, &ranges).await?;
+        let released = self
+            .store
+            .update(&self.id, |job| {
+                let ours = job.status == JobStatus::Running && job.worker.as_deref() == Some(self.claim.as_str());
+                ours.then(|| {
+                    let mut next = job.next();
+                    next.worker = None;
+                    next.lease_expires_at = None;
+                    next
+                })
+            })
+            .await?;
+        match released {
+            Update::Written(_) => {
+                tracing::info!(job = %self.id, segments = total, "video cut into segments");
+                for index in 0..total {
+                    if !self.state.job_queue().try_push(Work::Segment { job: self.id.clone(), index }) {
+                        break;
                     }
                 }
+                Ok(RunOutcome::Cut { segments: total })
             }
+            // Its segments may all have finished already: the last one took the job to join them.
+            Update::Unchanged(job) => self.stop(Some(job.status), None).await,
+            Update::Missing => self.stop(None, None).await,
+        }
+    }
+
+    /// Joins the finished segments of the job (this run holds it, see `segments`), stores the
+    /// result and completes the job; the segments' files go. `run` is the finishing segment's
+    /// inputs, still on disk; `None` (a run taking over a joiner that died) downloads them.
+    pub(super) async fn join(&self, job: &Job, run: Option<Run>) -> Result<RunOutcome, StoreError> {
+        let mut run = match run {
+            Some(run) => run,
+            None => match self.prepare(job).await {
+                Ok(run) => run,
+                Err(failure) => return self.fail_to_prepare(failure).await,
+            },
         };
-        let rate = receiver.borrow().map(|progress| progress.fps);
-        Ok((product, rate))
+        let Target::Video(video) = &mut run.target else {
+            return self.fail(failure_of(ApiError::internal("a job in segments has an image target"))).await;
+        };
+        video.segment = None;
+        let total = job.segments.as_ref().map_or(0, |segments| segments.total);
+        let extension = video.workspace.container().extension();
+        let mut parts = Vec::with_capacity(total as usize);
+        for index in 0..total {
+            let path = video.workspace.scratch(&format!("part-{index}.{extension}"));
+            let key = segments::part_key(&self.id, index, extension);
+            if let Err(error) = download_to_file(self.store.storage().as_ref(), &key, &path, MAX_INPUT_BYTES).await {
+                return self.fail_on_storage(error).await;
+            }
+            parts.push(path);
+        }
+        let engine = Arc::clone(self.state.engine());
+        let work = move |_: Reporter, _: Arc<AtomicBool>| join(&engine, run, &parts);
+        let workspace = match drive(self, Arc::clone(self.cancel.flag()), None, work).await {
+            Ok((workspace, _)) => workspace,
+            Err(error) => return self.fail_after_error(error).await,
+        };
+        let key = format!("{}result.{extension}", files_prefix(&self.id));
+        if let Err(error) = self.store.storage().put_file(&key, workspace.output()).await {
+            return self.fail_on_storage(error).await;
+        }
+        let outcome = self.complete(key).await?;
+        if let Err(error) = segments::delete_all(&self.store, &self.id).await {
+            tracing::warn!(job = %self.id, %error, "could not remove the segments of a joined job");
+        }
+        Ok(outcome)
     }
 
     /// Writes the result next to the job's inputs and completes the job.
@@ -277,7 +374,7 @@ impl ClaimedRun {
     }
 
     /// Marks the job completed with its result at `key`, unless it was cancelled meanwhile.
-    async fn complete(&self, key: String) -> Result<RunOutcome, StoreError> {
+    pub(super) async fn complete(&self, key: String) -> Result<RunOutcome, StoreError> {
         let written = self
             .advance(|mut next| {
                 next.output = Some(key.clone());
@@ -290,30 +387,9 @@ impl ClaimedRun {
         }
     }
 
-    /// Reads the options document once, the sources into memory and the target into a run
-    /// directory (streamed: a video is never held in memory whole), then plans the run from what
-    /// the files are. A video target uploaded with the job was probed at creation; one named by a
-    /// JSON job is probed here.
+    /// [`prepare_run`] for this run's job.
     async fn prepare(&self, job: &Job) -> Result<Run, Failure> {
-        let document = OptionsDocument::from_json(job.options.clone(), job.output_format.as_deref())?;
-        let mut sources = Vec::with_capacity(job.inputs.sources.len());
-        for key in &job.inputs.sources {
-            sources.push(read_input(self.store.storage().as_ref(), key).await?);
-        }
-        let config = self.state.config();
-        let key = &job.inputs.target;
-        let workspace = Workspace::for_download(&config.temp_dir)?;
-        download_to_file(self.store.storage().as_ref(), key, workspace.target(), MAX_INPUT_BYTES)
-            .await
-            .map_err(|error| input_error(key, error))?;
-        let target_kind = workspace.target_kind(key.rsplit('/').next()).await?;
-        let source_kinds: Vec<_> = sources.iter().map(|bytes| sniff(bytes)).collect();
-        let options = document.options;
-        let plan = Plan::decide(&source_kinds, target_kind, &options, document.output_format)?;
-        let limit = DurationLimit::Job(config.max_job_video_seconds);
-        let probed = job.target_video.clone();
-        let target = Target::downloaded(plan, workspace, &options, limit, config.video_timeout, probed).await?;
-        Ok(Run { sources, options, target })
+        prepare_run(&self.state, &self.store, job).await
     }
 
     /// Writes the next version of the record if it is still this run's.
@@ -333,11 +409,7 @@ impl ClaimedRun {
             .await?;
         Ok(match update {
             Update::Written(job) => {
-                let event = if job.status.is_final() { WebhookEvent::Completed } else { WebhookEvent::Progress };
-                self.state.webhooks().notify(&job, event);
-                if job.status.is_final() {
-                    self.state.metrics().job_ended(&job);
-                }
+                announce(&self.state, &job);
                 Step::Owned
             }
             Update::Unchanged(job) => Step::Lost(Some(job.status)),
@@ -371,7 +443,7 @@ impl ClaimedRun {
     }
 
     /// Reads the record without writing: whether it is still this run's.
-    async fn still_owned(&self) -> Result<Step, StoreError> {
+    pub(super) async fn still_owned(&self) -> Result<Step, StoreError> {
         Ok(match self.store.load(&self.id).await? {
             Some((job, _))
                 if job.status == JobStatus::Running && job.worker.as_deref() == Some(self.claim.as_str()) =>
@@ -383,7 +455,7 @@ impl ClaimedRun {
         })
     }
 
-    async fn fail(&self, failure: JobFailure) -> Result<RunOutcome, StoreError> {
+    pub(super) async fn fail(&self, failure: JobFailure) -> Result<RunOutcome, StoreError> {
         let code = failure.code.clone();
         match self.advance(|next| next.finish(JobStatus::Failed, Some(failure.clone()))).await? {
             Step::Owned => Ok(RunOutcome::Failed { code }),
@@ -393,13 +465,17 @@ impl ClaimedRun {
 
     /// Storage failed mid-run: the job fails with the storage's code if storage still takes the
     /// write; if not, the error is returned and the job stays `running` until it is recovered.
-    async fn fail_on_storage(&self, error: StorageError) -> Result<RunOutcome, StoreError> {
+    pub(super) async fn fail_on_storage(&self, error: StorageError) -> Result<RunOutcome, StoreError> {
         tracing::error!(job = %self.id, %error, "storage failed during a job");
         self.fail(JobFailure { code: storage_code(&error).into(), message: error.to_string() }).await
     }
 
     /// The run lost its job: clean up what it wrote and say why it stopped.
-    async fn stop(&self, status: Option<JobStatus>, written: Option<&str>) -> Result<RunOutcome, StoreError> {
+    pub(super) async fn stop(
+        &self,
+        status: Option<JobStatus>,
+        written: Option<&str>,
+    ) -> Result<RunOutcome, StoreError> {
         if let Some(key) = written {
             // Whoever cancelled or deleted the job removed its files before this result existed.
             if let Err(error) = self.store.storage().delete(key).await {
@@ -411,6 +487,122 @@ impl ClaimedRun {
             Some(status) => RunOutcome::Superseded { status },
         })
     }
+}
+
+/// Tells the job's webhook (and, once final, the metrics) about a version just written.
+pub(super) fn announce(state: &AppState, job: &Job) {
+    let event = if job.status.is_final() { WebhookEvent::Completed } else { WebhookEvent::Progress };
+    state.webhooks().notify(job, event);
+    if job.status.is_final() {
+        state.metrics().job_ended(job);
+    }
+}
+
+/// The pipeline's progress callback as [`drive`] hands it to the work.
+pub(super) type Reporter = Box<dyn FnMut(Progress) + Send>;
+
+/// What [`drive`] reports to about once a second while the engine works: a job's run, or a
+/// segment's.
+pub(super) trait Watcher: Sync {
+    /// Names the run in logs.
+    fn label(&self) -> String;
+    /// FF_JOB_LEASE_SECS.
+    fn lease(&self) -> Duration;
+    /// One look at the record: write `moved` (the video's progress, when frames moved since the
+    /// last tick), else renew the lease when `renew` (nothing written for a third of it), else
+    /// read. Whether the work is still wanted.
+    fn tick(&self, moved: Option<Progress>, renew: bool) -> impl Future<Output = Result<Step, StoreError>> + Send;
+}
+
+impl Watcher for ClaimedRun {
+    fn label(&self) -> String {
+        self.id.clone()
+    }
+
+    fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    async fn tick(&self, moved: Option<Progress>, renew: bool) -> Result<Step, StoreError> {
+        match moved {
+            Some(progress) => self.video_progress(&progress, video_percent(&progress)).await,
+            None if renew => self.renew().await,
+            None => self.still_owned().await,
+        }
+    }
+}
+
+/// Runs `work` on the blocking pool while `watcher` looks at its record about once a second (see
+/// [`Watcher::tick`]); a record no longer the run's sets `cancel`, which stops the pipeline within
+/// one frame, as does DELETE in this process. Also answers the rate the frames came at, as last
+/// reported.
+pub(super) async fn drive<T: Send + 'static>(
+    watcher: &impl Watcher,
+    cancel: Arc<AtomicBool>,
+    first: Option<Progress>,
+    work: impl FnOnce(Reporter, Arc<AtomicBool>) -> Result<T, ApiError> + Send + 'static,
+) -> Result<(T, Option<f64>), ApiError> {
+    // Should this task be dropped (shutdown), the pipeline stops too.
+    let _cancel_when_dropped = CancelOnDrop(Arc::clone(&cancel));
+    let (sender, mut receiver) = watch::channel::<Option<Progress>>(first);
+    let report: Reporter = Box::new(move |progress| {
+        sender.send_replace(Some(progress));
+    });
+    let flag = Arc::clone(&cancel);
+    let mut task = std::pin::pin!(on_cpu(move || work(report, flag)));
+    let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    let renew_every = watcher.lease() / 3;
+    let mut last_write = Instant::now();
+    let made = loop {
+        tokio::select! {
+            made = &mut task => break made??,
+            _ = ticker.tick() => {
+                let moved = receiver.has_changed().unwrap_or(false).then(|| *receiver.borrow_and_update()).flatten();
+                let renew = last_write.elapsed() >= renew_every;
+                if moved.is_some() || renew {
+                    last_write = Instant::now();
+                }
+                match watcher.tick(moved, renew).await {
+                    Ok(Step::Owned) => {}
+                    Ok(Step::Lost(status)) => {
+                        tracing::info!(run = %watcher.label(), ?status, "no longer this run's; stopping");
+                        cancel.store(true, Ordering::Relaxed);
+                    }
+                    Err(error) => tracing::warn!(run = %watcher.label(), %error, "progress write failed"),
+                }
+            }
+        }
+    };
+    let rate = receiver.borrow().map(|progress| progress.fps);
+    Ok((made, rate))
+}
+
+/// Reads the options document once, the sources into memory and the target into a run
+/// directory (streamed: a video is never held in memory whole), then plans the run from what
+/// the files are. A video target uploaded with the job was probed at creation; one named by a
+/// JSON job is probed here.
+pub(super) async fn prepare_run(state: &AppState, store: &JobStore, job: &Job) -> Result<Run, Failure> {
+    let document = OptionsDocument::from_json(job.options.clone(), job.output_format.as_deref())?;
+    let mut sources = Vec::with_capacity(job.inputs.sources.len());
+    for key in &job.inputs.sources {
+        sources.push(read_input(store.storage().as_ref(), key).await?);
+    }
+    let config = state.config();
+    let key = &job.inputs.target;
+    let workspace = Workspace::for_download(&config.temp_dir)?;
+    download_to_file(store.storage().as_ref(), key, workspace.target(), MAX_INPUT_BYTES)
+        .await
+        .map_err(|error| input_error(key, error))?;
+    let target_kind = workspace.target_kind(key.rsplit('/').next()).await?;
+    let source_kinds: Vec<_> = sources.iter().map(|bytes| sniff(bytes)).collect();
+    let options = document.options;
+    let plan = Plan::decide(&source_kinds, target_kind, &options, document.output_format)?;
+    let limit = DurationLimit::Job(config.max_job_video_seconds);
+    let probed = job.target_video.clone();
+    let target = Target::downloaded(plan, workspace, &options, limit, config.video_timeout, probed).await?;
+    Ok(Run { sources, options, target })
 }
 
 /// 10 % when the frames start, 90 % when the last is encoded.
@@ -437,7 +629,7 @@ async fn read_input(storage: &dyn Storage, key: &str) -> Result<Vec<u8>, Failure
     }
 }
 
-fn failure_of(error: ApiError) -> JobFailure {
+pub(super) fn failure_of(error: ApiError) -> JobFailure {
     JobFailure { code: error.code().to_string(), message: error.to_string() }
 }
 
@@ -491,13 +683,13 @@ async fn feed(state: AppState, stop: CancellationToken) {
                 scan = scanner.due(!started) => scan,
             };
             match scan {
-                Ok(ids) => {
-                    if !started || !ids.is_empty() {
-                        tracing::info!(found = ids.len(), "jobs to run found in storage");
+                Ok(due) => {
+                    if !started || !due.is_empty() {
+                        tracing::info!(found = due.len(), "jobs and segments to run found in storage");
                     }
                     started = true;
-                    for id in ids {
-                        if !state.job_queue().try_push(id) {
+                    for work in due {
+                        if !state.job_queue().try_push(work) {
                             break;
                         }
                     }
@@ -516,9 +708,9 @@ async fn feed(state: AppState, stop: CancellationToken) {
 /// shared with /process so jobs and requests together never oversubscribe the CPU.
 async fn work(state: AppState, stop: CancellationToken, index: usize) {
     loop {
-        let id = tokio::select! {
+        let work = tokio::select! {
             () = stop.cancelled() => return,
-            id = state.job_queue().next() => match id { Some(id) => id, None => return },
+            work = state.job_queue().next() => match work { Some(work) => work, None => return },
         };
         let slot = loop {
             match state.limiter().try_admit() {
@@ -526,10 +718,13 @@ async fn work(state: AppState, stop: CancellationToken, index: usize) {
                 Err(Busy) => tokio::time::sleep(SLOT_POLL).await,
             }
         };
-        let result = run_job(&state, &id).await;
+        let result = match &work {
+            Work::Job(id) => run_job(&state, id).await,
+            Work::Segment { job, index } => run_segment(&state, job, *index).await,
+        };
         drop(slot);
         if let Err(error) = result {
-            tracing::error!(worker = index, job = %id, %error, "job run failed");
+            tracing::error!(worker = index, ?work, %error, "job run failed");
         }
     }
 }
