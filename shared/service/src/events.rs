@@ -9,7 +9,8 @@
 use serde::Serialize;
 
 use crate::batch::{decode_s3_key, inbox_name, process_inbox_object, strip_key_prefix, BatchOutcome};
-use crate::jobs::segments::{run_segment, segment_of_key};
+use crate::jobs::segment_run::run_segment;
+use crate::jobs::segments::segment_of_key;
 use crate::jobs::worker::{run_job, RunOutcome};
 use crate::jobs::{is_job_id, JOBS_PREFIX};
 use crate::run::Failure;

@@ -19,11 +19,13 @@
 //! report. Ids are UUIDv7: they sort by creation time, so a listing of `jobs/` is oldest first.
 
 pub mod cancel;
+pub mod claimed;
 pub mod create;
 pub mod idempotency;
 pub mod lease;
 pub mod queue;
 pub mod quota;
+pub mod segment_run;
 pub mod segments;
 pub mod store;
 pub mod watch;

@@ -21,26 +21,14 @@
 //! segments at their next look at it (about once a second). A failed segment goes back to
 //! `queued` once, for any worker; its second failure fails the job with its code.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use ff_pipeline::engine::VideoSegment;
-use ff_pipeline::video::Progress;
 use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::cancel::Registration;
-use super::queue::Work;
-use super::store::{JobStore, Record, StoreError, Update};
-use super::worker::{announce, drive, failure_of, prepare_run, ClaimedRun, Reporter, RunOutcome, Step, Watcher};
-use super::{
-    files_prefix, idle_seconds, is_job_id, lease_expired, lease_until, now_rfc3339, Job, JobFailure, JobStatus,
-    MAX_ATTEMPTS,
-};
-use crate::error::{storage_code, ApiError};
-use crate::run::{execute, Failure, Product, Run, Target, VideoTarget};
-use crate::state::AppState;
+use super::store::{JobStore, Record, StoreError};
+use super::{files_prefix, idle_seconds, is_job_id, lease_expired, now_rfc3339, Job, JobFailure, JobStatus};
 use crate::storage::{ListRequest, StorageError};
 
 /// The most segments one job is cut into: a longer video gets longer segments.
@@ -68,7 +56,7 @@ impl JobSegments {
     }
 
     /// Marks segment `index` finished; `false` if it already was (a repeated run of it).
-    fn mark(&mut self, index: u32) -> bool {
+    pub(super) fn mark(&mut self, index: u32) -> bool {
         match self.completed.binary_search(&index) {
             Ok(_) => false,
             Err(at) => {
@@ -112,7 +100,7 @@ impl Record for Segment {
 }
 
 impl Segment {
-    fn new(job: &str, index: u32, frames: (u64, u64)) -> Self {
+    pub(super) fn new(job: &str, index: u32, frames: (u64, u64)) -> Self {
         Self {
             job: job.to_string(),
             index,
@@ -128,11 +116,11 @@ impl Segment {
         }
     }
 
-    fn next(&self) -> Self {
+    pub(super) fn next(&self) -> Self {
         Self { updated_at: now_rfc3339(), ..self.clone() }
     }
 
-    fn frame_count(&self) -> u64 {
+    pub(super) fn frame_count(&self) -> u64 {
         self.frames.1.saturating_sub(self.frames.0)
     }
 
@@ -251,349 +239,8 @@ pub async fn with_live_progress(store: &JobStore, mut job: Job) -> Result<Job, S
 }
 
 /// 10 % when the segments start, 90 % when the last frame of the last is encoded.
-fn segments_percent(done: u64, total: u64) -> u8 {
+pub(super) fn segments_percent(done: u64, total: u64) -> u8 {
     (10.0 + 80.0 * (done as f64 / total.max(1) as f64).clamp(0.0, 1.0)).round() as u8
-}
-
-/// Runs segment `index` of job `job_id` if it is queued (or its lease passed) and the job still
-/// runs; does nothing otherwise, so duplicate triggers run it once. See the module's description.
-pub async fn run_segment(state: &AppState, job_id: &str, index: u32) -> Result<RunOutcome, Failure> {
-    let store = JobStore::new(Arc::clone(state.storage()));
-    let claim = format!("{}/{}", state.config().worker_id, uuid::Uuid::new_v4().simple());
-    let lease = state.config().job_lease;
-    let key = record_key(job_id, index);
-    let decide = |segment: &Segment| decide_claim(segment, &claim, lease, OffsetDateTime::now_utc());
-    let segment = match store.update_record(&key, decide).await.map_err(Failure::from)? {
-        Update::Missing => return Ok(RunOutcome::Skipped { status: None }),
-        Update::Unchanged(segment) => return Ok(RunOutcome::Skipped { status: Some(segment.status) }),
-        Update::Written(segment) if segment.status == JobStatus::Failed => {
-            let failure = segment.error.clone().unwrap_or_else(|| lost_failure(&segment));
-            fail_job(state, &store, job_id, &failure).await.map_err(Failure::from)?;
-            return Ok(RunOutcome::Failed { code: failure.code });
-        }
-        Update::Written(segment) => segment,
-    };
-    tracing::info!(job = %job_id, segment = index, attempt = segment.attempts, "segment started");
-    let cancel = state.job_cancels().register(&format!("{job_id}/segments/{index}"));
-    let run = SegmentRun { store, state: state.clone(), job_id: job_id.to_string(), index, key, claim, lease, cancel };
-    let job = match run.store.load(job_id).await.map_err(Failure::from)? {
-        Some((job, _)) if job.status == JobStatus::Running && job.segments.is_some() => job,
-        other => {
-            // The job was cancelled, failed by another segment, or deleted: nothing to do.
-            run.advance(|mut next| {
-                next.status = JobStatus::Cancelled;
-                next.worker = None;
-                next.lease_expires_at = None;
-                next
-            })
-            .await
-            .map_err(Failure::from)?;
-            return Ok(match other {
-                Some((job, _)) if job.status != JobStatus::Running => RunOutcome::Superseded { status: job.status },
-                _ => RunOutcome::Cancelled,
-            });
-        }
-    };
-    let outcome = run.execute(&job, segment.frames).await.map_err(Failure::from);
-    match &outcome {
-        Ok(outcome) => tracing::info!(job = %job_id, segment = index, ?outcome, "segment ended"),
-        Err(error) => {
-            tracing::error!(job = %job_id, segment = index, %error, "segment interrupted by a storage failure")
-        }
-    }
-    outcome
-}
-
-/// The claim decision for one version of a segment's record at `now`, as a job's.
-fn decide_claim(segment: &Segment, claim: &str, lease: Duration, now: OffsetDateTime) -> Option<Segment> {
-    let passed = || lease_expired(segment.lease_expires_at.as_deref(), now).unwrap_or(true);
-    match segment.status {
-        JobStatus::Queued => Some(claimed(segment, claim, lease)),
-        JobStatus::Running if passed() && segment.attempts < MAX_ATTEMPTS => {
-            tracing::warn!(job = %segment.job, segment = segment.index, lost = ?segment.worker, "taking over a segment whose lease passed");
-            Some(claimed(segment, claim, lease))
-        }
-        JobStatus::Running if passed() => {
-            let mut failed = segment.next();
-            failed.status = JobStatus::Failed;
-            failed.error = Some(lost_failure(segment));
-            failed.worker = None;
-            failed.lease_expires_at = None;
-            Some(failed)
-        }
-        _ => None,
-    }
-}
-
-fn claimed(segment: &Segment, claim: &str, lease: Duration) -> Segment {
-    let mut next = segment.next();
-    next.status = JobStatus::Running;
-    next.attempts += 1;
-    next.frames_done = 0;
-    next.worker = Some(claim.to_string());
-    next.lease_expires_at = lease_until(&next.updated_at, lease);
-    next
-}
-
-fn lost_failure(segment: &Segment) -> JobFailure {
-    JobFailure {
-        code: "worker_lost".into(),
-        message: format!(
-            "the worker running segment {} stopped {} times; it is not retried again",
-            segment.index, segment.attempts
-        ),
-    }
-}
-
-/// Fails the job (if it still runs) with a segment's failure; its other segments stop when they
-/// next look at it.
-async fn fail_job(state: &AppState, store: &JobStore, job_id: &str, failure: &JobFailure) -> Result<(), StoreError> {
-    let update = store
-        .update(job_id, |job| {
-            (job.status == JobStatus::Running).then(|| job.next().finish(JobStatus::Failed, Some(failure.clone())))
-        })
-        .await?;
-    if let Update::Written(job) = update {
-        announce(state, &job);
-    }
-    Ok(())
-}
-
-/// One claimed run of a segment.
-struct SegmentRun {
-    store: JobStore,
-    state: AppState,
-    job_id: String,
-    index: u32,
-    /// The segment's record.
-    key: String,
-    claim: String,
-    lease: Duration,
-    cancel: Registration,
-}
-
-/// What marking a finished segment in the job's record did.
-enum Marked {
-    /// Other segments are still running (or this one was already marked by an earlier run).
-    More,
-    /// This mark completed the set: this run now holds the job, to join the segments.
-    Last(Box<Job>),
-    /// The job is no longer running (its status), or is gone (`None`).
-    Ended(Option<JobStatus>),
-}
-
-impl SegmentRun {
-    async fn execute(&self, job: &Job, frames: (u64, u64)) -> Result<RunOutcome, StoreError> {
-        let mut run = match prepare_run(&self.state, &self.store, job).await {
-            Ok(run) => run,
-            Err(Failure::Abort(error)) => return self.failed(failure_of(error)).await,
-            Err(Failure::Retry(StoreError::Storage(error))) => return self.failed(storage_failure(&error)).await,
-            Err(Failure::Retry(error)) => return Err(error),
-        };
-        let Target::Video(video) = &mut run.target else {
-            return self.failed(failure_of(ApiError::internal("a segment of an image job"))).await;
-        };
-        video.segment = Some(VideoSegment { frames });
-        let (probe, limit, timeout) = (video.probe.clone(), video.limit, video.timeout);
-        let (sources, options) = (run.sources.clone(), run.options.clone());
-        let first = Progress {
-            frames_done: 0,
-            frames_total: frames.1 - frames.0,
-            fps: 0.0,
-            elapsed: Duration::ZERO,
-            eta: None,
-        };
-        let engine = Arc::clone(self.state.engine());
-        let work =
-            move |report: Reporter, cancel: Arc<std::sync::atomic::AtomicBool>| execute(&engine, run, report, &cancel);
-        let product = match drive(self, Arc::clone(self.cancel.flag()), Some(first), work).await {
-            Ok((product, _)) => product,
-            Err(error) if error.is_cancelled() => return Ok(RunOutcome::Cancelled),
-            Err(error) => return self.failed(failure_of(error)).await,
-        };
-        let Product::Video { workspace, .. } = product else {
-            return self.failed(failure_of(ApiError::internal("a segment made an image"))).await;
-        };
-        let part = part_key(&self.job_id, self.index, workspace.container().extension());
-        if let Err(error) = self.store.storage().put_file(&part, workspace.output()).await {
-            return self.failed(storage_failure(&error)).await;
-        }
-        let marked = self.mark_done(frames.1 - frames.0).await?;
-        if !matches!(marked, Marked::Ended(_)) {
-            self.advance(|mut next| {
-                next.status = JobStatus::Completed;
-                next.frames_done = frames.1 - frames.0;
-                next.worker = None;
-                next.lease_expires_at = None;
-                next
-            })
-            .await?;
-        }
-        match marked {
-            Marked::More => Ok(RunOutcome::SegmentDone { index: self.index }),
-            Marked::Ended(status) => {
-                // Whoever ended the job removed its files before this video existed.
-                let _ = self.store.storage().delete(&part).await;
-                Ok(match status {
-                    Some(status) if status != JobStatus::Cancelled => RunOutcome::Superseded { status },
-                    _ => RunOutcome::Cancelled,
-                })
-            }
-            Marked::Last(job) => {
-                let target = VideoTarget { workspace, probe, limit, timeout, segment: None };
-                let run = Run { sources, options, target: Target::Video(target) };
-                let joiner = ClaimedRun {
-                    store: self.store.clone(),
-                    state: self.state.clone(),
-                    id: self.job_id.clone(),
-                    claim: self.claim.clone(),
-                    lease: self.lease,
-                    cancel: self.state.job_cancels().register(&self.job_id),
-                };
-                joiner.join(&job, Some(run)).await
-            }
-        }
-    }
-
-    /// Marks this segment finished in the job's record, with its frames; the mark that completes
-    /// the set also takes the job for this run (its claim and a lease).
-    async fn mark_done(&self, frames: u64) -> Result<Marked, StoreError> {
-        let update = self
-            .store
-            .update(&self.job_id, |job| {
-                if job.status != JobStatus::Running {
-                    return None;
-                }
-                let mut next = job.next();
-                let segments = next.segments.as_mut()?;
-                if !segments.mark(self.index) {
-                    return None;
-                }
-                let last = segments.all_done();
-                next.frames_done = Some(next.frames_done.unwrap_or(0) + frames);
-                next.progress = segments_percent(next.frames_done.unwrap_or(0), next.frames_total.unwrap_or(0));
-                if last {
-                    next.worker = Some(self.claim.clone());
-                    next.renew_lease(self.lease);
-                }
-                Some(next)
-            })
-            .await?;
-        Ok(match update {
-            Update::Written(job) => {
-                announce(&self.state, &job);
-                match job.worker.as_deref() == Some(self.claim.as_str()) {
-                    true => Marked::Last(Box::new(job)),
-                    false => Marked::More,
-                }
-            }
-            Update::Unchanged(job) if job.status == JobStatus::Running => Marked::More,
-            Update::Unchanged(job) => Marked::Ended(Some(job.status)),
-            Update::Missing => Marked::Ended(None),
-        })
-    }
-
-    /// A run of this segment failed: back to `queued` for any worker after a first failure, the
-    /// job failed with it after a second.
-    async fn failed(&self, failure: JobFailure) -> Result<RunOutcome, StoreError> {
-        tracing::warn!(job = %self.job_id, segment = self.index, code = %failure.code, "segment failed");
-        let update = self
-            .store
-            .update_record(&self.key, |segment: &Segment| {
-                self.owns(segment).then(|| {
-                    let mut next = segment.next();
-                    next.status = if segment.attempts < MAX_ATTEMPTS { JobStatus::Queued } else { JobStatus::Failed };
-                    next.error = Some(failure.clone());
-                    next.worker = None;
-                    next.lease_expires_at = None;
-                    next
-                })
-            })
-            .await?;
-        let code = failure.code.clone();
-        match update {
-            Update::Written(segment) if segment.status == JobStatus::Queued => {
-                let _ = self.state.job_queue().try_push(Work::Segment { job: self.job_id.clone(), index: self.index });
-                Ok(RunOutcome::SegmentRetried { index: self.index, code })
-            }
-            Update::Written(_) => {
-                fail_job(&self.state, &self.store, &self.job_id, &failure).await?;
-                Ok(RunOutcome::Failed { code })
-            }
-            Update::Unchanged(_) | Update::Missing => Ok(RunOutcome::Cancelled),
-        }
-    }
-
-    fn owns(&self, segment: &Segment) -> bool {
-        segment.status == JobStatus::Running && segment.worker.as_deref() == Some(self.claim.as_str())
-    }
-
-    /// Writes the next version of the segment's record if it is still this run's.
-    async fn advance(&self, change: impl Fn(Segment) -> Segment) -> Result<Step, StoreError> {
-        let update = self
-            .store
-            .update_record(&self.key, |segment: &Segment| {
-                self.owns(segment).then(|| {
-                    let mut next = change(segment.next());
-                    if next.status == JobStatus::Running {
-                        next.lease_expires_at = lease_until(&next.updated_at, self.lease);
-                    }
-                    next
-                })
-            })
-            .await?;
-        Ok(match update {
-            Update::Written(_) => Step::Owned,
-            Update::Unchanged(segment) => Step::Lost(Some(segment.status)),
-            Update::Missing => Step::Lost(None),
-        })
-    }
-
-    async fn still_owned(&self) -> Result<Step, StoreError> {
-        Ok(match self.store.load_record::<Segment>(&self.key).await? {
-            Some((segment, _)) if self.owns(&segment) => Step::Owned,
-            Some((segment, _)) => Step::Lost(Some(segment.status)),
-            None => Step::Lost(None),
-        })
-    }
-}
-
-impl Watcher for SegmentRun {
-    fn label(&self) -> String {
-        format!("{}/segments/{}", self.job_id, self.index)
-    }
-
-    fn lease(&self) -> Duration {
-        self.lease
-    }
-
-    /// The segment's own record as a job's run treats its record, then the job's: a job that no
-    /// longer runs (cancelled, failed by another segment, deleted) stops the segment too.
-    async fn tick(&self, moved: Option<Progress>, renew: bool) -> Result<Step, StoreError> {
-        let own = match moved {
-            Some(progress) => {
-                self.advance(|mut next| {
-                    next.frames_done = progress.frames_done;
-                    next
-                })
-                .await?
-            }
-            None if renew => self.advance(|next| next).await?,
-            None => self.still_owned().await?,
-        };
-        if let Step::Lost(_) = own {
-            return Ok(own);
-        }
-        Ok(match self.store.load(&self.job_id).await? {
-            Some((job, _)) if job.status == JobStatus::Running => Step::Owned,
-            Some((job, _)) => Step::Lost(Some(job.status)),
-            None => Step::Lost(None),
-        })
-    }
-}
-
-fn storage_failure(error: &StorageError) -> JobFailure {
-    JobFailure { code: storage_code(error).into(), message: error.to_string() }
 }
 
 #[cfg(test)]
@@ -634,23 +281,6 @@ mod tests {
     }
 
     #[test]
-    fn segments_are_claimed_once_and_taken_over_once_their_lease_passed() {
-        let now = OffsetDateTime::now_utc();
-        let queued = Segment::new(&new_job_id(), 0, (0, 30));
-        let running = decide_claim(&queued, "a", LEASE, now).unwrap();
-        assert_eq!((running.status, running.attempts, running.worker.as_deref()), (JobStatus::Running, 1, Some("a")));
-        assert!(decide_claim(&running, "b", LEASE, now).is_none(), "its lease holds");
-        let later = now + time::Duration::seconds(61);
-        let taken = decide_claim(&running, "b", LEASE, later).unwrap();
-        assert_eq!((taken.attempts, taken.worker.as_deref()), (2, Some("b")));
-        let failed = decide_claim(&taken, "c", LEASE, later + time::Duration::seconds(61)).unwrap();
-        assert_eq!((failed.status, failed.error.unwrap().code.as_str()), (JobStatus::Failed, "worker_lost"));
-        let mut done = running.clone();
-        done.status = JobStatus::Completed;
-        assert!(decide_claim(&done, "b", LEASE, later).is_none());
-    }
-
-    #[test]
     fn due_segments_are_queued_ones_left_for_a_lease_and_running_ones_past_theirs() {
         let now = OffsetDateTime::now_utc();
         let mut queued = Segment::new(&new_job_id(), 0, (0, 30));
@@ -658,7 +288,9 @@ mod tests {
         assert!(!queued.is_due(false, LEASE, now));
         queued.updated_at = "2000-01-01T00:00:00Z".into();
         assert!(queued.is_due(false, LEASE, now));
-        let running = decide_claim(&queued, "a", LEASE, now).unwrap();
+        let mut running = queued.next();
+        running.status = JobStatus::Running;
+        running.lease_expires_at = crate::jobs::lease_until(&running.updated_at, LEASE);
         assert!(!running.is_due(false, LEASE, now));
         assert!(running.is_due(false, LEASE, now + time::Duration::seconds(61)));
     }
