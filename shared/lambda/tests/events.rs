@@ -11,6 +11,8 @@ use base64::Engine as _;
 use ff_lambda::worker::handle_s3_event;
 use ff_lambda::{dispatch, function_router, Function};
 use ff_pipeline::testing::assets_dir;
+use ff_service::jobs::store::JobStore;
+use ff_service::jobs::{Job, JobInputs};
 use ff_service::storage::{FsStorage, Storage, WriteCondition};
 use ff_service::{AppState, ServiceConfig};
 use lambda_http::request::LambdaRequest;
@@ -78,6 +80,11 @@ const FIXTURE_BUCKET: &str = "ff-data-123456789012-eu-west-1";
 /// already there, gets its 200 rather than 403 `model_download_disabled`); the bucket of the
 /// fixtures over `storage`, as the Lambda functions see S3 (FF_WORKERS=0).
 fn state_with(storage: Arc<dyn Storage>) -> AppState {
+    state_with_vars(storage, &[])
+}
+
+/// [`state_with`] with `extra` settings, which win.
+fn state_with_vars(storage: Arc<dyn Storage>, extra: &[(&str, &str)]) -> AppState {
     let models = assets_dir().join("standins/light").to_string_lossy().into_owned();
     let vars = [
         ("FF_MODELS_DIR", models.as_str()),
@@ -88,9 +95,10 @@ fn state_with(storage: Arc<dyn Storage>) -> AppState {
         ("FF_S3_BUCKET", FIXTURE_BUCKET),
         ("FF_WORKERS", "0"),
     ];
-    let config =
-        ServiceConfig::from_lookup(|name| vars.iter().find(|(key, _)| *key == name).map(|(_, v)| v.to_string()))
-            .expect("test configuration is valid");
+    let config = ServiceConfig::from_lookup(|name| {
+        extra.iter().chain(&vars).find(|(key, _)| *key == name).map(|(_, v)| v.to_string())
+    })
+    .expect("test configuration is valid");
     AppState::new(config).expect("engine builds").with_storage(storage)
 }
 
@@ -216,6 +224,40 @@ async fn a_job_runs_through_its_functions_and_the_worker() {
     assert_eq!((gone.status(), gone.error_code().as_str()), (404, "job_not_found"));
 }
 
+/// A video job in segments through the worker, as Lambda runs it: the job record's event cuts it,
+/// each segment record's event (the fixture names segment 1) runs that segment, and the last one
+/// joins them; a repeated event does nothing.
+#[tokio::test]
+async fn a_video_job_runs_in_segments_one_event_each() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let storage: Arc<dyn Storage> = Arc::new(FsStorage::new(dir.path()));
+    let state = state_with_vars(Arc::clone(&storage), &[("FF_SEGMENT_SECONDS", "1")]);
+    let read = |relative: &str| std::fs::read(assets_dir().join(relative)).expect("test asset");
+    for (key, file) in
+        [("uploads/source.jpg", "images/obama.jpg"), ("uploads/clip.mp4", "video/short_hamilton_clip.mp4")]
+    {
+        storage.put_bytes(key, read(file).into(), WriteCondition::None).await.expect("seeded input");
+    }
+    let inputs = JobInputs { sources: vec!["uploads/source.jpg".into()], target: "uploads/clip.mp4".into() };
+    let options = serde_json::json!({ "face_swapper_model": "inswapper_128", "trim_frame_end": 40, "output_video_preset": "ultrafast" });
+    let job = Job::new(FIXTURE_JOB_ID.to_string(), inputs, options, None);
+    JobStore::new(Arc::clone(&storage)).create(&job).await.expect("the job record");
+    let event = |file: &str| serde_json::from_value(read_event(file)).expect("an S3 event");
+
+    let cut = handle_s3_event(&state, event("worker/job-record-created.json")).await.expect("no retry needed");
+    assert_eq!((cut.records[0].action, cut.records[0].outcome.as_str()), ("job", "cut into 2 segments"));
+    let second = handle_s3_event(&state, event("worker/segment-record-created.json")).await.expect("no retry needed");
+    assert_eq!((second.records[0].action, second.records[0].outcome.as_str()), ("segment", "segment 1 completed"));
+    let first = serde_json::to_string(&read_event("worker/segment-record-created.json")).expect("serialises");
+    let first = serde_json::from_str::<Value>(&first.replace("/segments/1.json", "/segments/0.json")).expect("JSON");
+    let joined = handle_s3_event(&state, serde_json::from_value(first).expect("an S3 event")).await.expect("no retry");
+    assert_eq!(joined.records[0].outcome, "completed");
+    let again = handle_s3_event(&state, event("worker/segment-record-created.json")).await.expect("no retry needed");
+    assert_eq!(again.records[0].outcome, "skipped: no such job", "the joined job's segments are gone");
+    let (record, _) = JobStore::new(Arc::clone(&storage)).load(FIXTURE_JOB_ID).await.unwrap().expect("the job");
+    assert_eq!((record.status.as_str(), record.frames_done), ("completed", Some(40)));
+}
+
 /// An upload under `inbox/` through the worker: the result lands in `outbox/`, and the same event
 /// again (S3 delivers at least once) does nothing.
 #[tokio::test]
@@ -284,6 +326,7 @@ fn every_fixture_file_is_tested() {
         "worker/job-record-created.json",
         "worker/job-input-created.json",
         "worker/inbox-object-created.json",
+        "worker/segment-record-created.json",
     ];
     let tested: Vec<&str> = CASES.iter().map(|case| case.file).chain(sequenced).collect();
     for file in files {

@@ -84,8 +84,11 @@ pub struct ServiceConfig {
     /// FF_MAX_SYNC_VIDEO_SECS: the longest video (the part to process, after trimming) POST
     /// /api/v1/process takes; longer ones go through jobs. 0 refuses videos there.
     pub max_sync_video_seconds: u64,
-    /// FF_MAX_JOB_VIDEO_SECS: the longest video (after trimming) a job or a batch input may process.
+    /// FF_MAX_JOB_VIDEO_SECS: the longest video (after trimming) a job may process.
     pub max_job_video_seconds: u64,
+    /// FF_MAX_BATCH_VIDEO_SECS: the same for a batch input, which always runs in one piece (no
+    /// segments); defaults to FF_MAX_JOB_VIDEO_SECS.
+    pub max_batch_video_seconds: u64,
     /// FF_MAX_SOURCES: the most source files (or stored source keys) one request, job or batch
     /// document names; each is decoded and analysed, so the count multiplies a request's work.
     pub max_sources: usize,
@@ -215,6 +218,12 @@ impl ServiceConfig {
                 value("FF_MAX_JOB_VIDEO_SECS"),
                 "FF_MAX_JOB_VIDEO_SECS",
                 600,
+                1..=86_400,
+            )?,
+            max_batch_video_seconds: parse_in_range(
+                value("FF_MAX_BATCH_VIDEO_SECS"),
+                "FF_MAX_BATCH_VIDEO_SECS",
+                parse_in_range(value("FF_MAX_JOB_VIDEO_SECS"), "FF_MAX_JOB_VIDEO_SECS", 600, 1..=86_400)?,
                 1..=86_400,
             )?,
             max_sources: parse_in_range(value("FF_MAX_SOURCES"), "FF_MAX_SOURCES", 8, 1..=64)?,
@@ -661,10 +670,13 @@ mod tests {
         ])
         .unwrap();
         assert_eq!((config.max_sync_video_seconds, config.max_job_video_seconds), (0, 60));
+        assert_eq!(config.max_batch_video_seconds, 60, "the job limit unless set");
+        assert_eq!(parse(&[("FF_MAX_BATCH_VIDEO_SECS", "30")]).unwrap().max_batch_video_seconds, 30);
         assert_eq!(config.video_timeout, Duration::from_secs(840));
         for (variable, value) in [
             ("FF_MAX_SYNC_VIDEO_SECS", "3601"),
             ("FF_MAX_JOB_VIDEO_SECS", "0"),
+            ("FF_MAX_BATCH_VIDEO_SECS", "0"),
             ("FF_VIDEO_TIMEOUT_SECS", "ten"),
             ("FF_TEMP_DIR", "/no/such/directory/here"),
         ] {

@@ -230,7 +230,8 @@ async fn a_failed_segment_is_retried_once_then_fails_the_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_stops_every_running_segment() {
     let backend = fs_backend();
-    let (state, router) = app(&backend, &[("FF_WORKERS", "0")]);
+    // Segments of about 4 s (120 frames), so they still run when their first frame count is written.
+    let (state, router) = app(&backend, &[("FF_WORKERS", "0"), ("FF_SEGMENT_SECONDS", "4")]);
     let created = create(&router, swap_form(275)).await;
     assert!(matches!(run_job(&state, &created.id).await.unwrap(), RunOutcome::Cut { .. }));
     let runs: Vec<_> = (0..2)

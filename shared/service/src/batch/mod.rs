@@ -18,7 +18,8 @@
 //! ran is always what one document says.
 //!
 //! A video target is processed like an image, on disk in a run directory under FF_TEMP_DIR, within
-//! FF_MAX_JOB_VIDEO_SECS and FF_VIDEO_TIMEOUT_SECS; its result keeps the target's name and so its
+//! FF_MAX_BATCH_VIDEO_SECS (by default FF_MAX_JOB_VIDEO_SECS: a batch input runs in one piece,
+//! never in segments) and FF_VIDEO_TIMEOUT_SECS; its result keeps the target's name and so its
 //! container (`output_format` applies to image results only).
 //!
 //! S3 delivers events at least once, and late: the claim marker is created with `IfAbsent`, so
@@ -178,7 +179,7 @@ async fn run(state: &AppState, key: &str, name: &str) -> Result<String, Failure>
         }
         _ => format!("{OUTBOX_PREFIX}{name}"),
     };
-    let limit = DurationLimit::Job(config.max_job_video_seconds);
+    let limit = DurationLimit::Job(config.max_batch_video_seconds);
     let target = Target::downloaded(plan, workspace, &options, limit, config.video_timeout, None).await?;
     let cancel = Arc::new(AtomicBool::new(false));
     let _cancel_when_dropped = CancelOnDrop(Arc::clone(&cancel));

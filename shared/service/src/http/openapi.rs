@@ -19,6 +19,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::error::ApiError;
 use crate::faces::{FaceEntry, FacesAnswer, MediaClass, PersonEntry};
+use crate::jobs::segments::JobSegments;
 use crate::jobs::{Job, JobFailure, JobInputs, JobStatus};
 use crate::state::AppState;
 use crate::uploads::{UploadReceipt, UploadRequest, UploadTicket};
@@ -261,7 +262,7 @@ impl Modify for Additions {
         paths::metrics,
     ),
     components(schemas(
-        Job, JobStatus, JobFailure, JobInputs, JobPage, JobEventMessage, ErrorBody, ErrorDetail, Health, JobFromKeys,
+        Job, JobStatus, JobFailure, JobInputs, JobSegments, JobPage, JobEventMessage, ErrorBody, ErrorDetail, Health, JobFromKeys,
         ProcessFiles, UploadRequest, UploadTicket, UploadReceipt, FacesAnswer, FaceEntry, PersonEntry, MediaClass,
         FacesFile, FacesFromUploadDoc
     )),

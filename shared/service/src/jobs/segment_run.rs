@@ -2,8 +2,8 @@
 //! exactly as the whole run would, store its video, mark it done in the job's record, and join
 //! all of them when its mark was the last.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ff_pipeline::engine::VideoSegment;
 use ff_pipeline::video::Progress;
@@ -40,7 +40,17 @@ pub async fn run_segment(state: &AppState, job_id: &str, index: u32) -> Result<R
     };
     tracing::info!(job = %job_id, segment = index, attempt = segment.attempts, "segment started");
     let cancel = state.job_cancels().register(&format!("{job_id}/segments/{index}"));
-    let run = SegmentRun { store, state: state.clone(), job_id: job_id.to_string(), index, key, claim, lease, cancel };
+    let run = SegmentRun {
+        store,
+        state: state.clone(),
+        job_id: job_id.to_string(),
+        index,
+        key,
+        claim,
+        lease,
+        cancel,
+        progress_written: Mutex::new(Instant::now()),
+    };
     let job = match run.store.load(job_id).await.map_err(Failure::from)? {
         Some((job, _)) if job.status == JobStatus::Running && job.segments.is_some() => job,
         other => {
@@ -124,6 +134,12 @@ async fn fail_job(state: &AppState, store: &JobStore, job_id: &str, failure: &Jo
     Ok(())
 }
 
+/// How often a segment writes its frame count at most (or a third of the lease, if shorter). Every
+/// write of a record under `jobs/` is an S3 event that invokes the Lambda worker, for nothing
+/// while the segment runs; with a long video's segments all running at once, once a second each
+/// would be tens of invocations a second.
+const SEGMENT_PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
 /// One claimed run of a segment.
 struct SegmentRun {
     store: JobStore,
@@ -135,6 +151,8 @@ struct SegmentRun {
     claim: String,
     lease: Duration,
     cancel: Registration,
+    /// When the frame count was last written.
+    progress_written: Mutex<Instant>,
 }
 
 /// What marking a finished segment in the job's record did.
@@ -289,6 +307,16 @@ impl SegmentRun {
         }
     }
 
+    /// Whether the frame count is due to be written again (and if so, counts this write).
+    fn progress_due(&self) -> bool {
+        let mut written = self.progress_written.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let due = written.elapsed() >= SEGMENT_PROGRESS_EVERY.min(self.lease / 3);
+        if due {
+            *written = Instant::now();
+        }
+        due
+    }
+
     fn owns(&self, segment: &Segment) -> bool {
         segment.status == JobStatus::Running && segment.worker.as_deref() == Some(self.claim.as_str())
     }
@@ -332,17 +360,20 @@ impl Watcher for SegmentRun {
         self.lease
     }
 
-    /// The segment's own record as a job's run treats its record, then the job's: a job that no
-    /// longer runs (cancelled, failed by another segment, deleted) stops the segment too.
+    /// The segment's own record as a job's run treats its record (its frame count written at most
+    /// every [`SEGMENT_PROGRESS_EVERY`]), then the job's: a job that no longer runs (cancelled,
+    /// failed by another segment, deleted) stops the segment too.
     async fn tick(&self, moved: Option<Progress>, renew: bool) -> Result<Step, StoreError> {
         let own = match moved {
-            Some(progress) => {
+            Some(progress) if self.progress_due() => {
                 self.advance(|mut next| {
                     next.frames_done = progress.frames_done;
                     next
                 })
                 .await?
             }
+            // Frames moved since the last write, which is at most a third of a lease ago.
+            Some(_) => self.still_owned().await?,
             None if renew => self.advance(|next| next).await?,
             None => self.still_owned().await?,
         };
