@@ -27,8 +27,8 @@ use crate::sessions::ModelRegistry;
 pub use crate::timings::StageTimings;
 use crate::video::{
     cancelled_error, process_video, AudioEncoder, AudioPlan, EncodeOptions, EncodedVideo, FrameReader, FrameSource,
-    FrameWriter, Parallelism, Progress, Rational, ReadOptions, StillFrames, Toolchain, VideoEncoder, VideoInfo,
-    VIDEO_FORMATS,
+    FrameWriter, Keyframe, Parallelism, Progress, Rational, ReadOptions, StillFrames, Toolchain, VideoEncoder,
+    VideoInfo, VIDEO_FORMATS,
 };
 use crate::video_faces::TrackedFaces;
 
@@ -125,9 +125,13 @@ pub struct VideoRequest {
 /// the run's trim range), processed exactly as the whole run processes them, encoded without audio
 /// for [`Engine::join_segments`]. The content analyser is not run on a piece: `plan_segments`
 /// judged the whole range before cutting it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct VideoSegment {
     pub frames: (u64, u64),
+    /// Where its decoders start: the last keyframe before its frames (and the tracker's window),
+    /// so a segment late in a long video does not decode everything before it. `None`: from the
+    /// video's first frame.
+    pub keyframe: Option<Keyframe>,
 }
 
 /// A finished video and what happened.
@@ -544,6 +548,7 @@ impl Engine {
                     fps: Some(temp_fps),
                     sample_every: None,
                     timeout: request.timeout,
+                    seek: request.segment.and_then(|segment| segment.keyframe),
                 },
             )?),
             VideoTarget::Still { image, .. } => {
@@ -631,21 +636,22 @@ impl Engine {
     /// what must be decided once: the content analyser's verdict over the whole trim range (an error
     /// when it rejects the target) and that the models are there. `None` when the run is not cut:
     /// it is not longer than a piece and a quarter, or its frames do not map one to one onto the
-    /// target's (a still photo, a changed frame rate, timestamp gaps the decoder fills), or the
-    /// detector interval counts frames from the run's start. Needs `request.probe`.
+    /// target's (a still photo, a variable-rate target, a changed frame rate, timestamp gaps the
+    /// decoder fills), or the detector interval counts frames from the run's start. Needs
+    /// `request.probe`.
     pub fn plan_segments(
         &self,
         request: &VideoRequest,
         seconds: f64,
         cancel: &AtomicBool,
-    ) -> Result<Option<Vec<(u64, u64)>>> {
+    ) -> Result<Option<Vec<VideoSegment>>> {
         let options = &request.options;
         let Some(info) = &request.probe else {
             return Ok(None);
         };
         let video = &options.output.video;
         let output_fps = video.video_fps.map_or(info.fps, |fps| fps.clamp(1.0, 60.0));
-        let one_to_one = info.decode_fps(video.video_fps) == info.fps && output_fps == info.fps;
+        let one_to_one = info.constant_rate && info.decode_fps(video.video_fps) == info.fps && output_fps == info.fps;
         let frames_per_segment = (seconds * info.fps).round() as u64;
         if !one_to_one || info.has_timestamp_gaps() || options.tracker.detector_interval > 1 || frames_per_segment == 0
         {
@@ -657,7 +663,8 @@ impl Engine {
         }
         let toolchain = Toolchain::from_env();
         let keyframes = toolchain.keyframes(&request.target, info, request.timeout)?;
-        let ranges = crate::video::segment_ranges(trim, &keyframes, frames_per_segment);
+        let numbers: Vec<u64> = keyframes.iter().map(|keyframe| keyframe.frame).collect();
+        let ranges = crate::video::segment_ranges(trim, &numbers, frames_per_segment);
         if ranges.len() < 2 {
             return Ok(None);
         }
@@ -666,7 +673,13 @@ impl Engine {
             let target = VideoTarget::File { info: info.clone(), trim };
             self.judge_content(&toolchain, request, &target, cancel)?;
         }
-        Ok(Some(ranges))
+        // The tracker's reader starts its window before the segment's first frame.
+        let lead = if options.tracker.score > 0.0 { tracker::WINDOW as u64 } else { 0 };
+        let segments = ranges
+            .into_iter()
+            .map(|frames| VideoSegment { frames, keyframe: crate::video::seek_point(&keyframes, frames.0, lead) })
+            .collect();
+        Ok(Some(segments))
     }
 
     /// Joins the pieces of a run cut by [`Engine::plan_segments`] (in order, each made by
@@ -763,6 +776,7 @@ impl Engine {
             has_audio: false,
             codec: "image".into(),
             rotation: 0,
+            constant_rate: true,
         };
         Ok(VideoTarget::Still { image, info })
     }
@@ -873,6 +887,9 @@ impl Engine {
                 fps: Some(read.fps),
                 sample_every: None,
                 timeout: request.timeout,
+                // plan_segments chose it before the window's first frame; the reader ignores a
+                // keyframe past the frames it starts at.
+                seek: request.segment.and_then(|segment| segment.keyframe),
             },
         )?;
         Ok((Arc::new(TrackedFaces::new(lead as usize, tracker.score, in_flight)), reader))

@@ -38,38 +38,45 @@ fn request(sources: &[PathBuf], target: &Path, output: &Path, options: &ProcessO
 }
 
 /// The run in one piece into `whole.mp4`, and cut into `seconds` pieces into `joined.mp4`; the
-/// ranges cut.
+/// segments cut.
 fn both_ways(
     dir: &Path,
     sources: &[PathBuf],
     target: &Path,
     options: &ProcessOptions,
     seconds: f64,
-) -> Vec<(u64, u64)> {
+) -> Vec<VideoSegment> {
     let engine = engine();
     let cancel = AtomicBool::new(false);
     let whole = request(sources, target, &dir.join("whole.mp4"), options);
-    let ranges = engine.plan_segments(&whole, seconds, &cancel).unwrap().expect("the run is cut");
+    let segments = engine.plan_segments(&whole, seconds, &cancel).unwrap().expect("the run is cut");
     engine.process_video(whole, |_| {}, &cancel).unwrap();
     // A fresh engine per piece, as pieces run in other processes: nothing is shared but the inputs.
-    let parts: Vec<PathBuf> = ranges
+    let parts: Vec<PathBuf> = segments
         .iter()
         .enumerate()
-        .map(|(index, &frames)| {
+        .map(|(index, &segment)| {
             let part = dir.join(format!("part-{index}.mp4"));
-            let request =
-                VideoRequest { segment: Some(VideoSegment { frames }), ..request(sources, target, &part, options) };
+            let request = VideoRequest { segment: Some(segment), ..request(sources, target, &part, options) };
             let output = self::engine().process_video(request, |_| {}, &cancel).unwrap();
-            assert_eq!(output.frames, frames.1 - frames.0, "segment {index}");
+            assert_eq!(output.frames, segment.frames.1 - segment.frames.0, "segment {index}");
             assert!(!Toolchain::from_env().probe(&part).unwrap().has_audio, "a segment carries no audio");
             part
         })
         .collect();
     let joined = request(sources, target, &dir.join("joined.mp4"), options);
     let encoded = engine.join_segments(&joined, &parts).unwrap();
-    let total: u64 = ranges.iter().map(|(from, to)| to - from).sum();
+    let total: u64 = segments.iter().map(|segment| segment.frames.1 - segment.frames.0).sum();
     assert_eq!(encoded.frames, total);
-    ranges
+    segments
+}
+
+fn ranges(segments: &[VideoSegment]) -> Vec<(u64, u64)> {
+    segments.iter().map(|segment| segment.frames).collect()
+}
+
+fn seeks(segments: &[VideoSegment]) -> Vec<Option<u64>> {
+    segments.iter().map(|segment| segment.keyframe.map(|keyframe| keyframe.frame)).collect()
 }
 
 /// Every frame of `joined` matches `whole` within the region the run changed against `target`'s
@@ -121,9 +128,11 @@ fn a_cut_swap_with_the_tracker_matches_the_whole_run_and_its_audio() {
         ("trim_frame_end", "160"),
         ("output_video_preset", "ultrafast"),
     ]);
-    let ranges = both_ways(dir.path(), &[assets_dir().join("images/obama.jpg")], &target, &options, 1.0);
-    // The clip's keyframes fall at its frames 60 and 120: the cuts go there.
-    assert_eq!(ranges, vec![(40, 60), (60, 90), (90, 120), (120, 150), (150, 160)]);
+    let segments = both_ways(dir.path(), &[assets_dir().join("images/obama.jpg")], &target, &options, 1.0);
+    // The clip's keyframes fall at its frames 60 and 120: the cuts go there, and the segments
+    // after them decode from there (the tracker's window starts 2 frames before a segment).
+    assert_eq!(ranges(&segments), vec![(40, 60), (60, 90), (90, 120), (120, 150), (150, 160)]);
+    assert_eq!(seeks(&segments), vec![None, None, Some(60), Some(60), Some(120)]);
     assert_same_frames(dir.path(), &target, (40, 160));
     let (whole, joined) = (audio_of(&dir.path().join("whole.mp4")), audio_of(&dir.path().join("joined.mp4")));
     assert_eq!(joined, whole, "the audio is restored once over the joined video, as over the whole one");
@@ -136,8 +145,9 @@ fn cut_lip_sync_reads_its_voice_by_the_global_frame_number() {
     let speech = assets_dir().join("audio/wav2lip_sample_speech.wav");
     let options =
         options(&[("processors", "lip_syncer"), ("trim_frame_end", "96"), ("output_video_preset", "ultrafast")]);
-    let ranges = both_ways(dir.path(), &[speech], &target, &options, 1.0);
-    assert_eq!(ranges, vec![(0, 30), (30, 60), (60, 96)]);
+    let segments = both_ways(dir.path(), &[speech], &target, &options, 1.0);
+    assert_eq!(ranges(&segments), vec![(0, 30), (30, 60), (60, 96)]);
+    assert_eq!(seeks(&segments), vec![None, Some(30), Some(60)]);
     assert_same_frames(dir.path(), &target, (0, 96));
     let (whole, joined) = (audio_of(&dir.path().join("whole.mp4")), audio_of(&dir.path().join("joined.mp4")));
     assert_eq!(joined, whole, "the speech replaces the sound once");
@@ -167,9 +177,35 @@ fn a_segment_outside_the_trim_range_is_refused() {
     let target = assets_dir().join("video/wav2lip_sample_target.mp4");
     let options = options(&[("processors", "frame_colorizer"), ("trim_frame_end", "50")]);
     let request = VideoRequest {
-        segment: Some(VideoSegment { frames: (40, 60) }),
+        segment: Some(VideoSegment { frames: (40, 60), keyframe: None }),
         ..request(&[], &target, &dir.path().join("out.mp4"), &options)
     };
     let error = engine().process_video(request, |_| {}, &AtomicBool::new(false)).err().unwrap();
     assert!(error.to_string().contains("not inside"), "{error}");
+}
+
+/// A decode that seeks to a keyframe gives exactly the frames of a decode from the video's start,
+/// on both clips (the talking clip's stream starts 0.85 s in), at the keyframe and past it.
+#[test]
+fn a_seeking_decode_gives_the_same_frames_as_one_from_the_start() {
+    let tools = Toolchain::from_env();
+    for (clip, ranges) in [
+        ("video/short_hamilton_clip.mp4", vec![(60, 75), (130, 170), (211, 230)]),
+        ("video/wav2lip_sample_target.mp4", vec![(30, 45), (95, 150)]),
+    ] {
+        let path = assets_dir().join(clip);
+        let info = tools.probe(&path).unwrap();
+        assert!(info.constant_rate, "{clip}");
+        let keyframes = tools.keyframes(&path, &info, Duration::from_secs(60)).unwrap();
+        for (start, end) in ranges {
+            let seek = ff_pipeline::video::seek_point(&keyframes, start, 0).expect("a keyframe before the range");
+            let read = ReadOptions { trim_frame_start: Some(start), trim_frame_end: Some(end), ..Default::default() };
+            let from_start = decode_video(&path, &read);
+            let seeking = decode_video(&path, &ReadOptions { seek: Some(seek), ..read.clone() });
+            assert_eq!(seeking.len(), from_start.len(), "{clip} {start}..{end}");
+            for (index, (a, b)) in seeking.iter().zip(&from_start).enumerate() {
+                assert!(a.data == b.data, "{clip} {start}..{end}: frame {index} differs (seek to {seek:?})");
+            }
+        }
+    }
 }

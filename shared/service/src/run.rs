@@ -182,8 +182,8 @@ pub fn execute(
 /// What [`execute_or_cut`] did.
 pub enum Outcome {
     Made(Product),
-    /// The video was cut into these frame ranges, to run as segments; nothing was processed.
-    Cut(Vec<(u64, u64)>),
+    /// The video was cut into these segments, to run on their own; nothing was processed.
+    Cut(Vec<VideoSegment>),
 }
 
 /// [`execute`], unless the run is a whole video the engine cuts into segments of about `cut`
@@ -198,8 +198,8 @@ pub fn execute_or_cut(
     if let (Some(seconds), Target::Video(video)) = (cut, &run.target) {
         if video.segment.is_none() {
             let request = video.request(run.sources.clone(), run.options.clone());
-            if let Some(ranges) = engine.plan_segments(&request, seconds, cancel)? {
-                return Ok(Outcome::Cut(ranges));
+            if let Some(segments) = engine.plan_segments(&request, seconds, cancel)? {
+                return Ok(Outcome::Cut(segments));
             }
         }
     }

@@ -53,6 +53,11 @@ pub struct VideoInfo {
     pub codec: String,
     /// Clockwise display rotation in degrees (0, 90, 180, 270).
     pub rotation: u32,
+    /// Whether the stream says its frames come at one steady rate (ffprobe's `r_frame_rate` equals
+    /// its `avg_frame_rate`): frame numbers then follow from timestamps, which cutting a run into
+    /// segments relies on. `false` for probes recorded before it was read.
+    #[serde(default)]
+    pub constant_rate: bool,
 }
 
 impl VideoInfo {
@@ -176,6 +181,10 @@ pub fn parse_probe(json: &Value) -> std::result::Result<VideoInfo, String> {
         (None, None) => return Err("has a video stream without a frame rate".into()),
     };
     let fps = fps_rational.as_f64();
+    let constant_rate = match (rate("r_frame_rate"), rate("avg_frame_rate")) {
+        (Some(r), Some(avg)) => u64::from(r.num) * u64::from(avg.den) == u64::from(avg.num) * u64::from(r.den),
+        _ => false,
+    };
 
     let duration = video
         .get("duration")
@@ -191,7 +200,7 @@ pub fn parse_probe(json: &Value) -> std::result::Result<VideoInfo, String> {
         return Err("has a video stream without frames".into());
     }
     let codec = video.get("codec_name").and_then(Value::as_str).unwrap_or("unknown").to_string();
-    Ok(VideoInfo { width, height, fps_rational, fps, frame_count, duration, has_audio, codec, rotation })
+    Ok(VideoInfo { width, height, fps_rational, fps, frame_count, duration, has_audio, codec, rotation, constant_rate })
 }
 
 /// The display rotation, from the display-matrix side data (ffmpeg ≥ 5) or the legacy `rotate` tag.
@@ -223,6 +232,7 @@ mod tests {
             has_audio: false,
             codec: "h264".into(),
             rotation: 270,
+            constant_rate: true,
         };
         let back: VideoInfo = serde_json::from_str(&serde_json::to_string(&info).unwrap()).unwrap();
         assert_eq!(back, info);

@@ -26,6 +26,18 @@ pub struct ReadOptions {
     /// The whole decode's time limit, including time spent waiting for the consumer: it must cover the
     /// processing of every frame, so it is set from the job's or request's budget.
     pub timeout: Duration,
+    /// A keyframe at or before `trim_frame_start` to start decoding at instead of the video's first
+    /// frame (a segment late in a long video). Only for videos whose frames map one to one onto
+    /// their timestamps (no timestamp gaps): frame numbers then count from the keyframe.
+    pub seek: Option<Keyframe>,
+}
+
+/// A keyframe of a video: its frame number and its presentation time as ffprobe reads it
+/// (absolute, the stream's start included).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Keyframe {
+    pub frame: u64,
+    pub seconds: f64,
 }
 
 impl Default for ReadOptions {
@@ -37,6 +49,7 @@ impl Default for ReadOptions {
             fps: None,
             sample_every: None,
             timeout: Duration::from_secs(6 * 3600),
+            seek: None,
         }
     }
 }
@@ -84,7 +97,10 @@ impl FrameReader {
             return Err(PipelineError::invalid_option("output_video_scale", format!("{width}x{height} is empty")));
         }
         let sample_every = options.sample_every.filter(|&every| every > 1);
-        let args = decode_args(path, options.resolution, (start, end), fps, sample_every);
+        // Seeking is only worth it past the first keyframe, and only right before the range.
+        let seek = options.seek.filter(|keyframe| keyframe.frame > 0 && keyframe.frame <= start);
+        let seek = seek.map(|keyframe| Seek { keyframe, frame_seconds: 1.0 / info.fps });
+        let args = decode_args(path, options.resolution, (start, end), fps, sample_every, seek);
         let mut child = Supervised::spawn("ffmpeg decoding", &toolchain.ffmpeg, &args, false, true, options.timeout)?;
         let stdout = child.take_stdout().ok_or_else(|| {
             super::command::media_error(MediaFailure::FfmpegFailed, "ffmpeg decoding: no stdout pipe")
@@ -242,23 +258,44 @@ impl Iterator for FrameReader {
     }
 }
 
+/// Where a decode starts when it seeks: the keyframe, and one frame's duration at the video's rate.
+#[derive(Clone, Copy, Debug)]
+struct Seek {
+    keyframe: Keyframe,
+    frame_seconds: f64,
+}
+
 /// FaceFusion's extract_frames command, with the image-sequence output replaced by raw bgr24 on stdout.
 /// `-s` and `-pix_fmt` are output options, so ffmpeg scales and converts after trim and fps, exactly as
 /// when FaceFusion writes its temp frames; bgr24 instead of rgb24 only swaps the channel order.
+///
+/// With `seek`, ffmpeg seeks by timestamp to half a frame before the keyframe (so rounding cannot
+/// drop it, and the frame before it, a whole frame earlier, is dropped by the accurate seek) and
+/// the trim range counts from the keyframe: the same frames come out as from the video's start.
 fn decode_args(
     path: &Path,
     resolution: Option<(u32, u32)>,
     (start, end): (u64, u64),
     fps: f64,
     sample_every: Option<u64>,
+    seek: Option<Seek>,
 ) -> Vec<String> {
-    let mut args: Vec<String> = vec!["-loglevel".into(), "error".into(), "-nostdin".into(), "-i".into()];
+    let mut args: Vec<String> = vec!["-loglevel".into(), "error".into(), "-nostdin".into()];
+    let first = match seek {
+        Some(Seek { keyframe, frame_seconds }) => {
+            let at = (keyframe.seconds - frame_seconds / 2.0).max(0.0);
+            args.extend(["-seek_timestamp".into(), "1".into(), "-ss".into(), format!("{at:.6}")]);
+            keyframe.frame
+        }
+        None => 0,
+    };
+    args.push("-i".into());
     args.push(PathBuf::from(path).to_string_lossy().into_owned());
     if let Some((w, h)) = resolution {
         args.extend(["-s".into(), format!("{w}x{h}")]);
     }
     args.extend(["-pix_fmt".into(), "bgr24".into()]);
-    let mut filters = format!("trim=start_frame={start}:end_frame={end},fps={}", py_float(fps));
+    let mut filters = format!("trim=start_frame={}:end_frame={},fps={}", start - first, end - first, py_float(fps));
     if let Some(every) = sample_every {
         // `n` counts the frames reaching select from 0, i.e. from frame `start`.
         filters.push_str(&format!(",select=not(mod(n+{start}\\,{every}))"));
@@ -275,13 +312,24 @@ mod tests {
 
     #[test]
     fn decode_command_matches_facefusion_extraction() {
-        let args = decode_args(Path::new("/v/t.mp4"), Some((640, 360)), (120, 180), 29.97, None);
+        let args = decode_args(Path::new("/v/t.mp4"), Some((640, 360)), (120, 180), 29.97, None, None);
         assert_eq!(
             args.join(" "),
             "-loglevel error -nostdin -i /v/t.mp4 -s 640x360 -pix_fmt bgr24 \
              -vf trim=start_frame=120:end_frame=180,fps=29.97 -vsync 0 -an -sn -dn -f rawvideo -"
         );
-        let sampled = decode_args(Path::new("/v/t.mp4"), None, (5, 90), 30.0, Some(30));
+        let sampled = decode_args(Path::new("/v/t.mp4"), None, (5, 90), 30.0, Some(30), None);
         assert!(sampled.contains(&r"trim=start_frame=5:end_frame=90,fps=30.0,select=not(mod(n+5\,30))".to_string()));
+    }
+
+    #[test]
+    fn a_seek_starts_half_a_frame_before_the_keyframe_and_counts_from_it() {
+        let seek = Seek { keyframe: Keyframe { frame: 120, seconds: 4.023 }, frame_seconds: 0.04 };
+        let args = decode_args(Path::new("/v/t.mp4"), None, (130, 180), 25.0, None, Some(seek));
+        assert_eq!(
+            args.join(" "),
+            "-loglevel error -nostdin -seek_timestamp 1 -ss 4.003000 -i /v/t.mp4 -pix_fmt bgr24 \
+             -vf trim=start_frame=10:end_frame=60,fps=25.0 -vsync 0 -an -sn -dn -f rawvideo -"
+        );
     }
 }

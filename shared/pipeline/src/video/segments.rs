@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::command::{media_error, run_capture, Supervised, Toolchain};
+use super::reader::Keyframe;
 use super::writer::{extension_of, mux_audio, sibling_temp, TempFile};
 use super::{EncodeOptions, EncodedVideo, VideoInfo};
 use crate::error::{MediaFailure, PipelineError, Result};
@@ -19,9 +20,10 @@ use crate::error::{MediaFailure, PipelineError, Result};
 const KEYFRAME_OUTPUT_LIMIT: usize = 64 * 1024 * 1024;
 
 impl Toolchain {
-    /// The frame numbers of the video stream's keyframes (the first frame is 0), from one ffprobe
-    /// that decodes nothing but keyframes.
-    pub fn keyframes(&self, path: &Path, info: &VideoInfo, timeout: Duration) -> Result<Vec<u64>> {
+    /// The video stream's keyframes (frame numbers from 0 at the first frame, and timestamps), from
+    /// one ffprobe that decodes nothing but keyframes. The numbers follow from the timestamps, so
+    /// they are the decoder's only for a constant-rate stream ([`VideoInfo::constant_rate`]).
+    pub fn keyframes(&self, path: &Path, info: &VideoInfo, timeout: Duration) -> Result<Vec<Keyframe>> {
         let args: Vec<String> = [
             "-v",
             "error",
@@ -44,22 +46,32 @@ impl Toolchain {
             let detail = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no detail").trim().to_string();
             return Err(media_error(MediaFailure::FfmpegFailed, format!("reading the keyframes failed: {detail}")));
         }
-        Ok(keyframe_numbers(&String::from_utf8_lossy(&stdout), info.fps))
+        Ok(parse_keyframes(&String::from_utf8_lossy(&stdout), info.fps))
     }
 }
 
-/// Keyframe times (one per line, seconds) as frame numbers counted from the first keyframe's time
-/// (a stream may start late: FaceFusion's MP4s start 23 ms in).
-fn keyframe_numbers(text: &str, fps: f64) -> Vec<u64> {
+/// Keyframe times (one per line, seconds) with their frame numbers counted from the first
+/// keyframe's time (a stream may start late: FaceFusion's MP4s start 23 ms in).
+fn parse_keyframes(text: &str, fps: f64) -> Vec<Keyframe> {
     let times: Vec<f64> =
         text.lines().filter_map(|line| line.trim().trim_end_matches(',').parse::<f64>().ok()).collect();
     let Some(first) = times.iter().copied().reduce(f64::min) else {
         return Vec::new();
     };
-    let mut frames: Vec<u64> = times.iter().map(|time| ((time - first) * fps).round().max(0.0) as u64).collect();
-    frames.sort_unstable();
-    frames.dedup();
-    frames
+    let mut keyframes: Vec<Keyframe> = times
+        .iter()
+        .map(|&seconds| Keyframe { frame: ((seconds - first) * fps).round().max(0.0) as u64, seconds })
+        .collect();
+    keyframes.sort_by_key(|keyframe| keyframe.frame);
+    keyframes.dedup_by_key(|keyframe| keyframe.frame);
+    keyframes
+}
+
+/// The keyframe a decode of frames from `start` seeks to: the last one at or before `start` less
+/// `lead` frames read ahead (the tracker's window), if it is past the first frame.
+pub fn seek_point(keyframes: &[Keyframe], start: u64, lead: u64) -> Option<Keyframe> {
+    let limit = start.checked_sub(lead)?;
+    keyframes.iter().rev().find(|keyframe| keyframe.frame <= limit).filter(|keyframe| keyframe.frame > 0).copied()
 }
 
 /// Cuts `trim` into ranges of about `frames_per_segment` frames: each cut goes at the keyframe
@@ -133,8 +145,19 @@ mod tests {
 
     #[test]
     fn keyframe_times_become_frame_numbers_from_the_first() {
-        assert_eq!(keyframe_numbers("0.023000\n8.356333,\n\n16.689667\nN/A\n", 30.0), vec![0, 250, 500]);
-        assert!(keyframe_numbers("", 30.0).is_empty());
+        let keyframes = parse_keyframes("0.023000\n8.356333,\n\n16.689667\nN/A\n", 30.0);
+        assert_eq!(keyframes.iter().map(|k| k.frame).collect::<Vec<_>>(), vec![0, 250, 500]);
+        assert_eq!(keyframes[1].seconds, 8.356333);
+        assert!(parse_keyframes("", 30.0).is_empty());
+    }
+
+    #[test]
+    fn a_decode_seeks_to_the_last_keyframe_before_its_window() {
+        let keyframes = parse_keyframes("0.0\n2.0\n4.0\n", 30.0);
+        assert_eq!(seek_point(&keyframes, 130, 2).map(|k| k.frame), Some(120));
+        assert_eq!(seek_point(&keyframes, 121, 2).map(|k| k.frame), Some(60));
+        assert_eq!(seek_point(&keyframes, 30, 2), None, "the first frame is where a decode starts anyway");
+        assert_eq!(seek_point(&keyframes, 1, 2), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ff_pipeline::engine::VideoSegment;
 use ff_pipeline::media::sniff;
 use ff_pipeline::video::{Progress, VideoInfo};
 use tokio::sync::watch;
@@ -131,7 +132,7 @@ impl ClaimedRun {
         };
         match outcome {
             Outcome::Made(product) => self.deliver(product, rate).await,
-            Outcome::Cut(ranges) => self.cut(ranges, probe).await,
+            Outcome::Cut(segments) => self.cut(segments, probe).await,
         }
     }
 
@@ -156,14 +157,14 @@ impl ClaimedRun {
         self.fail(failure_of(error)).await
     }
 
-    /// Hands the job over to segments of `ranges`: first the job's record says how many there
+    /// Hands the job over to the segments of `cut`: first the job's record says how many there
     /// are (still held by this run), then their records are made, then the job lets go of its
     /// worker and lease. A run dying in between leaves a job whose lease passes, and the run that
     /// takes it over cuts it again: the same ranges (they depend on the target and options
     /// only), records already made and segments already done kept.
-    async fn cut(&self, ranges: Vec<(u64, u64)>, probe: Option<VideoInfo>) -> Result<RunOutcome, StoreError> {
-        let total = ranges.len() as u32;
-        let frames_total: u64 = ranges.iter().map(|(from, to)| to - from).sum();
+    async fn cut(&self, cut: Vec<VideoSegment>, probe: Option<VideoInfo>) -> Result<RunOutcome, StoreError> {
+        let total = cut.len() as u32;
+        let frames_total: u64 = cut.iter().map(|segment| segment.frames.1 - segment.frames.0).sum();
         let announced = self
             .advance(|mut next| {
                 if next.segments.as_ref().is_none_or(|segments| segments.total != total) {
@@ -180,7 +181,7 @@ impl ClaimedRun {
         if let Step::Lost(status) = announced {
             return self.stop(status, None).await;
         }
-        segments::create_records(&self.store, &self.id, &ranges).await?;
+        segments::create_records(&self.store, &self.id, &cut).await?;
         let released = self
             .store
             .update(&self.id, |job| {

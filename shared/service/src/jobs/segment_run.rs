@@ -69,7 +69,7 @@ pub async fn run_segment(state: &AppState, job_id: &str, index: u32) -> Result<R
             });
         }
     };
-    let outcome = run.execute(&job, segment.frames).await.map_err(Failure::from);
+    let outcome = run.execute(&job, segment.video_segment()).await.map_err(Failure::from);
     match &outcome {
         Ok(outcome) => tracing::info!(job = %job_id, segment = index, ?outcome, "segment ended"),
         Err(error) => {
@@ -166,7 +166,8 @@ enum Marked {
 }
 
 impl SegmentRun {
-    async fn execute(&self, job: &Job, frames: (u64, u64)) -> Result<RunOutcome, StoreError> {
+    async fn execute(&self, job: &Job, segment: VideoSegment) -> Result<RunOutcome, StoreError> {
+        let frames = segment.frames;
         let mut run = match prepare_run(&self.state, &self.store, job).await {
             Ok(run) => run,
             Err(Failure::Abort(error)) => return self.failed(failure_of(error)).await,
@@ -176,7 +177,7 @@ impl SegmentRun {
         let Target::Video(video) = &mut run.target else {
             return self.failed(failure_of(ApiError::internal("a segment of an image job"))).await;
         };
-        video.segment = Some(VideoSegment { frames });
+        video.segment = Some(segment);
         let (probe, limit, timeout) = (video.probe.clone(), video.limit, video.timeout);
         let (sources, options) = (run.sources.clone(), run.options.clone());
         let first = Progress {
@@ -402,7 +403,7 @@ mod tests {
     #[test]
     fn segments_are_claimed_once_and_taken_over_once_their_lease_passed() {
         let now = OffsetDateTime::now_utc();
-        let queued = Segment::new(&new_job_id(), 0, (0, 30));
+        let queued = Segment::new(&new_job_id(), 0, VideoSegment { frames: (0, 30), keyframe: None });
         let running = decide_claim(&queued, "a", LEASE, now).unwrap();
         assert_eq!((running.status, running.attempts, running.worker.as_deref()), (JobStatus::Running, 1, Some("a")));
         assert!(decide_claim(&running, "b", LEASE, now).is_none(), "its lease holds");

@@ -23,6 +23,8 @@
 
 use std::time::Duration;
 
+use ff_pipeline::engine::VideoSegment;
+use ff_pipeline::video::Keyframe;
 use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -74,6 +76,9 @@ pub struct Segment {
     pub index: u32,
     /// Frames of the target, inside the job's trim range.
     pub frames: (u64, u64),
+    /// Where its decoding starts (see `VideoSegment::keyframe`).
+    #[serde(default)]
+    pub keyframe: Option<Keyframe>,
     /// `queued`, `running`, `completed` or `failed` (after its second failure).
     pub status: JobStatus,
     /// How many times a worker started it.
@@ -100,11 +105,12 @@ impl Record for Segment {
 }
 
 impl Segment {
-    pub(super) fn new(job: &str, index: u32, frames: (u64, u64)) -> Self {
+    pub(super) fn new(job: &str, index: u32, segment: VideoSegment) -> Self {
         Self {
             job: job.to_string(),
             index,
-            frames,
+            frames: segment.frames,
+            keyframe: segment.keyframe,
             status: JobStatus::Queued,
             attempts: 0,
             frames_done: 0,
@@ -118,6 +124,11 @@ impl Segment {
 
     pub(super) fn next(&self) -> Self {
         Self { updated_at: now_rfc3339(), ..self.clone() }
+    }
+
+    /// What the pipeline is asked to make of it.
+    pub fn video_segment(&self) -> VideoSegment {
+        VideoSegment { frames: self.frames, keyframe: self.keyframe }
     }
 
     pub(super) fn frame_count(&self) -> u64 {
@@ -160,16 +171,16 @@ pub fn segment_of_key(key: &str) -> Option<(&str, u32)> {
     is_job_id(id).then_some((id, index))
 }
 
-/// Writes a queued record for each range, keeping records already there (an earlier cut of the
-/// same job made the same ranges); how many segments there are.
-pub async fn create_records(store: &JobStore, job: &str, ranges: &[(u64, u64)]) -> Result<u32, StoreError> {
-    for (index, &frames) in (0u32..).zip(ranges) {
-        match store.create_record(&record_key(job, index), &Segment::new(job, index, frames)).await {
+/// Writes a queued record for each segment, keeping records already there (an earlier cut of the
+/// same job made the same segments); how many segments there are.
+pub async fn create_records(store: &JobStore, job: &str, segments: &[VideoSegment]) -> Result<u32, StoreError> {
+    for (index, &segment) in (0u32..).zip(segments) {
+        match store.create_record(&record_key(job, index), &Segment::new(job, index, segment)).await {
             Ok(()) | Err(StoreError::Storage(StorageError::PreconditionFailed { .. })) => {}
             Err(error) => return Err(error),
         }
     }
-    Ok(ranges.len() as u32)
+    Ok(segments.len() as u32)
 }
 
 /// The job's segment records, in order of index.
@@ -283,7 +294,7 @@ mod tests {
     #[test]
     fn due_segments_are_queued_ones_left_for_a_lease_and_running_ones_past_theirs() {
         let now = OffsetDateTime::now_utc();
-        let mut queued = Segment::new(&new_job_id(), 0, (0, 30));
+        let mut queued = Segment::new(&new_job_id(), 0, VideoSegment { frames: (0, 30), keyframe: None });
         assert!(queued.is_due(true, LEASE, now));
         assert!(!queued.is_due(false, LEASE, now));
         queued.updated_at = "2000-01-01T00:00:00Z".into();
