@@ -15,7 +15,6 @@ pub mod worker;
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::s3::S3Event;
 use axum::Router;
 use ff_service::{AppState, ServiceConfig};
 use lambda_http::request::LambdaRequest;
@@ -49,17 +48,16 @@ pub async fn run_all_in_one(state: AppState) -> Result<(), Error> {
     .await
 }
 
-/// One invocation of the all-in-one function: an S3 event (it has `Records`) or an HTTP request.
+/// One invocation of the all-in-one function: an S3 event (it has `Records`), a scheduled event
+/// (the worker's lease scan) or an HTTP request.
 pub async fn dispatch(state: &AppState, router: Router, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
     let (payload, context) = event.into_parts();
     let invalid = |error: serde_json::Error| Diagnostic {
         error_type: "InvalidEvent".into(),
-        error_message: format!("neither an S3 event nor a function-URL request: {error}"),
+        error_message: format!("neither an S3 event, a scheduled event nor a function-URL request: {error}"),
     };
-    if payload.get("Records").is_some() {
-        let event: S3Event = serde_json::from_value(payload).map_err(invalid)?;
-        let report = worker::handle_s3_event(state, event).await?;
-        return serde_json::to_value(report).map_err(invalid);
+    if payload.get("Records").is_some() || worker::is_scheduled(&payload) {
+        return worker::handle_worker_event(state, payload).await;
     }
     let request: LambdaRequest = serde_json::from_value(payload).map_err(invalid)?;
     // `Adapter` is what `lambda_http::run` wraps a router in; calling it here gives the same

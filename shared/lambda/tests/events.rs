@@ -10,9 +10,11 @@ use std::sync::Arc;
 use base64::Engine as _;
 use ff_lambda::worker::handle_s3_event;
 use ff_lambda::{dispatch, function_router, Function};
+use ff_pipeline::engine::VideoSegment;
 use ff_pipeline::testing::assets_dir;
+use ff_service::jobs::segments::{record_key, JobSegments, Segment};
 use ff_service::jobs::store::JobStore;
-use ff_service::jobs::{Job, JobInputs};
+use ff_service::jobs::{new_job_id, Job, JobInputs, JobStatus};
 use ff_service::storage::{FsStorage, Storage, WriteCondition};
 use ff_service::{AppState, ServiceConfig};
 use lambda_http::request::LambdaRequest;
@@ -258,6 +260,74 @@ async fn a_video_job_runs_in_segments_one_event_each() {
     assert_eq!((record.status.as_str(), record.frames_done), ("completed", Some(40)));
 }
 
+/// The scheduled scan writes again the records of work whose worker is gone (a running job or
+/// segment past its lease, a job queued for over an hour) and nothing else, so their S3 events
+/// invoke a worker; through the worker function and the all-in-one one alike.
+#[tokio::test]
+async fn a_scheduled_scan_nudges_work_whose_worker_is_gone() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let storage: Arc<dyn Storage> = Arc::new(FsStorage::new(dir.path()));
+    let state = state_with(Arc::clone(&storage));
+    let store = JobStore::new(Arc::clone(&storage));
+    let long_ago = "2000-01-01T00:00:00Z";
+    let job = |status: JobStatus, lease: Option<&str>, updated: Option<&str>| {
+        let inputs = JobInputs { sources: vec![], target: "uploads/t.mp4".into() };
+        let mut job = Job::new(new_job_id(), inputs, serde_json::json!({}), None);
+        job.status = status;
+        job.worker = lease.map(|_| "gone/claim".to_string());
+        job.lease_expires_at = lease.map(str::to_string);
+        if let Some(updated) = updated {
+            job.updated_at = updated.to_string();
+        }
+        job
+    };
+    let dead = job(JobStatus::Running, Some(long_ago), None);
+    let alive = job(JobStatus::Running, Some("2999-01-01T00:00:00Z"), None);
+    let forgotten = job(JobStatus::Queued, None, Some(long_ago));
+    let fresh = job(JobStatus::Queued, None, None);
+    let done = job(JobStatus::Completed, None, Some(long_ago));
+    let mut cut = job(JobStatus::Running, None, None);
+    cut.segments = Some(JobSegments::new(2));
+    for record in [&dead, &alive, &forgotten, &fresh, &done, &cut] {
+        store.create(record).await.expect("a job record");
+    }
+    let mut lost = Segment::new(&cut.id, 0, VideoSegment { frames: (0, 30), keyframe: None });
+    lost.status = JobStatus::Running;
+    lost.worker = Some("gone/claim".into());
+    lost.lease_expires_at = Some(long_ago.into());
+    let waiting = Segment::new(&cut.id, 1, VideoSegment { frames: (30, 60), keyframe: None });
+    for (index, segment) in [(0, &lost), (1, &waiting)] {
+        store.create_record(&record_key(&cut.id, index), segment).await.expect("a segment record");
+    }
+
+    let router = ff_service::router(state.clone());
+    let event = LambdaEvent::new(read_event("worker/scheduled-lease-scan.json"), Context::default());
+    let report = dispatch(&state, router, event).await.expect("a scan report");
+    let mut nudged: Vec<String> =
+        report["nudged"].as_array().expect("nudged keys").iter().map(|key| key.as_str().unwrap().to_string()).collect();
+    nudged.sort();
+    let mut expected =
+        vec![format!("jobs/{}.json", dead.id), format!("jobs/{}.json", forgotten.id), record_key(&cut.id, 0)];
+    expected.sort();
+    assert_eq!(nudged, expected);
+    let (dead_now, _) = store.load(&dead.id).await.unwrap().expect("still there");
+    assert_eq!(
+        (dead_now.revision, dead_now.status, dead_now.lease_expires_at),
+        (1, JobStatus::Running, dead.lease_expires_at)
+    );
+    let (alive_now, _) = store.load(&alive.id).await.unwrap().expect("still there");
+    assert_eq!(alive_now.revision, 0);
+    // The worker function takes the same event. The dead job and segment are still due (nobody
+    // took them here); the queued job's nudge counts as its latest write, so it waits an hour again.
+    let again = ff_lambda::worker::handle_worker_event(&state, read_event("worker/scheduled-lease-scan.json")).await;
+    let again = again.expect("a scan report");
+    let mut again: Vec<&str> = again["nudged"].as_array().unwrap().iter().filter_map(|key| key.as_str()).collect();
+    again.sort();
+    let mut still = vec![format!("jobs/{}.json", dead.id), record_key(&cut.id, 0)];
+    still.sort();
+    assert_eq!(again, still);
+}
+
 /// An upload under `inbox/` through the worker: the result lands in `outbox/`, and the same event
 /// again (S3 delivers at least once) does nothing.
 #[tokio::test]
@@ -327,6 +397,7 @@ fn every_fixture_file_is_tested() {
         "worker/job-input-created.json",
         "worker/inbox-object-created.json",
         "worker/segment-record-created.json",
+        "worker/scheduled-lease-scan.json",
     ];
     let tested: Vec<&str> = CASES.iter().map(|case| case.file).chain(sequenced).collect();
     for file in files {

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 use super::queue::Work;
 use super::segments;
-use super::store::{JobStore, StoreError};
+use super::store::{JobStore, StoreError, Update};
 use super::{Job, JobStatus};
 
 /// For a `running` record without a lease (written before leases existed): taken to have lost its
@@ -37,13 +37,21 @@ pub fn lease_passed(job: &Job, now: OffsetDateTime) -> bool {
 #[derive(Debug)]
 pub struct LeaseScanner {
     store: JobStore,
-    lease: Duration,
+    /// How long a queued job (or segment) waits unclaimed before it is due: a lease by default.
+    queued_after: Duration,
     known_final: HashSet<String>,
 }
 
 impl LeaseScanner {
     pub fn new(store: JobStore, lease: Duration) -> Self {
-        Self { store, lease, known_final: HashSet::new() }
+        Self { store, queued_after: lease, known_final: HashSet::new() }
+    }
+
+    /// Queued work is due only after `wait` unclaimed (on Lambda, the S3 event of a queued record
+    /// may still wait in the function's own queue for up to an hour when its concurrency is used up).
+    pub fn with_queued_after(mut self, wait: Duration) -> Self {
+        self.queued_after = wait;
+        self
     }
 
     /// Running jobs whose lease has passed, and queued jobs: all of them when `all_queued` (at
@@ -64,7 +72,7 @@ impl LeaseScanner {
                     due.push(Work::Job(job.id));
                 } else if job.status == JobStatus::Running && job.segments.is_some() && job.worker.is_none() {
                     for segment in segments::records(&self.store, &job.id).await? {
-                        if segment.is_due(all_queued, self.lease, now) {
+                        if segment.is_due(all_queued, self.queued_after, now) {
                             due.push(Work::Segment { job: job.id.clone(), index: segment.index });
                         }
                     }
@@ -82,13 +90,37 @@ impl LeaseScanner {
     fn is_due(&self, job: &Job, all_queued: bool, now: OffsetDateTime) -> bool {
         match job.status {
             JobStatus::Queued => {
-                all_queued || job.idle_seconds().is_some_and(|idle| idle >= self.lease.as_secs() as i64)
+                all_queued || job.idle_seconds().is_some_and(|idle| idle >= self.queued_after.as_secs() as i64)
             }
             // Its segments carry the leases.
             JobStatus::Running if job.segments.is_some() && job.worker.is_none() => false,
             JobStatus::Running => lease_passed(job, now),
             _ => false,
         }
+    }
+
+    /// Writes the record of due `work` again, unchanged but for its revision and update time, if
+    /// it is still queued or running: on Lambda the write's S3 event invokes a worker, which then
+    /// claims it (a passed lease is taken over). The key written, or `None` when the work ended
+    /// meanwhile.
+    pub async fn nudge(&self, work: &Work) -> Result<Option<String>, StoreError> {
+        let key = match work {
+            Work::Job(id) => {
+                let update = self.store.update(id, |job| (!job.status.is_final()).then(|| job.next())).await?;
+                matches!(update, Update::Written(_)).then(|| super::record_key(id))
+            }
+            Work::Segment { job, index } => {
+                let key = segments::record_key(job, *index);
+                let update = self
+                    .store
+                    .update_record(&key, |segment: &segments::Segment| {
+                        (!segment.status.is_final()).then(|| segment.next())
+                    })
+                    .await?;
+                matches!(update, Update::Written(_)).then_some(key)
+            }
+        };
+        Ok(key)
     }
 
     fn remember_final(&mut self, id: String) {

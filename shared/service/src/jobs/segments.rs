@@ -105,7 +105,7 @@ impl Record for Segment {
 }
 
 impl Segment {
-    pub(super) fn new(job: &str, index: u32, segment: VideoSegment) -> Self {
+    pub fn new(job: &str, index: u32, segment: VideoSegment) -> Self {
         Self {
             job: job.to_string(),
             index,
@@ -122,7 +122,7 @@ impl Segment {
         }
     }
 
-    pub(super) fn next(&self) -> Self {
+    pub fn next(&self) -> Self {
         Self { updated_at: now_rfc3339(), ..self.clone() }
     }
 
@@ -135,12 +135,12 @@ impl Segment {
         self.frames.1.saturating_sub(self.frames.0)
     }
 
-    /// Whether a worker should try to claim it at `now`: queued (for a whole `lease` unless
+    /// Whether a worker should try to claim it at `now`: queued (for `queued_after` unless
     /// `all_queued`), or running with its lease passed.
-    pub fn is_due(&self, all_queued: bool, lease: Duration, now: OffsetDateTime) -> bool {
+    pub fn is_due(&self, all_queued: bool, queued_after: Duration, now: OffsetDateTime) -> bool {
         match self.status {
             JobStatus::Queued => {
-                all_queued || idle_seconds(&self.updated_at).is_some_and(|idle| idle >= lease.as_secs() as i64)
+                all_queued || idle_seconds(&self.updated_at).is_some_and(|idle| idle >= queued_after.as_secs() as i64)
             }
             JobStatus::Running => lease_expired(self.lease_expires_at.as_deref(), now).unwrap_or(true),
             _ => false,
