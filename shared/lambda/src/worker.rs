@@ -113,10 +113,15 @@ pub async fn scan_leases(state: &AppState) -> Result<ScanReport, WorkerError> {
     let mut scanner = LeaseScanner::new(store, state.config().job_lease).with_queued_after(QUEUED_NUDGE_AFTER);
     let due = scanner.due(false).await.map_err(|error| failed(error.to_string()))?;
     let mut report = ScanReport::default();
+    // One record that cannot be written does not keep the others waiting.
     for work in &due {
-        if let Some(key) = scanner.nudge(work).await.map_err(|error| failed(error.to_string()))? {
-            tracing::warn!(%key, "nudged work whose worker is gone");
-            report.nudged.push(key);
+        match scanner.nudge(work).await {
+            Ok(Some(key)) => {
+                tracing::warn!(%key, "nudged work whose worker is gone");
+                report.nudged.push(key);
+            }
+            Ok(None) => {}
+            Err(error) => tracing::error!(?work, %error, "could not nudge work whose worker is gone"),
         }
     }
     Ok(report)

@@ -227,8 +227,8 @@ async fn a_job_runs_through_its_functions_and_the_worker() {
 }
 
 /// A video job in segments through the worker, as Lambda runs it: the job record's event cuts it,
-/// each segment record's event (the fixture names segment 1) runs that segment, and the last one
-/// joins them; a repeated event does nothing.
+/// each segment record's event (the fixture names segment 1) runs that segment, and the job
+/// record's event after the last one joins them; a repeated event does nothing.
 #[tokio::test]
 async fn a_video_job_runs_in_segments_one_event_each() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -252,8 +252,11 @@ async fn a_video_job_runs_in_segments_one_event_each() {
     assert_eq!((second.records[0].action, second.records[0].outcome.as_str()), ("segment", "segment 1 completed"));
     let first = serde_json::to_string(&read_event("worker/segment-record-created.json")).expect("serialises");
     let first = serde_json::from_str::<Value>(&first.replace("/segments/1.json", "/segments/0.json")).expect("JSON");
-    let joined = handle_s3_event(&state, serde_json::from_value(first).expect("an S3 event")).await.expect("no retry");
-    assert_eq!(joined.records[0].outcome, "completed");
+    let last = handle_s3_event(&state, serde_json::from_value(first).expect("an S3 event")).await.expect("no retry");
+    assert_eq!(last.records[0].outcome, "segment 0 completed");
+    // The last mark's write of the job record raises its event: that invocation joins.
+    let joined = handle_s3_event(&state, event("worker/job-record-created.json")).await.expect("no retry needed");
+    assert_eq!((joined.records[0].action, joined.records[0].outcome.as_str()), ("job", "completed"));
     let again = handle_s3_event(&state, event("worker/segment-record-created.json")).await.expect("no retry needed");
     assert_eq!(again.records[0].outcome, "skipped: no such job", "the joined job's segments are gone");
     let (record, _) = JobStore::new(Arc::clone(&storage)).load(FIXTURE_JOB_ID).await.unwrap().expect("the job");

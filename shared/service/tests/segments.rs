@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use axum::http::header::LOCATION;
 use axum::http::StatusCode;
 use axum::Router;
+use ff_pipeline::engine::VideoSegment;
 use ff_pipeline::testing::{assets_dir, changed_box, decode_video, psnr};
 use ff_pipeline::video::ReadOptions;
 use ff_service::jobs::segment_run::run_segment;
@@ -168,7 +169,7 @@ async fn a_job_in_segments_matches_the_job_in_one_piece(backend: Backend) {
 }
 
 /// As on Lambda: no in-process worker; the job's run cuts it, then each segment's run (one per
-/// S3 event) processes it; the last one to finish joins them.
+/// S3 event) processes it; the last mark's write of the job record starts a run that joins them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn segments_run_from_their_records_and_the_last_joins_them() {
     let backend = fs_backend();
@@ -191,10 +192,15 @@ async fn segments_run_from_their_records_and_the_last_joins_them() {
     });
     let outcomes: Vec<RunOutcome> =
         futures_util::future::join_all(runs).await.into_iter().map(Result::unwrap).collect();
-    let joined = outcomes.iter().filter(|outcome| matches!(outcome, RunOutcome::Completed { .. })).count();
-    let done = outcomes.iter().filter(|outcome| matches!(outcome, RunOutcome::SegmentDone { .. })).count();
-    assert_eq!((joined, done), (1, 3), "{outcomes:?}");
+    assert!(outcomes.iter().all(|outcome| matches!(outcome, RunOutcome::SegmentDone { .. })), "{outcomes:?}");
+    // The last mark left the job all done, with no worker: its record's event starts the join.
+    let ready = load(&backend, &created.id).await;
+    assert_eq!((ready.status, ready.worker.as_deref(), ready.attempts), (JobStatus::Running, None, 1));
+    assert_eq!(ready.segments, Some(JobSegments { total: 4, completed: vec![0, 1, 2, 3] }));
+    let joined = run_job(&state, &created.id).await.unwrap();
+    assert!(matches!(joined, RunOutcome::Completed { .. }), "{joined:?}");
     let job = load(&backend, &created.id).await;
+    assert_eq!(job.attempts, 1, "the join is not another attempt");
     assert_eq!((job.status, job.frames_done), (JobStatus::Completed, Some(FRAMES)), "{:?}", job.error);
     // A late or repeated segment event finds nothing to do.
     assert_eq!(run_segment(&state, &created.id, 2).await.unwrap(), RunOutcome::Skipped { status: None });
@@ -221,9 +227,17 @@ async fn a_failed_segment_is_retried_once_then_fails_the_job() {
     assert_eq!(second, RunOutcome::Failed { code: "input_missing".into() });
     let job = load(&backend, &created.id).await;
     assert_eq!((job.status, job.error.map(|e| e.code)), (JobStatus::Failed, Some("input_missing".into())));
-    let other = run_segment(&state, &created.id, 0).await.unwrap();
+    // The failure removed the segments: a late event of another one finds nothing.
+    assert!(keys_under(&backend, &format!("jobs/{}/segments/", created.id)).await.is_empty());
+    assert_eq!(run_segment(&state, &created.id, 0).await.unwrap(), RunOutcome::Skipped { status: None });
+    // A segment record that outlived its job's failure (its removal failed) is claimed, finds the
+    // job failed, and ends without running.
+    let store = JobStore::new(Arc::clone(&backend.storage));
+    let late = Segment::new(&created.id, 2, VideoSegment { frames: (60, 90), keyframe: None });
+    store.create_record(&record_key(&created.id, 2), &late).await.unwrap();
+    let other = run_segment(&state, &created.id, 2).await.unwrap();
     assert_eq!(other, RunOutcome::Superseded { status: JobStatus::Failed });
-    assert_eq!(segment(&backend, &created.id, 0).await.status, JobStatus::Cancelled);
+    assert_eq!(segment(&backend, &created.id, 2).await.status, JobStatus::Cancelled);
 }
 
 /// DELETE while segments run in this process stops every one of them within a frame.

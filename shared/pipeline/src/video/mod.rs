@@ -38,5 +38,5 @@ pub use encoders::{
 pub use pipeline::{cancelled_error, process_video, FrameSource, Parallelism, Progress, StillFrames};
 pub use probe::{parse_probe, probe, Rational, VideoInfo};
 pub use reader::{FrameReader, Keyframe, ReadOptions};
-pub use segments::{join_segments, seek_point, segment_ranges};
+pub use segments::{join_segments, seek_point, segment_ranges, MAX_SEGMENTS};
 pub use writer::{AudioOutcome, AudioPlan, EncodeOptions, EncodedVideo, FrameWriter};

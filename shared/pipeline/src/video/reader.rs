@@ -269,9 +269,12 @@ struct Seek {
 /// `-s` and `-pix_fmt` are output options, so ffmpeg scales and converts after trim and fps, exactly as
 /// when FaceFusion writes its temp frames; bgr24 instead of rgb24 only swaps the channel order.
 ///
-/// With `seek`, ffmpeg seeks by timestamp to half a frame before the keyframe (so rounding cannot
-/// drop it, and the frame before it, a whole frame earlier, is dropped by the accurate seek) and
-/// the trim range counts from the keyframe: the same frames come out as from the video's start.
+/// With `seek`, ffmpeg seeks by timestamp to a tenth of a frame before the keyframe (so rounding
+/// cannot drop it, and the frame before it, almost a whole frame earlier, is dropped by the accurate
+/// seek) and the trim range counts from the keyframe: the same frames come out as from the video's
+/// start. A tenth, not a half: the seek rebases the timestamps, and the `fps` filter rounds them to
+/// the nearest frame, so they must stay near whole frames as in a decode from the start, not on
+/// the rounding boundary where a millisecond time base's jitter would drop or repeat frames.
 fn decode_args(
     path: &Path,
     resolution: Option<(u32, u32)>,
@@ -283,7 +286,7 @@ fn decode_args(
     let mut args: Vec<String> = vec!["-loglevel".into(), "error".into(), "-nostdin".into()];
     let first = match seek {
         Some(Seek { keyframe, frame_seconds }) => {
-            let at = (keyframe.seconds - frame_seconds / 2.0).max(0.0);
+            let at = (keyframe.seconds - frame_seconds / 10.0).max(0.0);
             args.extend(["-seek_timestamp".into(), "1".into(), "-ss".into(), format!("{at:.6}")]);
             keyframe.frame
         }
@@ -323,12 +326,12 @@ mod tests {
     }
 
     #[test]
-    fn a_seek_starts_half_a_frame_before_the_keyframe_and_counts_from_it() {
+    fn a_seek_starts_a_tenth_of_a_frame_before_the_keyframe_and_counts_from_it() {
         let seek = Seek { keyframe: Keyframe { frame: 120, seconds: 4.023 }, frame_seconds: 0.04 };
         let args = decode_args(Path::new("/v/t.mp4"), None, (130, 180), 25.0, None, Some(seek));
         assert_eq!(
             args.join(" "),
-            "-loglevel error -nostdin -seek_timestamp 1 -ss 4.003000 -i /v/t.mp4 -pix_fmt bgr24 \
+            "-loglevel error -nostdin -seek_timestamp 1 -ss 4.019000 -i /v/t.mp4 -pix_fmt bgr24 \
              -vf trim=start_frame=10:end_frame=60,fps=25.0 -vsync 0 -an -sn -dn -f rawvideo -"
         );
     }

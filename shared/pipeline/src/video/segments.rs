@@ -16,6 +16,9 @@ use super::writer::{extension_of, mux_audio, sibling_temp, TempFile};
 use super::{EncodeOptions, EncodedVideo, VideoInfo};
 use crate::error::{MediaFailure, PipelineError, Result};
 
+/// The most segments a run is cut into: a longer run gets longer segments (see [`segment_ranges`]).
+pub const MAX_SEGMENTS: usize = 1000;
+
 /// Keyframe lists are a few numbers a second; this bounds a runaway answer (hours of 1-frame GOPs).
 const KEYFRAME_OUTPUT_LIMIT: usize = 64 * 1024 * 1024;
 
@@ -77,9 +80,20 @@ pub fn seek_point(keyframes: &[Keyframe], start: u64, lead: u64) -> Option<Keyfr
 /// Cuts `trim` into ranges of about `frames_per_segment` frames: each cut goes at the keyframe
 /// nearest to where the segment would end, if one lies within half a segment of it, else exactly
 /// there (the pieces are re-encoded, so any cut is exact). A last piece shorter than a quarter
-/// segment joins the one before. One range when the trim range is not longer than a segment.
-pub fn segment_ranges((start, end): (u64, u64), keyframes: &[u64], frames_per_segment: u64) -> Vec<(u64, u64)> {
-    let length = frames_per_segment.max(1);
+/// segment joins the one before. One range when the trim range is not longer than a segment. At
+/// most [`MAX_SEGMENTS`]: past that the segments are made twice as long, as often as needed.
+pub fn segment_ranges(trim: (u64, u64), keyframes: &[u64], frames_per_segment: u64) -> Vec<(u64, u64)> {
+    let mut length = frames_per_segment.max(1);
+    loop {
+        let ranges = ranges_of(trim, keyframes, length);
+        if ranges.len() <= MAX_SEGMENTS {
+            return ranges;
+        }
+        length *= 2;
+    }
+}
+
+fn ranges_of((start, end): (u64, u64), keyframes: &[u64], length: u64) -> Vec<(u64, u64)> {
     let mut ranges = Vec::new();
     let mut from = start;
     while end.saturating_sub(from) > length + length / 4 {
@@ -171,6 +185,16 @@ mod tests {
         // A short tail joins the segment before it.
         assert_eq!(segment_ranges((10, 75), &[], 30), vec![(10, 40), (40, 75)]);
         assert_eq!(segment_ranges((0, 37), &[], 30), vec![(0, 37)]);
+    }
+
+    #[test]
+    fn a_long_run_gets_longer_segments_rather_than_too_many() {
+        // Keyframes two thirds of a segment apart pull every cut early.
+        let keyframes: Vec<u64> = (0..200_000).step_by(20).collect();
+        let ranges = segment_ranges((0, 100_000), &keyframes, 30);
+        assert!(ranges.len() <= MAX_SEGMENTS, "{}", ranges.len());
+        assert_eq!((ranges[0].0, ranges.last().unwrap().1), (0, 100_000));
+        assert!(ranges.windows(2).all(|pair| pair[0].1 == pair[1].0));
     }
 
     #[test]

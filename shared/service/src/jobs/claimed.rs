@@ -91,7 +91,7 @@ impl ClaimedRun {
     pub(super) async fn execute(&self, job: &Job) -> Result<RunOutcome, StoreError> {
         if job.segments.as_ref().is_some_and(JobSegments::all_done) {
             // Taken over from a run that died joining the segments.
-            return self.join(job, None).await;
+            return self.join(job).await;
         }
         let run = match self.prepare(job).await {
             Ok(run) => run,
@@ -112,9 +112,11 @@ impl ClaimedRun {
             elapsed: Duration::ZERO,
             eta: None,
         });
-        let step = match &first {
-            Some(first) => self.video_progress(first, 10).await?,
-            None => self.progress(10).await?,
+        let step = match (&first, &job.segments) {
+            // A cut made by an earlier run keeps the frames its finished segments counted.
+            (_, Some(_)) => self.renew().await?,
+            (Some(first), None) => self.video_progress(first, 10).await?,
+            (None, None) => self.progress(10).await?,
         };
         if let Step::Lost(status) = step {
             return self.stop(status, None).await;
@@ -165,6 +167,16 @@ impl ClaimedRun {
     async fn cut(&self, cut: Vec<VideoSegment>, probe: Option<VideoInfo>) -> Result<RunOutcome, StoreError> {
         let total = cut.len() as u32;
         let frames_total: u64 = cut.iter().map(|segment| segment.frames.1 - segment.frames.0).sum();
+        let earlier = self.store.load(&self.id).await?.and_then(|(job, _)| job.segments).map(|segments| segments.total);
+        if earlier.is_some_and(|earlier| earlier != total)
+            || !segments::records_match(&self.store, &self.id, &cut).await?
+        {
+            let message = format!(
+                "an earlier run cut this video differently than into these {total} segments (do all workers have \
+                 the same FF_SEGMENT_SECONDS and ffmpeg?)"
+            );
+            return self.fail(failure_of(ApiError::internal(message))).await;
+        }
         let announced = self
             .advance(|mut next| {
                 if next.segments.as_ref().is_none_or(|segments| segments.total != total) {
@@ -204,22 +216,27 @@ impl ClaimedRun {
                 }
                 Ok(RunOutcome::Cut { segments: total })
             }
-            // Its segments may all have finished already: the last one took the job to join them.
-            Update::Unchanged(job) => self.stop(Some(job.status), None).await,
-            Update::Missing => self.stop(None, None).await,
+            Update::Unchanged(job) => {
+                if job.status.is_final() {
+                    // Cancelled (or failed) while the records were made, after its files went.
+                    remove_segments(&self.store, &self.id).await;
+                }
+                self.stop(Some(job.status), None).await
+            }
+            Update::Missing => {
+                remove_segments(&self.store, &self.id).await;
+                self.stop(None, None).await
+            }
         }
     }
 
-    /// Joins the finished segments of the job (this run holds it, see `segments`), stores the
-    /// result and completes the job; the segments' files go. `run` is the finishing segment's
-    /// inputs, still on disk; `None` (a run taking over a joiner that died) downloads them.
-    pub(super) async fn join(&self, job: &Job, run: Option<Run>) -> Result<RunOutcome, StoreError> {
-        let mut run = match run {
-            Some(run) => run,
-            None => match self.prepare(job).await {
-                Ok(run) => run,
-                Err(failure) => return self.fail_to_prepare(failure).await,
-            },
+    /// Joins the finished segments of the job (this run claimed it for that, see
+    /// `worker::decide_claim`), stores the result and completes the job; the segments' files go
+    /// with the completing write.
+    pub(super) async fn join(&self, job: &Job) -> Result<RunOutcome, StoreError> {
+        let mut run = match self.prepare(job).await {
+            Ok(run) => run,
+            Err(failure) => return self.fail_to_prepare(failure).await,
         };
         let Target::Video(video) = &mut run.target else {
             return self.fail(failure_of(ApiError::internal("a job in segments has an image target"))).await;
@@ -235,6 +252,10 @@ impl ClaimedRun {
                 return self.fail_on_storage(error).await;
             }
             parts.push(path);
+            // Many parts take a while: the lease must not pass meanwhile.
+            if let Step::Lost(status) = self.renew().await? {
+                return self.stop(status, None).await;
+            }
         }
         let engine = Arc::clone(self.state.engine());
         let work = move |_: Reporter, _: Arc<AtomicBool>| join(&engine, run, &parts);
@@ -246,11 +267,10 @@ impl ClaimedRun {
         if let Err(error) = self.store.storage().put_file(&key, workspace.output()).await {
             return self.fail_on_storage(error).await;
         }
-        let outcome = self.complete(key).await?;
-        if let Err(error) = segments::delete_all(&self.store, &self.id).await {
-            tracing::warn!(job = %self.id, %error, "could not remove the segments of a joined job");
+        if let Step::Lost(status) = self.renew().await? {
+            return self.stop(status, None).await;
         }
-        Ok(outcome)
+        self.complete(key).await
     }
 
     /// Writes the result next to the job's inputs and completes the job.
@@ -328,6 +348,9 @@ impl ClaimedRun {
         Ok(match update {
             Update::Written(job) => {
                 announce(&self.state, &job);
+                if job.status.is_final() && job.segments.is_some() {
+                    remove_segments(&self.store, &self.id).await;
+                }
                 Step::Owned
             }
             Update::Unchanged(job) => Step::Lost(Some(job.status)),
@@ -394,8 +417,9 @@ impl ClaimedRun {
         status: Option<JobStatus>,
         written: Option<&str>,
     ) -> Result<RunOutcome, StoreError> {
-        if let Some(key) = written {
-            // Whoever cancelled or deleted the job removed its files before this result existed.
+        // Whoever cancelled or deleted the job removed its files before this result existed. A job
+        // taken over keeps it: the run that took it writes the same key, maybe already has.
+        if let (Some(key), Some(JobStatus::Cancelled) | None) = (written, status) {
             if let Err(error) = self.store.storage().delete(key).await {
                 tracing::warn!(job = %self.id, %error, "could not remove the result of a cancelled job");
             }
@@ -404,6 +428,14 @@ impl ClaimedRun {
             Some(JobStatus::Cancelled) | None => RunOutcome::Cancelled,
             Some(status) => RunOutcome::Superseded { status },
         })
+    }
+}
+
+/// Removes what the segments of a finished job left (records and videos); a failure is logged,
+/// and the files go with the job's when it expires or is deleted.
+pub(super) async fn remove_segments(store: &JobStore, id: &str) {
+    if let Err(error) = segments::delete_all(store, id).await {
+        tracing::warn!(job = %id, %error, "could not remove the segments of a finished job");
     }
 }
 

@@ -92,8 +92,10 @@ impl LeaseScanner {
             JobStatus::Queued => {
                 all_queued || job.idle_seconds().is_some_and(|idle| idle >= self.queued_after.as_secs() as i64)
             }
-            // Its segments carry the leases.
-            JobStatus::Running if job.segments.is_some() && job.worker.is_none() => false,
+            // Its segments carry the leases; once they are all done, it waits to be joined.
+            JobStatus::Running if job.worker.is_none() && job.segments.is_some() => {
+                job.segments.as_ref().is_some_and(super::segments::JobSegments::all_done)
+            }
             JobStatus::Running => lease_passed(job, now),
             _ => false,
         }
@@ -114,7 +116,9 @@ impl LeaseScanner {
                 let update = self
                     .store
                     .update_record(&key, |segment: &segments::Segment| {
-                        (!segment.status.is_final()).then(|| segment.next())
+                        // A failed one too: its run writes the job's failure (see `Segment::is_due`).
+                        matches!(segment.status, JobStatus::Queued | JobStatus::Running | JobStatus::Failed)
+                            .then(|| segment.next())
                     })
                     .await?;
                 matches!(update, Update::Written(_)).then_some(key)

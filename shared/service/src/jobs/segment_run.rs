@@ -10,13 +10,13 @@ use ff_pipeline::video::Progress;
 use time::OffsetDateTime;
 
 use super::cancel::Registration;
-use super::claimed::{announce, drive, failure_of, prepare_run, ClaimedRun, Reporter, RunOutcome, Step, Watcher};
+use super::claimed::{announce, drive, failure_of, prepare_run, Reporter, RunOutcome, Step, Watcher};
 use super::queue::Work;
-use super::segments::{part_key, record_key, segments_percent, Segment};
+use super::segments::{delete_all, part_key, record_key, segments_percent, JobSegments, Segment};
 use super::store::{JobStore, StoreError, Update};
 use super::{lease_expired, lease_until, Job, JobFailure, JobStatus, MAX_ATTEMPTS};
 use crate::error::{storage_code, ApiError};
-use crate::run::{execute, Failure, Product, Run, Target, VideoTarget};
+use crate::run::{execute, Failure, Product, Target};
 use crate::state::AppState;
 use crate::storage::StorageError;
 
@@ -30,12 +30,14 @@ pub async fn run_segment(state: &AppState, job_id: &str, index: u32) -> Result<R
     let decide = |segment: &Segment| decide_claim(segment, &claim, lease, OffsetDateTime::now_utc());
     let segment = match store.update_record(&key, decide).await.map_err(Failure::from)? {
         Update::Missing => return Ok(RunOutcome::Skipped { status: None }),
-        Update::Unchanged(segment) => return Ok(RunOutcome::Skipped { status: Some(segment.status) }),
-        Update::Written(segment) if segment.status == JobStatus::Failed => {
+        // Failed for good: its job's failure may not have been written (storage trouble then), so
+        // it is written now; a no-op when it was.
+        Update::Written(segment) | Update::Unchanged(segment) if segment.status == JobStatus::Failed => {
             let failure = segment.error.clone().unwrap_or_else(|| lost_failure(&segment));
-            fail_job(state, &store, job_id, &failure).await.map_err(Failure::from)?;
+            fail_job(state, &store, job_id, index, &failure).await.map_err(Failure::from)?;
             return Ok(RunOutcome::Failed { code: failure.code });
         }
+        Update::Unchanged(segment) => return Ok(RunOutcome::Skipped { status: Some(segment.status) }),
         Update::Written(segment) => segment,
     };
     tracing::info!(job = %job_id, segment = index, attempt = segment.attempts, "segment started");
@@ -52,17 +54,15 @@ pub async fn run_segment(state: &AppState, job_id: &str, index: u32) -> Result<R
         progress_written: Mutex::new(Instant::now()),
     };
     let job = match run.store.load(job_id).await.map_err(Failure::from)? {
+        // Marked done in the job by a run that died before it could say so here: done.
+        Some((job, _)) if job.segments.as_ref().is_some_and(|segments| segments.completed.contains(&index)) => {
+            run.end(JobStatus::Completed).await.map_err(Failure::from)?;
+            return Ok(RunOutcome::SegmentDone { index });
+        }
         Some((job, _)) if job.status == JobStatus::Running && job.segments.is_some() => job,
         other => {
             // The job was cancelled, failed by another segment, or deleted: nothing to do.
-            run.advance(|mut next| {
-                next.status = JobStatus::Cancelled;
-                next.worker = None;
-                next.lease_expires_at = None;
-                next
-            })
-            .await
-            .map_err(Failure::from)?;
+            run.end(JobStatus::Cancelled).await.map_err(Failure::from)?;
             return Ok(match other {
                 Some((job, _)) if job.status != JobStatus::Running => RunOutcome::Superseded { status: job.status },
                 _ => RunOutcome::Cancelled,
@@ -120,16 +120,35 @@ fn lost_failure(segment: &Segment) -> JobFailure {
     }
 }
 
-/// Fails the job (if it still runs) with a segment's failure; its other segments stop when they
-/// next look at it.
-async fn fail_job(state: &AppState, store: &JobStore, job_id: &str, failure: &JobFailure) -> Result<(), StoreError> {
-    let update = store
-        .update(job_id, |job| {
-            (job.status == JobStatus::Running).then(|| job.next().finish(JobStatus::Failed, Some(failure.clone())))
-        })
-        .await?;
+/// Fails the job (if it still runs, and segment `index` is not among its finished ones) with a
+/// segment's failure, and removes its segments; its other segments stop when they next look at it.
+/// A record contended by the other segments' marks is tried again a few times, after a pause.
+async fn fail_job(
+    state: &AppState,
+    store: &JobStore,
+    job_id: &str,
+    index: u32,
+    failure: &JobFailure,
+) -> Result<(), StoreError> {
+    let decide = |job: &Job| {
+        let done = job.segments.as_ref().is_some_and(|segments| segments.completed.contains(&index));
+        (job.status == JobStatus::Running && !done).then(|| job.next().finish(JobStatus::Failed, Some(failure.clone())))
+    };
+    let mut pause = Duration::from_millis(200);
+    let update = loop {
+        match store.update(job_id, decide).await {
+            Err(StoreError::Contended { .. }) if pause < Duration::from_secs(4) => {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            other => break other?,
+        }
+    };
     if let Update::Written(job) = update {
         announce(state, &job);
+        if let Err(error) = delete_all(store, job_id).await {
+            tracing::warn!(job = %job_id, %error, "could not remove the segments of a failed job");
+        }
     }
     Ok(())
 }
@@ -159,8 +178,8 @@ struct SegmentRun {
 enum Marked {
     /// Other segments are still running (or this one was already marked by an earlier run).
     More,
-    /// This mark completed the set: this run now holds the job, to join the segments.
-    Last(Box<Job>),
+    /// This mark completed the set: the job is ready to be joined.
+    Last,
     /// The job is no longer running (its status), or is gone (`None`).
     Ended(Option<JobStatus>),
 }
@@ -178,15 +197,8 @@ impl SegmentRun {
             return self.failed(failure_of(ApiError::internal("a segment of an image job"))).await;
         };
         video.segment = Some(segment);
-        let (probe, limit, timeout) = (video.probe.clone(), video.limit, video.timeout);
-        let (sources, options) = (run.sources.clone(), run.options.clone());
-        let first = Progress {
-            frames_done: 0,
-            frames_total: frames.1 - frames.0,
-            fps: 0.0,
-            elapsed: Duration::ZERO,
-            eta: None,
-        };
+        let expected = frames.1 - frames.0;
+        let first = Progress { frames_done: 0, frames_total: expected, fps: 0.0, elapsed: Duration::ZERO, eta: None };
         let engine = Arc::clone(self.state.engine());
         let work =
             move |report: Reporter, cancel: Arc<std::sync::atomic::AtomicBool>| execute(&engine, run, report, &cancel);
@@ -195,26 +207,30 @@ impl SegmentRun {
             Err(error) if error.is_cancelled() => return Ok(RunOutcome::Cancelled),
             Err(error) => return self.failed(failure_of(error)).await,
         };
-        let Product::Video { workspace, .. } = product else {
+        let Product::Video { workspace, output } = product else {
             return self.failed(failure_of(ApiError::internal("a segment made an image"))).await;
         };
+        // The join must have exactly the frames of a run in one piece.
+        if output.frames != expected {
+            let message = format!("segment {} made {} frames where {expected} were planned", self.index, output.frames);
+            return self.failed(failure_of(ApiError::internal(message))).await;
+        }
         let part = part_key(&self.job_id, self.index, workspace.container().extension());
         if let Err(error) = self.store.storage().put_file(&part, workspace.output()).await {
             return self.failed(storage_failure(&error)).await;
         }
-        let marked = self.mark_done(frames.1 - frames.0).await?;
+        let marked = self.mark_done(expected).await?;
         if !matches!(marked, Marked::Ended(_)) {
-            self.advance(|mut next| {
-                next.status = JobStatus::Completed;
-                next.frames_done = frames.1 - frames.0;
-                next.worker = None;
-                next.lease_expires_at = None;
-                next
-            })
-            .await?;
+            self.end(JobStatus::Completed).await?;
         }
         match marked {
             Marked::More => Ok(RunOutcome::SegmentDone { index: self.index }),
+            Marked::Last => {
+                // In ff serve the join is queued here; on Lambda the job record's write just made
+                // is the S3 event that invokes the worker that joins, in an invocation of its own.
+                let _ = self.state.job_queue().try_push(Work::Job(self.job_id.clone()));
+                Ok(RunOutcome::SegmentDone { index: self.index })
+            }
             Marked::Ended(status) => {
                 // Whoever ended the job removed its files before this video existed.
                 let _ = self.store.storage().delete(&part).await;
@@ -223,24 +239,11 @@ impl SegmentRun {
                     _ => RunOutcome::Cancelled,
                 })
             }
-            Marked::Last(job) => {
-                let target = VideoTarget { workspace, probe, limit, timeout, segment: None };
-                let run = Run { sources, options, target: Target::Video(target) };
-                let joiner = ClaimedRun {
-                    store: self.store.clone(),
-                    state: self.state.clone(),
-                    id: self.job_id.clone(),
-                    claim: self.claim.clone(),
-                    lease: self.lease,
-                    cancel: self.state.job_cancels().register(&self.job_id),
-                };
-                joiner.join(&job, Some(run)).await
-            }
         }
     }
 
-    /// Marks this segment finished in the job's record, with its frames; the mark that completes
-    /// the set also takes the job for this run (its claim and a lease).
+    /// Marks this segment finished in the job's record, with its frames. The job then waits, with
+    /// no worker, for a run that claims it to join the segments (see `worker::decide_claim`).
     async fn mark_done(&self, frames: u64) -> Result<Marked, StoreError> {
         let update = self
             .store
@@ -253,21 +256,16 @@ impl SegmentRun {
                 if !segments.mark(self.index) {
                     return None;
                 }
-                let last = segments.all_done();
                 next.frames_done = Some(next.frames_done.unwrap_or(0) + frames);
                 next.progress = segments_percent(next.frames_done.unwrap_or(0), next.frames_total.unwrap_or(0));
-                if last {
-                    next.worker = Some(self.claim.clone());
-                    next.renew_lease(self.lease);
-                }
                 Some(next)
             })
             .await?;
         Ok(match update {
             Update::Written(job) => {
                 announce(&self.state, &job);
-                match job.worker.as_deref() == Some(self.claim.as_str()) {
-                    true => Marked::Last(Box::new(job)),
+                match job.segments.as_ref().is_some_and(JobSegments::all_done) {
+                    true => Marked::Last,
                     false => Marked::More,
                 }
             }
@@ -301,7 +299,7 @@ impl SegmentRun {
                 Ok(RunOutcome::SegmentRetried { index: self.index, code })
             }
             Update::Written(_) => {
-                fail_job(&self.state, &self.store, &self.job_id, &failure).await?;
+                fail_job(&self.state, &self.store, &self.job_id, self.index, &failure).await?;
                 Ok(RunOutcome::Failed { code })
             }
             Update::Unchanged(_) | Update::Missing => Ok(RunOutcome::Cancelled),
@@ -320,6 +318,21 @@ impl SegmentRun {
 
     fn owns(&self, segment: &Segment) -> bool {
         segment.status == JobStatus::Running && segment.worker.as_deref() == Some(self.claim.as_str())
+    }
+
+    /// Ends the segment's record in `status` (its frame count complete when `Completed`), if it is
+    /// still this run's.
+    async fn end(&self, status: JobStatus) -> Result<Step, StoreError> {
+        self.advance(|mut next| {
+            if status == JobStatus::Completed {
+                next.frames_done = next.frame_count();
+            }
+            next.status = status;
+            next.worker = None;
+            next.lease_expires_at = None;
+            next
+        })
+        .await
     }
 
     /// Writes the next version of the segment's record if it is still this run's.

@@ -34,7 +34,7 @@ use super::{files_prefix, idle_seconds, is_job_id, lease_expired, now_rfc3339, J
 use crate::storage::{ListRequest, StorageError};
 
 /// The most segments one job is cut into: a longer video gets longer segments.
-pub const MAX_SEGMENTS: u32 = 1000;
+pub const MAX_SEGMENTS: u32 = ff_pipeline::video::MAX_SEGMENTS as u32;
 
 /// Segment records read at once.
 const READ_CONCURRENCY: usize = 8;
@@ -136,13 +136,16 @@ impl Segment {
     }
 
     /// Whether a worker should try to claim it at `now`: queued (for `queued_after` unless
-    /// `all_queued`), or running with its lease passed.
+    /// `all_queued`), running with its lease passed, or failed (its job still runs).
     pub fn is_due(&self, all_queued: bool, queued_after: Duration, now: OffsetDateTime) -> bool {
         match self.status {
             JobStatus::Queued => {
                 all_queued || idle_seconds(&self.updated_at).is_some_and(|idle| idle >= queued_after.as_secs() as i64)
             }
             JobStatus::Running => lease_expired(self.lease_expires_at.as_deref(), now).unwrap_or(true),
+            // Of a job still running (the only ones scanned): its run died before the job's
+            // failure was written, and a run of it writes that now.
+            JobStatus::Failed => true,
             _ => false,
         }
     }
@@ -181,6 +184,15 @@ pub async fn create_records(store: &JobStore, job: &str, segments: &[VideoSegmen
         }
     }
     Ok(segments.len() as u32)
+}
+
+/// Whether the segment records already made for the job (an earlier, interrupted cut) have the
+/// frames of `segments`.
+pub async fn records_match(store: &JobStore, job: &str, segments: &[VideoSegment]) -> Result<bool, StoreError> {
+    let existing = records(store, job).await?;
+    Ok(existing
+        .iter()
+        .all(|record| segments.get(record.index as usize).is_some_and(|segment| segment.frames == record.frames)))
 }
 
 /// The job's segment records, in order of index.

@@ -8,11 +8,12 @@ use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::claimed::ClaimedRun;
+use super::claimed::{remove_segments, ClaimedRun};
 pub use super::claimed::{RunOutcome, PROGRESS_INTERVAL};
 use super::lease::{lease_passed, LeaseScanner};
 use super::queue::Work;
 use super::segment_run::run_segment;
+use super::segments::JobSegments;
 use super::store::{JobStore, Update};
 use super::{Job, JobFailure, JobStatus, MAX_ATTEMPTS};
 use crate::limiter::Busy;
@@ -42,6 +43,9 @@ pub async fn run_job(state: &AppState, job_id: &str) -> Result<RunOutcome, Failu
         Update::Missing => return Ok(RunOutcome::Skipped { status: None }),
         Update::Unchanged(job) => return Ok(RunOutcome::Skipped { status: Some(job.status) }),
         Update::Written(job) if job.status == JobStatus::Failed => {
+            if job.segments.is_some() {
+                remove_segments(&store, &job.id).await;
+            }
             return Ok(RunOutcome::Failed { code: failure_code(&job) });
         }
         Update::Written(job) => job,
@@ -62,8 +66,15 @@ pub async fn run_job(state: &AppState, job_id: &str) -> Result<RunOutcome, Failu
 fn decide_claim(job: &Job, claim: &str, lease: Duration, now: OffsetDateTime) -> Option<Job> {
     match job.status {
         JobStatus::Queued => Some(claimed(job, claim, lease)),
-        // Its segments run under leases of their own; the job is taken only to join them.
-        JobStatus::Running if job.segments.is_some() && job.worker.is_none() => None,
+        // Its segments run under leases of their own; once all are done, any run takes it to join
+        // them, without counting an attempt: the join is a step of the run that cut it.
+        JobStatus::Running if job.worker.is_none() && job.segments.is_some() => {
+            job.segments.as_ref().is_some_and(JobSegments::all_done).then(|| {
+                let mut next = claimed(job, claim, lease);
+                next.attempts = job.attempts;
+                next
+            })
+        }
         JobStatus::Running if lease_passed(job, now) => Some(after_worker_lost(job, claim, lease)),
         _ => None,
     }
