@@ -42,8 +42,8 @@ pub enum RunOutcome {
     },
     /// Cancelled (or deleted) while running; its files are gone.
     Cancelled,
-    /// A long video cut into this many segments, now records of their own for any worker; the
-    /// run that finishes the last one joins them and completes the job.
+    /// A long video cut into this many segments, now records of their own for any worker; once
+    /// the last is done, a run of the job joins them and completes it.
     Cut {
         segments: u32,
     },

@@ -185,7 +185,7 @@ pub struct Job {
     pub lease_expires_at: Option<String>,
     /// A video cut into segments (FF_SEGMENT_SECONDS) that run as records of their own
     /// (`segments::Segment`): how many, and which are done. While they run, `worker` is `None`;
-    /// the run that finishes the last one takes the job (`worker` and lease) to join them.
+    /// once all are done, a run claims the job (`worker` and lease) to join them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segments: Option<segments::JobSegments>,
 }

@@ -12,9 +12,10 @@
 //! invokes a worker, so segments run in parallel invocations; in `ff serve` the cut queues them
 //! for the in-process workers, and the lease scan finds those left behind. A segment run
 //! processes its frames exactly as the whole run would (`VideoRequest::segment`), stores its
-//! video, and marks itself in the job's `completed` by a conditional write; the run whose mark
-//! completes the set takes the job (`worker` and lease, so a death there is taken over too),
-//! joins the videos by stream copy with the audio added once, and completes the job.
+//! video, and marks itself in the job's `completed` by a conditional write. The mark that
+//! completes the set leaves the job all done with no worker; a run of the job (its record's S3
+//! event, the local queue, the lease scan) then claims it under a lease of its own, joins the
+//! videos by stream copy with the audio added once, and completes the job.
 //!
 //! Progress: the job's record counts the frames of finished segments; GET /jobs/{id} adds the
 //! running segments' frames ([`with_live_progress`]). A cancelled, failed or deleted job stops its
