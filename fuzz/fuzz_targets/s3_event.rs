@@ -12,6 +12,7 @@ use aws_lambda_events::event::s3::S3Event;
 use ff_service::batch::{decode_s3_key, inbox_name};
 use ff_service::events::{route_object_event, Route};
 use ff_service::jobs::is_job_id;
+use ff_service::jobs::segments::{record_key, MAX_SEGMENTS};
 use libfuzzer_sys::fuzz_target;
 
 const PREFIXES: [&str; 2] = ["", "ff"];
@@ -41,6 +42,11 @@ fn route(event_name: &str, bucket: &str, raw_key: &str) {
                 Route::Job { key, id } => {
                     assert!(is_job_id(&id), "{id:?}");
                     assert_eq!(key, format!("jobs/{id}.json"));
+                }
+                Route::Segment { key, job, index } => {
+                    assert!(is_job_id(&job), "{job:?}");
+                    assert!(index < MAX_SEGMENTS, "{index}");
+                    assert_eq!(key, record_key(&job, index));
                 }
                 Route::Batch { key } => assert!(inbox_name(&key).is_some(), "{key:?}"),
                 Route::Ignored { .. } => {}
